@@ -1,0 +1,99 @@
+import { readFileSync, mkdirSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Docker from 'dockerode';
+import { pino } from 'pino';
+import { ConfigError, loadConfig, USAGE } from './config.ts';
+import { Runner } from './runner.ts';
+import { Connection } from './link/connection.ts';
+import { DockerExecutor, removeLeftoverContainers } from './executors/docker.ts';
+import { HttpExecutor } from './executors/http.ts';
+
+const VERSION = '0.1.0';
+const logger = pino({ name: 'cronium-agent' }, pino.destination(2));
+const log = (message: string, fields?: Record<string, unknown>) => logger.info(fields ?? {}, message);
+
+function readTls(tls: { ca: string; cert: string; key: string }) {
+  try {
+    return { ca: readFileSync(tls.ca), cert: readFileSync(tls.cert), key: readFileSync(tls.key) };
+  } catch (error) {
+    throw new ConfigError(`TLS files: ${(error as Error).message} (enroll with a join token, or give --ca, --cert and --key)`);
+  }
+}
+
+async function main(): Promise<number> {
+  const config = loadConfig(process.argv.slice(2));
+  if (config === 'help') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (config === 'version') {
+    process.stdout.write(`cronium-agent ${VERSION}\n`);
+    return 0;
+  }
+  const tls = readTls(config.tls);
+  const agentId = new X509Certificate(tls.cert).subject.replace(/^CN=/, '').split('\n')[0]!;
+  mkdirSync(join(config.dataDir, 'jobs'), { recursive: true });
+
+  const docker = new Docker();
+  const runtimeDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'runtime');
+  const removed = await removeLeftoverContainers(docker).catch((error: Error) => {
+    logger.warn({ error: error.message }, 'docker engine not reachable; docker jobs will fail until it is');
+    return 0;
+  });
+  if (removed > 0) log('removed containers left by an earlier run', { count: removed });
+
+  let connection: Connection | undefined;
+  const runner = new Runner({
+    slots: config.slots,
+    executors: [
+      new DockerExecutor({ docker, images: config.images, workRoot: join(config.dataDir, 'jobs'), runtimeDir, stopGraceSeconds: config.stopGraceSeconds }),
+      new HttpExecutor(),
+    ],
+    send: (message) => connection?.send(message),
+    log,
+  });
+  connection = new Connection({
+    agentId,
+    name: config.name,
+    version: VERSION,
+    mode: config.mode,
+    labels: config.labels,
+    slots: config.slots,
+    controlPlanes: config.controlPlanes,
+    tls,
+    runner,
+    log,
+  });
+  log('agent starting', { agentId, mode: config.mode, controlPlanes: config.controlPlanes, slots: config.slots });
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log('draining: no new jobs; waiting for running ones', { signal });
+    runner.drain();
+    await runner.idle();
+    // Give the last results a moment to be acknowledged.
+    const deadline = Date.now() + 5_000;
+    while ([...runner.outbox.pending()].length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    connection.stop();
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  await connection.run();
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error) => {
+    if (error instanceof ConfigError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`cronium-agent: ${(error as Error).message}\n`);
+      process.exit(2);
+    }
+    logger.fatal({ error: String(error) }, 'agent failed');
+    process.exit(1);
+  },
+);

@@ -1,0 +1,240 @@
+import { create, fromJson, type JsonValue, type MessageInitShape } from '@bufbuild/protobuf';
+import { timestampNow, ValueSchema } from '@bufbuild/protobuf/wkt';
+import {
+  ConnectRequestSchema,
+  JobState,
+  LogStream,
+  type ConnectRequest,
+  type JobRef,
+  type JobStatusSchema,
+} from '@cronium/proto/agent/v1';
+import type { ExecutionResult, Executor, JobKind, JobSpec, LogStreamName } from './job.ts';
+import { Outbox, refKey } from './outbox.ts';
+import { completeUtf8Length } from './utf8.ts';
+
+export interface RunnerOptions {
+  readonly slots: number;
+  readonly executors: readonly Executor[];
+  /** Sends a message now if connected; dropped otherwise (the outbox covers what must arrive). */
+  readonly send: (message: ConnectRequest) => void;
+  readonly log: (message: string, fields?: Record<string, unknown>) => void;
+  /** Unacknowledged log bytes per job before the process reader is made to wait. */
+  readonly maxUnackedBytes?: number;
+}
+
+const streams: Record<LogStreamName, LogStream> = {
+  stdout: LogStream.STDOUT,
+  stderr: LogStream.STDERR,
+  system: LogStream.SYSTEM,
+};
+
+const outcomes: Record<ExecutionResult['outcome'], JobState> = {
+  succeeded: JobState.SUCCEEDED,
+  failed: JobState.FAILED,
+  timed_out: JobState.TIMED_OUT,
+  cancelled: JobState.CANCELLED,
+};
+
+interface RunningJob {
+  readonly ref: JobRef;
+  readonly abort: AbortController;
+  /** Fenced out: its results are dropped. */
+  stale: boolean;
+  finished: boolean;
+  readonly offsets: Record<LogStreamName, number>;
+  readonly carry: Record<LogStreamName, Buffer>;
+  logged: number;
+  truncated: boolean;
+  readonly logLimit: number;
+}
+
+/**
+ * Runs the jobs offered to this agent: accepts within its slots, runs each on
+ * its executor, and turns progress into outbox entries (status, log chunks)
+ * that survive reconnects until acknowledged.
+ */
+export class Runner {
+  readonly #options: RunnerOptions;
+  readonly #jobs = new Map<string, RunningJob>();
+  readonly outbox = new Outbox<ConnectRequest>();
+  #maxChunkBytes = 64 * 1024;
+  #draining = false;
+
+  constructor(options: RunnerOptions) {
+    this.#options = options;
+  }
+
+  set maxChunkBytes(value: number) {
+    if (value > 0) this.#maxChunkBytes = value;
+  }
+
+  get executing(): number {
+    return [...this.#jobs.values()].filter((job) => !job.finished).length;
+  }
+
+  get freeSlots(): number {
+    return this.#draining ? 0 : Math.max(0, this.#options.slots - this.executing);
+  }
+
+  get kinds(): JobKind[] {
+    return this.#options.executors.flatMap((e) => e.kinds);
+  }
+
+  /** Attempts still running, or whose results are not acknowledged yet (listed in Hello). */
+  held(): JobRef[] {
+    return [...this.#jobs.values()].map((job) => job.ref);
+  }
+
+  running(): JobRef[] {
+    return [...this.#jobs.values()].filter((job) => !job.finished).map((job) => job.ref);
+  }
+
+  drain(): void {
+    this.#draining = true;
+  }
+
+  /** Resolves when no job is executing. */
+  async idle(): Promise<void> {
+    while (this.executing > 0) await new Promise((r) => setTimeout(r, 100));
+  }
+
+  offer(ref: JobRef, spec: JobSpec, logLimit: number): void {
+    const executor = this.#options.executors.find((e) => e.kinds.includes(spec.kind));
+    const reject = (reason: string) => this.#options.send(create(ConnectRequestSchema, { kind: { case: 'jobReject', value: { job: ref, reason } } }));
+    if (this.#jobs.has(ref.leaseId)) return;
+    if (this.#draining) return reject('agent is draining');
+    if (this.freeSlots <= 0) return reject('no free slot');
+    if (!executor) return reject(`no executor for ${spec.kind} jobs on this agent`);
+    const job: RunningJob = {
+      ref,
+      abort: new AbortController(),
+      stale: false,
+      finished: false,
+      offsets: { stdout: 0, stderr: 0, system: 0 },
+      carry: { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), system: Buffer.alloc(0) },
+      logged: 0,
+      truncated: false,
+      logLimit,
+    };
+    this.#jobs.set(ref.leaseId, job);
+    this.#options.send(create(ConnectRequestSchema, { kind: { case: 'jobAccept', value: { job: ref } } }));
+    void this.#execute(job, executor, spec);
+  }
+
+  /** Stops a job: a cancel (its result is reported) or a fence (its result is dropped). */
+  cancel(ref: JobRef, reason: string, stale: boolean): void {
+    const job = this.#jobs.get(ref.leaseId);
+    if (!job) return;
+    if (stale) {
+      job.stale = true;
+      this.outbox.dropLease(ref.leaseId);
+      if (job.finished) this.#jobs.delete(ref.leaseId);
+    }
+    this.#options.log(stale ? 'attempt fenced out; stopping it' : 'cancelling job', { jobId: ref.jobId, reason });
+    job.abort.abort(reason);
+  }
+
+  /** After a reconnect: the control plane says which held attempts are still ours. */
+  resume(decisions: readonly { job?: JobRef; keep: boolean }[]): void {
+    for (const decision of decisions) if (decision.job && !decision.keep) this.cancel(decision.job, 'not current after reconnect', true);
+  }
+
+  ackStatus(ref: JobRef, state: JobState): void {
+    this.outbox.ack(`${refKey(ref)}/status/${state}`);
+    const job = this.#jobs.get(ref.leaseId);
+    if (job?.finished && !this.outbox.has(ref.leaseId)) this.#jobs.delete(ref.leaseId);
+  }
+
+  ackLog(ref: JobRef, stream: LogStream, offset: bigint): void {
+    this.outbox.ackWhere(ref.leaseId, (entry) => {
+      const m = entry.message.kind;
+      return m.case === 'logChunk' && m.value.stream === stream && m.value.offset + BigInt(m.value.data.length) <= offset;
+    });
+    const job = this.#jobs.get(ref.leaseId);
+    if (job?.finished && !this.outbox.has(ref.leaseId)) this.#jobs.delete(ref.leaseId);
+  }
+
+  #enqueue(job: RunningJob, key: string, message: ConnectRequest, bytes: number): void {
+    if (job.stale) return;
+    this.outbox.add({ leaseId: job.ref.leaseId, key, message, bytes });
+    this.#options.send(message);
+  }
+
+  #status(job: RunningJob, state: JobState, extra: MessageInitShape<typeof JobStatusSchema> = {}): void {
+    const message = create(ConnectRequestSchema, {
+      kind: { case: 'jobStatus', value: { job: job.ref, state, at: timestampNow(), ...extra } },
+    });
+    this.#enqueue(job, `${refKey(job.ref)}/status/${state}`, message, 0);
+  }
+
+  #chunk(job: RunningJob, stream: LogStreamName, data: Buffer): void {
+    for (let start = 0; start < data.length; start += this.#maxChunkBytes) {
+      const piece = data.subarray(start, start + this.#maxChunkBytes);
+      const offset = job.offsets[stream];
+      job.offsets[stream] += piece.length;
+      const message = create(ConnectRequestSchema, {
+        kind: { case: 'logChunk', value: { job: job.ref, stream: streams[stream], offset: BigInt(offset), data: piece } },
+      });
+      this.#enqueue(job, `${refKey(job.ref)}/log/${stream}/${offset}`, message, piece.length);
+    }
+  }
+
+  async #log(job: RunningJob, stream: LogStreamName, data: Buffer): Promise<void> {
+    if (job.stale || job.truncated) return;
+    const room = job.logLimit - job.logged;
+    if (data.length > room) {
+      this.#chunk(job, stream, Buffer.concat([job.carry[stream], data.subarray(0, room)]));
+      job.carry[stream] = Buffer.alloc(0);
+      job.logged = job.logLimit;
+      job.truncated = true;
+      this.#chunk(job, 'system', Buffer.from(`[cronium] log truncated: the job wrote more than ${job.logLimit} bytes\n`));
+      return;
+    }
+    job.logged += data.length;
+    const joined = job.carry[stream].length > 0 ? Buffer.concat([job.carry[stream], data]) : data;
+    const complete = completeUtf8Length(joined);
+    job.carry[stream] = Buffer.from(joined.subarray(complete));
+    if (complete > 0) this.#chunk(job, stream, joined.subarray(0, complete));
+    const limit = this.#options.maxUnackedBytes ?? 4 * 1024 * 1024;
+    while (!job.stale && this.outbox.unackedBytes(job.ref.leaseId) > limit) await this.outbox.whenAcked();
+  }
+
+  async #execute(job: RunningJob, executor: Executor, spec: JobSpec): Promise<void> {
+    let result: ExecutionResult;
+    try {
+      result = await executor.run(spec, {
+        signal: job.abort.signal,
+        log: (stream, data) => this.#log(job, stream, data),
+        started: () => this.#status(job, JobState.STARTED),
+      });
+    } catch (error) {
+      this.#options.log('executor failed', { jobId: spec.jobId, error: String(error) });
+      result = { outcome: 'failed', exitCode: -1, error: `agent could not run the job: ${(error as Error).message}`, variablesSet: {}, oomKilled: false };
+    }
+    for (const stream of ['stdout', 'stderr', 'system'] as const) {
+      if (job.carry[stream].length > 0) this.#chunk(job, stream, job.carry[stream]);
+    }
+    job.finished = true;
+    if (job.stale) {
+      this.#jobs.delete(job.ref.leaseId);
+      return;
+    }
+    this.#status(job, outcomes[result.outcome], {
+      exitCode: result.exitCode,
+      error: result.error,
+      output: result.output === undefined ? undefined : toValue(result.output),
+      condition: result.condition,
+      variablesSet: { ...result.variablesSet },
+      logTruncated: job.truncated,
+      oomKilled: result.oomKilled,
+      stdoutBytes: BigInt(job.offsets.stdout),
+      stderrBytes: BigInt(job.offsets.stderr),
+      systemBytes: BigInt(job.offsets.system),
+    });
+    this.#options.log('job finished', { jobId: spec.jobId, attempt: spec.attempt, outcome: result.outcome, exitCode: result.exitCode });
+  }
+}
+
+function toValue(value: unknown) {
+  return fromJson(ValueSchema, value as JsonValue);
+}

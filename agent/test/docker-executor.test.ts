@@ -1,0 +1,364 @@
+// DockerExecutor against the real Docker engine (image cronium-test/base:bookworm,
+// or CRONIUM_TEST_IMAGE). Tests run concurrently; each has its own job id
+// and its own work root, so they never touch other suites' containers.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Dockerode from 'dockerode';
+import { DockerExecutor, removeLeftoverContainers } from '../src/executors/docker.ts';
+import type { DockerExecutorOptions } from '../src/executors/docker.ts';
+import type { ExecutionResult, JobKind, JobSpec, LogStreamName, RunContext } from '../src/job.ts';
+
+const IMAGE = process.env.CRONIUM_TEST_IMAGE ?? 'cronium-test/base:bookworm';
+const RUNTIME_DIR = fileURLToPath(new URL('../runtime', import.meta.url));
+const MiB = 1024 * 1024;
+const docker = new Dockerode();
+const roots: string[] = [];
+
+function spec(kind: JobKind, script: string, extra: Partial<JobSpec> = {}): JobSpec {
+  const jobId = `test-docker-${randomUUID()}`;
+  return {
+    jobId,
+    attempt: 1,
+    eventId: 'evt-1',
+    runId: 'run-1',
+    eventName: 'docker test',
+    kind,
+    script,
+    env: {},
+    timeoutSeconds: 30,
+    input: null,
+    variables: {},
+    memoryBytes: 0,
+    cpus: 0,
+    network: false,
+    ...extra,
+  };
+}
+
+interface Run {
+  result: ExecutionResult;
+  logs: Record<LogStreamName, string>;
+  started: number;
+  /** Date.now() when ctx.started() was called. */
+  startedAt: number;
+  workRoot: string;
+}
+
+async function run(
+  s: JobSpec,
+  opts: Partial<DockerExecutorOptions> & {
+    signal?: AbortSignal;
+    onLog?: (stream: LogStreamName, text: string) => void;
+    logDelayMs?: number;
+  } = {},
+): Promise<Run> {
+  const workRoot = await mkdtemp(join(tmpdir(), 'cronium-docker-test-'));
+  roots.push(workRoot);
+  const exec = new DockerExecutor({
+    docker,
+    images: { bash: IMAGE, python: IMAGE, node: IMAGE },
+    workRoot,
+    runtimeDir: RUNTIME_DIR,
+    ...opts,
+  });
+  const logs: Record<LogStreamName, string> = { stdout: '', stderr: '', system: '' };
+  let started = 0;
+  let startedAt = 0;
+  const ctx: RunContext = {
+    signal: opts.signal ?? new AbortController().signal,
+    async log(stream, data) {
+      if (opts.logDelayMs) await new Promise((resolve) => setTimeout(resolve, opts.logDelayMs));
+      logs[stream] += data.toString('utf8');
+      opts.onLog?.(stream, logs[stream]);
+    },
+    started() {
+      started++;
+      startedAt = Date.now();
+    },
+  };
+  const result = await exec.run(s, ctx);
+  return { result, logs, started, startedAt, workRoot };
+}
+
+async function containersOf(jobId: string): Promise<Dockerode.ContainerInfo[]> {
+  return docker.listContainers({ all: true, filters: { label: [`cronium.job=${jobId}`] } });
+}
+
+async function assertCleanedUp(r: Run, jobId: string): Promise<void> {
+  assert.deepEqual(await readdir(r.workRoot), [], 'per-job folder removed');
+  assert.equal((await containersOf(jobId)).length, 0, 'container removed');
+}
+
+describe('DockerExecutor', { concurrency: 4, timeout: 120_000 }, () => {
+  before(async () => {
+    try {
+      await docker.getImage(IMAGE).inspect();
+    } catch (err) {
+      throw new Error(`test image ${IMAGE} is missing; build it first (${(err as Error).message})`);
+    }
+  });
+  after(async () => {
+    for (const root of roots) await rm(root, { recursive: true, force: true });
+  });
+
+  test('bash: output lines, separate streams, cronium_output, input and event', async () => {
+    const s = spec(
+      'bash',
+      [
+        'echo one; echo two; echo three',
+        'echo oops >&2',
+        'test "$(id -u)" = 65534 || echo "not nobody" >&2',
+        'cronium_input > /tmp/in.json && grep -q \'"x":1\' /tmp/in.json && echo input-ok',
+        'cronium_event | grep -q \'"jobId"\' && echo event-ok',
+        'echo "greeting=$(cronium_get_variable greeting)"',
+        'cronium_set_variable "bad/key" x 2>/dev/null || echo bad-key-rejected',
+        'cronium_output \'{"n": 3}\'',
+      ].join('\n'),
+      { input: { x: 1 }, variables: { greeting: 'hello world' } },
+    );
+    const r = await run(s);
+    assert.equal(r.result.outcome, 'succeeded', r.logs.stderr + r.logs.system);
+    assert.equal(r.result.exitCode, 0);
+    assert.equal(
+      r.logs.stdout,
+      'one\ntwo\nthree\ninput-ok\nevent-ok\ngreeting=hello world\nbad-key-rejected\n',
+    );
+    assert.equal(r.logs.stderr, 'oops\n');
+    assert.deepEqual(r.result.output, { n: 3 });
+    assert.equal(r.result.condition, undefined);
+    assert.deepEqual(r.result.variablesSet, {});
+    assert.equal(r.started, 1);
+    await assertCleanedUp(r, s.jobId);
+  });
+
+  test('python: output, condition, variables round trip, input, event', async () => {
+    const s = spec(
+      'python',
+      [
+        'import cronium',
+        'cronium.set_variable("counter", "41")',
+        'n = int(cronium.get_variable("counter")) + 1',
+        'cronium.setVariable("obj", {"a": [1, 2]})',
+        'ev = cronium.event()',
+        'cronium.output({"n": n, "input": cronium.input(), "job": ev["jobId"], "attempt": ev["attempt"],',
+        '                "seed": cronium.getVariable("seed"), "missing": cronium.get_variable("nope")})',
+        'cronium.set_condition(True)',
+        'print("done")',
+      ].join('\n'),
+      { input: { items: [1, 2] }, variables: { seed: 's' }, attempt: 2 },
+    );
+    const r = await run(s);
+    assert.equal(r.result.outcome, 'succeeded', r.logs.stderr);
+    assert.equal(r.logs.stdout, 'done\n');
+    assert.deepEqual(r.result.output, {
+      n: 42,
+      input: { items: [1, 2] },
+      job: s.jobId,
+      attempt: 2,
+      seed: 's',
+      missing: null,
+    });
+    assert.equal(r.result.condition, true);
+    assert.deepEqual(r.result.variablesSet, { counter: '41', obj: '{"a": [1, 2]}' });
+    await assertCleanedUp(r, s.jobId);
+  });
+
+  test('node: require("cronium") output, condition, variables', async () => {
+    const s = spec(
+      'node',
+      [
+        "const cronium = require('cronium');",
+        "cronium.setVariable('k', 'v1');",
+        "cronium.setVariable('num', 7);",
+        "cronium.output({ got: cronium.getVariable('k'), input: cronium.input(), name: cronium.event().name });",
+        'cronium.setCondition(false);',
+        "try { cronium.setVariable('../x', 1) } catch (e) { console.error('rejected') }",
+        "console.log('node ok');",
+      ].join('\n'),
+      { input: 'text input' },
+    );
+    const r = await run(s);
+    assert.equal(r.result.outcome, 'succeeded', r.logs.stderr);
+    assert.equal(r.logs.stdout, 'node ok\n');
+    assert.equal(r.logs.stderr, 'rejected\n');
+    assert.deepEqual(r.result.output, { got: 'v1', input: 'text input', name: 'docker test' });
+    assert.equal(r.result.condition, false);
+    assert.deepEqual(r.result.variablesSet, { k: 'v1', num: '7' });
+    await assertCleanedUp(r, s.jobId);
+  });
+
+  test('non-zero exit → failed with the exit code; non-JSON output kept as text', async () => {
+    const s = spec('bash', 'cronium_output "plain text"\nexit 3');
+    const r = await run(s);
+    assert.equal(r.result.outcome, 'failed');
+    assert.equal(r.result.exitCode, 3);
+    assert.equal(r.result.error, 'exit code 3');
+    assert.equal(r.result.output, 'plain text');
+    assert.equal(r.result.oomKilled, false);
+    await assertCleanedUp(r, s.jobId);
+  });
+
+  test('timeout → timed_out, container and folder removed', async () => {
+    const s = spec('bash', 'echo start; sleep 60', { timeoutSeconds: 2 });
+    const r = await run(s);
+    const elapsed = Date.now() - r.startedAt; // the limit counts from the start, not from create
+    assert.equal(r.result.outcome, 'timed_out');
+    assert.equal(r.result.error, 'timed out after 2s');
+    assert.equal(r.logs.stdout, 'start\n');
+    assert.ok(elapsed < 5000, `took ${elapsed} ms`);
+    await assertCleanedUp(r, s.jobId);
+  });
+
+  test('memory hog → oomKilled', async () => {
+    const s = spec('python', 'data = b"x" * (1 << 30)\nprint("survived")', { memoryBytes: 64 * MiB });
+    const r = await run(s);
+    assert.equal(r.result.outcome, 'failed');
+    assert.equal(r.result.oomKilled, true);
+    assert.equal(r.result.error, 'out of memory (limit 64 MiB)');
+    assert.equal(r.logs.stdout, '');
+    await assertCleanedUp(r, s.jobId);
+  });
+
+  test('hardening visible in docker inspect while running; cancel stops it', async () => {
+    const s = spec('bash', 'echo ready; sleep 60', { memoryBytes: 128 * MiB, cpus: 0.5 });
+    const ac = new AbortController();
+    let inspected: Dockerode.ContainerInspectInfo | undefined;
+    let inspectError: unknown;
+    const r = await run(s, {
+      signal: ac.signal,
+      stopGraceSeconds: 1,
+      onLog(stream, text) {
+        if (stream !== 'stdout' || !text.includes('ready') || inspected || inspectError) return;
+        (async () => {
+          const [info] = await containersOf(s.jobId);
+          assert.ok(info, 'running container found by label');
+          inspected = await docker.getContainer(info.Id).inspect();
+        })()
+          .catch((err: unknown) => (inspectError = err))
+          .finally(() => ac.abort());
+      },
+    });
+    if (inspectError) throw inspectError;
+    assert.ok(inspected);
+    const hc = inspected.HostConfig;
+    assert.deepEqual(hc.CapDrop, ['ALL']);
+    assert.ok(hc.SecurityOpt?.includes('no-new-privileges'));
+    assert.ok(!hc.SecurityOpt?.some((o: string) => o.includes('unconfined')));
+    assert.equal(hc.ReadonlyRootfs, true);
+    assert.equal(hc.NetworkMode, 'none');
+    assert.equal(hc.Privileged, false);
+    assert.equal(hc.PidsLimit, 256);
+    assert.equal(hc.Memory, 128 * MiB);
+    assert.equal(hc.MemorySwap, 128 * MiB);
+    assert.equal(hc.NanoCpus, 500_000_000);
+    assert.equal(inspected.Config.User, '65534:65534');
+    assert.equal(inspected.Config.Labels['cronium.job'], s.jobId);
+    assert.equal(inspected.Config.Labels['cronium.attempt'], '1');
+    assert.ok(!hc.Binds?.some((b) => b.includes('docker.sock')));
+    assert.ok(hc.Binds?.some((b) => b.endsWith(':/cronium/lib:ro')));
+    assert.equal(r.result.outcome, 'cancelled');
+    await assertCleanedUp(r, s.jobId);
+  });
+
+  test('cancel sends SIGTERM first: the script can clean up', async () => {
+    const s = spec('bash', "trap 'echo got TERM >&2; exit 0' TERM\necho ready\nsleep 60 & wait");
+    const ac = new AbortController();
+    const t0 = Date.now();
+    const r = await run(s, {
+      signal: ac.signal,
+      stopGraceSeconds: 5,
+      onLog(stream, text) {
+        if (stream === 'stdout' && text.includes('ready')) ac.abort();
+      },
+    });
+    assert.equal(r.result.outcome, 'cancelled');
+    assert.equal(r.result.error, 'cancelled');
+    assert.equal(r.logs.stderr, 'got TERM\n');
+    assert.ok(Date.now() - t0 < 4000, 'stopped by SIGTERM, not after the grace period');
+    await assertCleanedUp(r, s.jobId);
+  });
+
+  test('read-only root, writable /tmp, no network', async () => {
+    const s = spec(
+      'bash',
+      [
+        'touch /etc/x 2>/dev/null && echo root-writable || echo root-ro',
+        'echo hi > /tmp/f && echo tmp-ok',
+        'touch /cronium/lib/x 2>/dev/null && echo lib-writable || echo lib-ro',
+        'ls /sys/class/net | sort | tr "\\n" " "; echo',
+        'grep CapEff /proc/self/status',
+      ].join('\n'),
+    );
+    const r = await run(s);
+    assert.equal(r.result.outcome, 'succeeded', r.logs.stderr);
+    assert.equal(r.logs.stdout, 'root-ro\ntmp-ok\nlib-ro\nlo \nCapEff:\t0000000000000000\n');
+    await assertCleanedUp(r, s.jobId);
+  });
+
+  test('spec.network uses the configured network mode', async () => {
+    const s = spec('bash', 'ls /sys/class/net | grep -qv "^lo$" && echo has-network', { network: true });
+    const r = await run(s, { networkMode: 'host' }); // no bridge on the test machine
+    assert.equal(r.result.outcome, 'succeeded', r.logs.stderr);
+    assert.equal(r.logs.stdout, 'has-network\n');
+    await assertCleanedUp(r, s.jobId);
+  });
+
+  test('slow ctx.log applies backpressure and loses nothing', async () => {
+    const s = spec('bash', 'seq 1 100000; echo end >&2');
+    const r = await run(s, { logDelayMs: 2 });
+    assert.equal(r.result.outcome, 'succeeded', r.logs.stderr);
+    const expected = Array.from({ length: 100000 }, (_, i) => `${i + 1}\n`).join('');
+    assert.equal(r.logs.stdout.length, expected.length);
+    assert.equal(r.logs.stdout, expected);
+    assert.equal(r.logs.stderr, 'end\n');
+    await assertCleanedUp(r, s.jobId);
+  });
+
+  test('log output is capped at maxLogBytes', async () => {
+    const s = spec('bash', 'seq 1 100000\ncronium_output 1');
+    const r = await run(s, { maxLogBytes: 1000 });
+    assert.equal(r.result.outcome, 'succeeded', r.logs.stderr);
+    assert.equal(r.logs.stdout.length, 1000);
+    assert.match(r.logs.system, /log output truncated after 1000 bytes/);
+    assert.equal(r.result.output, 1);
+    await assertCleanedUp(r, s.jobId);
+  });
+
+  test('missing image → clear error naming the image', async () => {
+    const s = spec('bash', 'echo hi');
+    const r = await run(s, { images: { bash: 'cronium-test/does-not-exist:1', python: IMAGE, node: IMAGE } });
+    assert.equal(r.result.outcome, 'failed');
+    assert.match(r.result.error, /cronium-test\/does-not-exist:1/);
+    assert.equal(r.started, 0);
+    assert.deepEqual(await readdir(r.workRoot), []);
+  });
+
+  test('a planted symlink is not followed when reading results', async () => {
+    const s = spec('bash', 'ln -s /etc/hostname "$CRONIUM_JOB_DIR/output"\nln -s /etc/passwd "$CRONIUM_JOB_DIR/variables-set/pw"');
+    const r = await run(s);
+    assert.equal(r.result.outcome, 'succeeded', r.logs.stderr);
+    assert.equal(r.result.output, undefined);
+    assert.deepEqual(r.result.variablesSet, {});
+    assert.match(r.logs.system, /symlink/);
+    await assertCleanedUp(r, s.jobId);
+  });
+
+  test('removeLeftoverContainers removes only the matching labelled containers', async () => {
+    const jobId = `test-docker-${randomUUID()}`;
+    const c = await docker.createContainer({
+      Image: IMAGE,
+      Cmd: ['sleep', '60'],
+      Labels: { 'cronium.job': jobId, 'cronium.attempt': '1' },
+      HostConfig: { NetworkMode: 'none' },
+    });
+    await c.start();
+    assert.equal(await removeLeftoverContainers(docker, { 'cronium.job': jobId }), 1);
+    assert.equal((await containersOf(jobId)).length, 0);
+  });
+});

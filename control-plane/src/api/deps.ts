@@ -1,0 +1,10 @@
+import type { Bus } from '../bus/bus.ts';
+import type { Db } from '../store/database.ts';
+import type { JobRow } from '../store/schema.ts';
+
+export interface ApiDeps {
+  readonly db: Db;
+  readonly bus: Bus;
+  /** Why a queued job is still waiting, or '' when an agent could take it now. */
+  readonly waitingReason: (job: JobRow) => Promise<string>;
+}

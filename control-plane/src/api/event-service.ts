@@ -1,0 +1,80 @@
+import { randomUUID } from 'node:crypto';
+import type { ServiceImpl } from '@connectrpc/connect';
+import { sql } from 'kysely';
+import { EventService } from '@cronium/proto/api/v1/event';
+import { eventToProto, plainJson, runToProto } from '../wire/api-messages.ts';
+import { enqueueRun } from '../queue/enqueue.ts';
+import { kickDispatch } from '../job-events.ts';
+import type { EventRow } from '../store/schema.ts';
+import { principalOf, type Principal } from './auth.ts';
+import { eventFields } from './event-input.ts';
+import { invalid, notFound } from './errors.ts';
+import type { ApiDeps } from './deps.ts';
+import { Code, ConnectError } from '@connectrpc/connect';
+
+export function mustChange(principal: Principal): void {
+  if (principal.role === 'viewer') throw new ConnectError('viewers cannot change anything', Code.PermissionDenied);
+}
+
+export async function findEvent(deps: ApiDeps, principal: Principal, id: string): Promise<EventRow> {
+  if (!id) throw invalid('id', 'required');
+  let query = deps.db.selectFrom('events').selectAll().where('id', '=', id).where('deleted_at', 'is', null);
+  if (principal.role !== 'admin') query = query.where('owner_id', '=', principal.ownerId);
+  return query.executeTakeFirstOrThrow(() => notFound('event', id));
+}
+
+export function eventService(deps: ApiDeps): ServiceImpl<typeof EventService> {
+  const { db, bus } = deps;
+  return {
+    async createEvent(req, ctx) {
+      const principal = principalOf(ctx.values);
+      mustChange(principal);
+      const fields = eventFields(req.event);
+      const row = await db
+        .insertInto('events')
+        .values({ ...fields, id: randomUUID(), owner_id: principal.ownerId })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      return { event: eventToProto(row) };
+    },
+    async getEvent(req, ctx) {
+      return { event: eventToProto(await findEvent(deps, principalOf(ctx.values), req.id)) };
+    },
+    async listEvents(_req, ctx) {
+      const principal = principalOf(ctx.values);
+      let query = db.selectFrom('events').selectAll().where('deleted_at', 'is', null).orderBy('created_at').orderBy('id');
+      if (principal.role !== 'admin') query = query.where('owner_id', '=', principal.ownerId);
+      return { events: (await query.execute()).map(eventToProto) };
+    },
+    async updateEvent(req, ctx) {
+      const principal = principalOf(ctx.values);
+      mustChange(principal);
+      const existing = await findEvent(deps, principal, req.event?.id ?? '');
+      const fields = eventFields(req.event);
+      const row = await db
+        .updateTable('events')
+        .set({ ...fields, updated_at: sql<Date>`now()` })
+        .where('id', '=', existing.id)
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      return { event: eventToProto(row) };
+    },
+    async deleteEvent(req, ctx) {
+      const principal = principalOf(ctx.values);
+      mustChange(principal);
+      const existing = await findEvent(deps, principal, req.id);
+      await db.updateTable('events').set({ deleted_at: sql<Date>`now()`, status: 'archived' }).where('id', '=', existing.id).execute();
+      return {};
+    },
+    async runEvent(req, ctx) {
+      const principal = principalOf(ctx.values);
+      mustChange(principal);
+      const event = await findEvent(deps, principal, req.id);
+      const agents = await db.selectFrom('agents').select(['id', 'labels']).where('connected', '=', true).orderBy('id').execute();
+      const { run } = await enqueueRun(db, event, plainJson(req.input), agents);
+      kickDispatch(bus);
+      const jobs = await db.selectFrom('jobs').selectAll().where('run_id', '=', run.id).execute();
+      return { run: runToProto(run, jobs) };
+    },
+  };
+}

@@ -1,0 +1,71 @@
+import http from 'node:http';
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { connectNodeAdapter } from '@connectrpc/connect-node';
+import type { ConnectRouter } from '@connectrpc/connect';
+import { EventService } from '@cronium/proto/api/v1/event';
+import { RunService } from '@cronium/proto/api/v1/run';
+import { JobService } from '@cronium/proto/api/v1/job';
+import { authInterceptor } from './auth.ts';
+import { eventService } from './event-service.ts';
+import { runService } from './run-service.ts';
+import { jobService } from './job-service.ts';
+import type { ApiDeps } from './deps.ts';
+
+export interface ApiServerOptions {
+  readonly host: string;
+  /** HTTP/1.1: Connect (JSON and binary) and gRPC-Web under /api. */
+  readonly httpPort: number;
+  /** Cleartext HTTP/2 (h2c): gRPC, Connect and gRPC-Web under /api. */
+  readonly grpcPort: number;
+}
+
+const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+export interface ApiServer {
+  readonly httpPort: number;
+  readonly grpcPort: number;
+  close(): Promise<void>;
+}
+
+export async function startApiServer(deps: ApiDeps, options: ApiServerOptions): Promise<ApiServer> {
+  const routes = (router: ConnectRouter) => {
+    router.service(EventService, eventService(deps));
+    router.service(RunService, runService(deps));
+    router.service(JobService, jobService(deps));
+  };
+  const adapter = connectNodeAdapter({
+    routes,
+    requestPathPrefix: '/api',
+    interceptors: [authInterceptor(deps.db)],
+    readMaxBytes: MAX_MESSAGE_BYTES,
+    writeMaxBytes: MAX_MESSAGE_BYTES,
+    fallback: (_req, res) => {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('not found: the API is under /api/<service>/<method>\n');
+    },
+  });
+  const h1 = http.createServer(adapter);
+  const h2 = http2.createServer(adapter);
+  const listen = (server: http.Server | http2.Http2Server, port: number) =>
+    new Promise<number>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, options.host, () => resolve((server.address() as AddressInfo).port));
+    });
+  const httpPort = await listen(h1, options.httpPort);
+  const grpcPort = await listen(h2, options.grpcPort);
+  const sessions = new Set<http2.ServerHttp2Session>();
+  h2.on('session', (session) => {
+    sessions.add(session);
+    session.on('close', () => sessions.delete(session));
+  });
+  return {
+    httpPort,
+    grpcPort,
+    async close() {
+      h1.closeAllConnections();
+      for (const session of sessions) session.destroy();
+      await Promise.all([new Promise((r) => h1.close(r)), new Promise((r) => h2.close(r))]);
+    },
+  };
+}

@@ -1,0 +1,16 @@
+/** Carries what every control-plane replica must see fast. Losing a message may delay work, never lose it. */
+export interface Bus {
+  publish(subject: string, data: Uint8Array): void;
+  /** Returns a function that ends the subscription. */
+  subscribe(subject: string, handler: (data: Uint8Array) => void): () => void;
+  close(): Promise<void>;
+}
+
+export const subjects = {
+  /** Log entries and status changes of one job (WatchJobResponse, binary). */
+  job: (jobId: string) => `cronium.job.${jobId}`,
+  /** Something became ready to dispatch (empty payload). */
+  dispatch: 'cronium.dispatch',
+  /** Stop an attempt on an agent (agent.v1.CancelJob, binary). */
+  agentCancel: (agentId: string) => `cronium.agent.${agentId}.cancel`,
+} as const;

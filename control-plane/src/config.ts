@@ -1,0 +1,45 @@
+import { resolve } from 'node:path';
+
+export interface ControlPlaneConfig {
+  readonly dataDir: string;
+  readonly databaseUrl?: string;
+  readonly natsUrl?: string;
+  readonly host: string;
+  readonly httpPort: number;
+  readonly grpcPort: number;
+  readonly agentPort: number;
+  readonly adminToken?: string;
+  /** Extra names agents dial the control plane by (server certificate SANs). */
+  readonly agentHostnames: readonly string[];
+  readonly heartbeatIntervalMs: number;
+  readonly leaseTtlMs: number;
+  readonly offerTimeoutMs: number;
+  /** Agent id whose credentials are written to `<dataDir>/agents/<id>` for the embedded orchestrator. */
+  readonly embeddedAgentId: string;
+}
+
+function int(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 0) throw new Error(`${name}: expected a non-negative integer, got ${JSON.stringify(raw)}`);
+  return value;
+}
+
+export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ControlPlaneConfig {
+  return Object.freeze({
+    dataDir: resolve(env.CRONIUM_DATA_DIR || '.cronium'),
+    databaseUrl: env.CRONIUM_DATABASE_URL || undefined,
+    natsUrl: env.CRONIUM_NATS_URL || undefined,
+    host: env.CRONIUM_HOST || '127.0.0.1',
+    httpPort: int(env, 'CRONIUM_HTTP_PORT', 8080),
+    grpcPort: int(env, 'CRONIUM_GRPC_PORT', 8081),
+    agentPort: int(env, 'CRONIUM_AGENT_PORT', 8443),
+    adminToken: env.CRONIUM_ADMIN_TOKEN || undefined,
+    agentHostnames: (env.CRONIUM_AGENT_HOSTNAMES ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    heartbeatIntervalMs: int(env, 'CRONIUM_HEARTBEAT_MS', 5_000),
+    leaseTtlMs: int(env, 'CRONIUM_LEASE_TTL_MS', 30_000),
+    offerTimeoutMs: int(env, 'CRONIUM_OFFER_TIMEOUT_MS', 5_000),
+    embeddedAgentId: env.CRONIUM_EMBEDDED_AGENT_ID || 'local-orchestrator',
+  });
+}

@@ -1,0 +1,157 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { X509Certificate } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { ControlPlaneConfig } from './config.ts';
+import { migrate, openDatabase, type Db } from './store/database.ts';
+import type { Bus } from './bus/bus.ts';
+import { subjects } from './bus/bus.ts';
+import { createMemoryBus } from './bus/memory-bus.ts';
+import { createNatsBus } from './bus/nats-bus.ts';
+import { loadOrCreateCa, writeAgentCredentials, type CertificateAuthority } from './pki/ca.ts';
+import { LinkServer } from './link/server.ts';
+import { Dispatcher } from './dispatcher.ts';
+import { expireLeases, requeueExpiredOffers } from './queue/transitions.ts';
+import { executorFor } from './queue/claim.ts';
+import { pickAgent, selectorMatches } from './domain/selector.ts';
+import { publishJob } from './job-events.ts';
+import { ensureAdminToken } from './api/auth.ts';
+import { startApiServer, type ApiServer } from './api/server.ts';
+import type { JobRow } from './store/schema.ts';
+
+export interface ControlPlane {
+  readonly db: Db;
+  readonly bus: Bus;
+  readonly api: ApiServer;
+  readonly link: LinkServer;
+  /** Set on the first start when no CRONIUM_ADMIN_TOKEN was given. */
+  readonly generatedAdminToken?: string;
+  stop(): Promise<void>;
+}
+
+const REAP_INTERVAL_MS = 1_000;
+const DISPATCH_POLL_MS = 1_000;
+
+/** Issues (or renews, when within a week of expiry) the embedded orchestrator agent's client certificate. */
+async function ensureEmbeddedAgentCredentials(ca: CertificateAuthority, dir: string, agentId: string): Promise<void> {
+  const certPath = join(dir, 'client.crt');
+  if (existsSync(certPath)) {
+    const cert = new X509Certificate(readFileSync(certPath));
+    const fresh = Date.parse(cert.validTo) - Date.now() > 7 * 86_400_000;
+    if (fresh && cert.checkIssued(new X509Certificate(ca.certPem)) && cert.subject === `CN=${agentId}`) return;
+  }
+  writeAgentCredentials(dir, await ca.issueAgent(agentId), ca.certPem);
+}
+
+async function loadServerCredentials(config: ControlPlaneConfig, ca: CertificateAuthority, dir: string) {
+  const names = ['localhost', '127.0.0.1', '::1', hostname(), ...config.agentHostnames];
+  const certPath = join(dir, 'server.crt');
+  const keyPath = join(dir, 'server.key');
+  const wanted = JSON.stringify(names);
+  const namesPath = join(dir, 'server.names');
+  if (!existsSync(certPath) || !existsSync(namesPath) || readFileSync(namesPath, 'utf8') !== wanted) {
+    const pair = await ca.issueServer(names);
+    writeFileSync(keyPath, pair.key, { mode: 0o600 });
+    writeFileSync(certPath, pair.cert);
+    writeFileSync(namesPath, wanted);
+  }
+  return { ca: ca.certPem, cert: readFileSync(certPath, 'utf8'), key: readFileSync(keyPath, 'utf8') };
+}
+
+export async function startControlPlane(config: ControlPlaneConfig, logger: Logger): Promise<ControlPlane> {
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const { db, kind } = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
+  await migrate(db);
+  const bus = config.natsUrl ? await createNatsBus(config.natsUrl, `cronium-control-plane-${hostname()}`) : createMemoryBus();
+  const generatedAdminToken = await ensureAdminToken(db, config.adminToken);
+
+  const pkiDir = join(config.dataDir, 'pki');
+  const ca = await loadOrCreateCa(pkiDir);
+  await ensureEmbeddedAgentCredentials(ca, join(config.dataDir, 'agents', config.embeddedAgentId), config.embeddedAgentId);
+  const log = (message: string, fields?: Record<string, unknown>) => logger.info(fields ?? {}, message);
+
+  let dispatcher: Dispatcher | undefined;
+  const link = new LinkServer({
+    db,
+    bus,
+    log,
+    port: config.agentPort,
+    host: config.host,
+    tls: await loadServerCredentials(config, ca, pkiDir),
+    timings: {
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
+      leaseTtlMs: config.leaseTtlMs,
+      offerTimeoutMs: config.offerTimeoutMs,
+      maxLogChunkBytes: 64 * 1024,
+    },
+    onSessionsChanged: () => dispatcher?.kick(),
+  });
+  dispatcher = new Dispatcher({
+    db,
+    agents: () => link.sessions.values(),
+    offerTimeoutMs: config.offerTimeoutMs,
+    onError: (error) => logger.error({ error: String(error) }, 'dispatch pass failed'),
+  });
+  const stopDispatchKicks = bus.subscribe(subjects.dispatch, () => dispatcher.kick());
+  await link.start();
+
+  const waitingReason = async (job: JobRow): Promise<string> => {
+    if (new Date(job.run_after).getTime() > Date.now()) return `waiting to retry at ${new Date(job.run_after).toISOString()}`;
+    const agents = await db.selectFrom('agents').select(['id', 'labels', 'executors', 'slots']).where('connected', '=', true).execute();
+    const executor = executorFor(job.spec.kind);
+    const able = agents.filter(
+      (agent) => (!job.pinned_agent_id || agent.id === job.pinned_agent_id) && agent.executors.includes(executor) && selectorMatches(job.selector, agent.labels),
+    );
+    if (able.length === 0) return `no connected agent has the ${executor} executor and matches the job's selector`;
+    const free = pickAgent(job.selector, executor, [...link.sessions.values()]);
+    return free ? 'about to be offered' : 'all matching agents are busy';
+  };
+  const api = await startApiServer({ db, bus, waitingReason }, { host: config.host, httpPort: config.httpPort, grpcPort: config.grpcPort });
+
+  // Leases are not judged until agents had a lease's time to reconnect after this start.
+  const leasesJudgedFrom = Date.now() + config.leaseTtlMs;
+  let reaping = false;
+  const reaper = setInterval(async () => {
+    if (reaping) return;
+    reaping = true;
+    try {
+      for (const session of link.sessions.values()) session.expireOffers();
+      if ((await requeueExpiredOffers(db)) > 0) dispatcher.kick();
+      if (Date.now() >= leasesJudgedFrom) {
+        const expired = await expireLeases(db);
+        for (const finished of expired) {
+          publishJob(bus, finished.job);
+          logger.warn({ jobId: finished.job.id, agentId: finished.job.agent_id, retried: finished.retried }, 'lease expired');
+        }
+        if (expired.length > 0) dispatcher.kick();
+      }
+    } catch (error) {
+      logger.error({ error: String(error) }, 'reaper pass failed');
+    } finally {
+      reaping = false;
+    }
+  }, REAP_INTERVAL_MS);
+  const poll = setInterval(() => dispatcher.kick(), DISPATCH_POLL_MS);
+
+  logger.info(
+    { store: kind, bus: config.natsUrl ? 'nats' : 'memory', http: api.httpPort, grpc: api.grpcPort, agentLink: link.port, dataDir: config.dataDir },
+    'control plane started',
+  );
+  return {
+    db,
+    bus,
+    api,
+    link,
+    generatedAdminToken,
+    async stop() {
+      clearInterval(reaper);
+      clearInterval(poll);
+      stopDispatchKicks();
+      await api.close();
+      await link.stop();
+      await bus.close();
+      await db.destroy();
+    },
+  };
+}

@@ -1,0 +1,240 @@
+import { create } from '@bufbuild/protobuf';
+import { timestampDate } from '@bufbuild/protobuf/wkt';
+import {
+  ConnectResponseSchema,
+  Executor,
+  JobState,
+  type ConnectRequest,
+  type ConnectResponse,
+  type Hello,
+  type JobRef,
+  type JobStatus,
+  type LogChunk,
+} from '@cronium/proto/agent/v1';
+import type { Bus } from '../bus/bus.ts';
+import type { Db } from '../store/database.ts';
+import type { JobRow } from '../store/schema.ts';
+import type { DispatchTarget } from '../dispatcher.ts';
+import { acceptOffer, completeAttempt, markStarted, rejectOffer, renewLeases, type Finished } from '../queue/transitions.ts';
+import { appendLogs, type LogChunkRow } from '../queue/logs.ts';
+import { publishJob, publishLog, kickDispatch } from '../job-events.ts';
+import { cancelMessage, fenceOf, logStreamNumbers, offerMessage, refOf, terminalStates } from '../wire/agent-messages.ts';
+import { plainJson } from '../wire/api-messages.ts';
+
+export interface SessionTimings {
+  readonly heartbeatIntervalMs: number;
+  readonly leaseTtlMs: number;
+  readonly offerTimeoutMs: number;
+  readonly maxLogChunkBytes: number;
+}
+
+export interface SessionDeps {
+  readonly db: Db;
+  readonly bus: Bus;
+  readonly timings: SessionTimings;
+  readonly log: (message: string, fields?: Record<string, unknown>) => void;
+}
+
+interface Lease {
+  readonly ref: JobRef;
+  readonly offeredAt: number;
+  accepted: boolean;
+}
+
+const executorNames = new Map<Executor, string>([
+  [Executor.DOCKER, 'docker'],
+  [Executor.SSH, 'ssh'],
+  [Executor.HTTP, 'http'],
+]);
+
+/**
+ * One connected agent: its credits (free slots), the leases it holds on this
+ * replica, and the handling of what it sends, one message at a time.
+ */
+export class AgentSession implements DispatchTarget {
+  readonly id: string;
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly executors: readonly string[];
+  readonly slots: number;
+  readonly #deps: SessionDeps;
+  readonly #send: (message: ConnectResponse) => void;
+  readonly #leases = new Map<string, Lease>();
+  #draining = false;
+
+  constructor(hello: Hello, deps: SessionDeps, send: (message: ConnectResponse) => void) {
+    this.id = hello.agentId;
+    this.name = hello.name || hello.agentId;
+    this.labels = { ...hello.labels };
+    this.executors = hello.executors.map((e) => executorNames.get(e)).filter((e) => e !== undefined);
+    this.slots = Math.max(0, hello.slots);
+    this.#deps = deps;
+    this.#send = send;
+  }
+
+  get freeSlots(): number {
+    return this.#draining ? 0 : this.slots - this.#leases.size;
+  }
+
+  get running(): number {
+    return this.#leases.size;
+  }
+
+  send(message: ConnectResponse): void {
+    this.#send(message);
+  }
+
+  /** Leases kept across a reconnect. */
+  adopt(job: JobRow): void {
+    this.#leases.set(job.lease_id!, { ref: refOf(job), offeredAt: Date.now(), accepted: true });
+    if (job.cancel_requested) this.#send(cancelMessage(refOf(job), 'cancelled', false));
+  }
+
+  offer(job: JobRow, variables: Readonly<Record<string, string>>): void {
+    this.#leases.set(job.lease_id!, { ref: refOf(job), offeredAt: Date.now(), accepted: false });
+    this.#send(offerMessage(job, variables));
+    publishJob(this.#deps.bus, job);
+  }
+
+  cancel(ref: JobRef, reason: string): void {
+    this.#send(cancelMessage(ref, reason, false));
+  }
+
+  drain(): void {
+    this.#draining = true;
+    this.#send(create(ConnectResponseSchema, { kind: { case: 'drain', value: {} } }));
+  }
+
+  /** Drops offers the agent never answered; the reaper requeues them in the database. */
+  expireOffers(now = Date.now()): void {
+    for (const [leaseId, lease] of this.#leases) {
+      if (!lease.accepted && now - lease.offeredAt > this.#deps.timings.offerTimeoutMs) this.#leases.delete(leaseId);
+    }
+  }
+
+  /** Handles a batch of consecutive messages; log chunks in it are stored in one write. */
+  async handle(batch: readonly ConnectRequest[]): Promise<void> {
+    const logs: LogChunk[] = [];
+    for (const message of batch) {
+      if (message.kind.case === 'logChunk') {
+        logs.push(message.kind.value);
+        continue;
+      }
+      await this.#storeLogs(logs.splice(0));
+      switch (message.kind.case) {
+        case 'heartbeat':
+          await this.#heartbeat(message.kind.value.running);
+          break;
+        case 'jobAccept':
+          await this.#accept(message.kind.value.job);
+          break;
+        case 'jobReject':
+          await this.#reject(message.kind.value.job, message.kind.value.reason);
+          break;
+        case 'jobStatus':
+          await this.#status(message.kind.value);
+          break;
+        default:
+          this.#deps.log('agent sent an unexpected message', { agentId: this.id, kind: message.kind.case });
+      }
+    }
+    await this.#storeLogs(logs);
+  }
+
+  async #heartbeat(running: readonly JobRef[]): Promise<void> {
+    const held = running.filter((ref) => this.#leases.has(ref.leaseId)).map((ref) => ref.leaseId);
+    await renewLeases(this.#deps.db, this.id, held, this.#deps.timings.leaseTtlMs);
+    await this.#deps.db.updateTable('agents').set({ last_heartbeat_at: new Date() }).where('id', '=', this.id).execute();
+  }
+
+  async #accept(ref: JobRef | undefined): Promise<void> {
+    const outcome = await acceptOffer(this.#deps.db, fenceOf(ref), this.#deps.timings.leaseTtlMs);
+    const lease = ref && this.#leases.get(ref.leaseId);
+    if (outcome === 'stale' || !lease) {
+      if (ref) this.#leases.delete(ref.leaseId);
+      if (ref) this.#send(cancelMessage(ref, 'offer expired before it was accepted', true));
+      return;
+    }
+    lease.accepted = true;
+  }
+
+  async #reject(ref: JobRef | undefined, reason: string): Promise<void> {
+    this.#deps.log('agent rejected an offer', { agentId: this.id, jobId: ref?.jobId, reason });
+    if (ref) this.#leases.delete(ref.leaseId);
+    if ((await rejectOffer(this.#deps.db, fenceOf(ref))) === 'applied') kickDispatch(this.#deps.bus);
+  }
+
+  async #status(status: JobStatus): Promise<void> {
+    const ref = status.job;
+    if (!ref) return;
+    const fence = fenceOf(ref);
+    const ack = () => this.#send(create(ConnectResponseSchema, { kind: { case: 'statusAck', value: { job: ref, state: status.state } } }));
+    if (status.state === JobState.STARTED) {
+      const at = status.at ? timestampDate(status.at) : new Date();
+      const { outcome, job } = await markStarted(this.#deps.db, fence, at, this.#deps.timings.leaseTtlMs);
+      ack();
+      if (outcome === 'stale') return this.#fencedOut(ref);
+      const lease = this.#leases.get(ref.leaseId);
+      if (lease) lease.accepted = true;
+      if (outcome === 'applied' && job) publishJob(this.#deps.bus, job);
+      return;
+    }
+    const terminal = terminalStates.get(status.state);
+    if (!terminal) return ack();
+    const { outcome, finished } = await completeAttempt(this.#deps.db, fence, {
+      status: terminal,
+      exitCode: status.exitCode,
+      error: status.error,
+      output: status.output ? plainJson(status.output) : undefined,
+      condition: status.condition,
+      logTruncated: status.logTruncated,
+      oomKilled: status.oomKilled,
+      variablesSet: status.variablesSet,
+      finishedAt: status.at ? timestampDate(status.at) : undefined,
+    });
+    ack();
+    this.#leases.delete(ref.leaseId);
+    if (outcome === 'applied' && finished) this.#announce(finished);
+    kickDispatch(this.#deps.bus);
+  }
+
+  #announce(finished: Finished): void {
+    publishJob(this.#deps.bus, finished.job);
+    this.#deps.log(finished.retried ? 'attempt failed; job queued for another attempt' : 'job finished', {
+      jobId: finished.job.id,
+      runId: finished.job.run_id,
+      agentId: this.id,
+      status: finished.job.status,
+      attempt: finished.job.attempt,
+    });
+  }
+
+  #fencedOut(ref: JobRef): void {
+    this.#leases.delete(ref.leaseId);
+    this.#send(cancelMessage(ref, 'this attempt is no longer current', true));
+  }
+
+  async #storeLogs(chunks: readonly LogChunk[]): Promise<void> {
+    const rows: LogChunkRow[] = [];
+    for (const chunk of chunks) {
+      const ref = chunk.job;
+      // Only attempts this agent holds a lease for may write; a stale attempt's output is dropped.
+      if (!ref || !this.#leases.has(ref.leaseId)) continue;
+      rows.push({ jobId: ref.jobId, attempt: ref.attempt, stream: logStreamNumbers.get(chunk.stream) ?? 3, offset: Number(chunk.offset), data: chunk.data });
+    }
+    if (rows.length > 0) {
+      await appendLogs(this.#deps.db, rows);
+      for (const row of rows) publishLog(this.#deps.bus, row);
+    }
+    // Cumulative ack per (job, stream): the end of the last chunk stored.
+    const acked = new Map<string, LogChunk>();
+    for (const chunk of chunks) acked.set(`${chunk.job?.leaseId}/${chunk.stream}`, chunk);
+    for (const chunk of acked.values()) {
+      this.#send(
+        create(ConnectResponseSchema, {
+          kind: { case: 'logAck', value: { job: chunk.job, stream: chunk.stream, offset: chunk.offset + BigInt(chunk.data.length) } },
+        }),
+      );
+    }
+  }
+}

@@ -1,0 +1,30 @@
+import { pino } from 'pino';
+import { configFromEnv } from './config.ts';
+import { startControlPlane } from './control-plane.ts';
+
+const logger = pino({ name: 'cronium-control-plane' }, pino.destination(2));
+
+try {
+  const config = configFromEnv();
+  const controlPlane = await startControlPlane(config, logger);
+  if (controlPlane.generatedAdminToken) {
+    process.stdout.write(
+      `\nCronium admin API token (shown once; set CRONIUM_ADMIN_TOKEN to choose your own):\n\n  ${controlPlane.generatedAdminToken}\n\n`,
+    );
+  }
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping');
+    const timer = setTimeout(() => process.exit(1), 10_000);
+    await controlPlane.stop();
+    clearTimeout(timer);
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+} catch (error) {
+  logger.fatal({ error: error instanceof Error ? error.message : String(error) }, 'control plane failed to start');
+  process.exit(1);
+}

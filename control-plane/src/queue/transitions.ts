@@ -1,0 +1,285 @@
+import { sql, type Transaction } from 'kysely';
+import type { Db } from '../store/database.ts';
+import type { Database, JobRow, JobStatus, RunRow } from '../store/schema.ts';
+import { isTerminal, retryDelayMs, runOutcome } from '../domain/run-status.ts';
+
+/** Identifies one attempt under one lease; every state change is guarded by it. */
+export interface Fence {
+  readonly jobId: string;
+  readonly attempt: number;
+  readonly leaseId: string;
+}
+
+/** applied: the change was made; duplicate: it was made before; stale: the fence no longer holds. */
+export type FenceOutcome = 'applied' | 'duplicate' | 'stale';
+
+export interface AttemptResult {
+  readonly status: Extract<JobStatus, 'succeeded' | 'failed' | 'timed_out' | 'cancelled'>;
+  readonly exitCode: number | null;
+  readonly error: string;
+  readonly output?: unknown;
+  readonly condition?: boolean;
+  readonly logTruncated?: boolean;
+  readonly oomKilled?: boolean;
+  readonly variablesSet?: Readonly<Record<string, string>>;
+  readonly finishedAt?: Date;
+}
+
+export interface Finished {
+  readonly job: JobRow;
+  /** Set when this attempt ended the run. */
+  readonly run?: RunRow;
+  /** True when the job went back to the queue for another attempt. */
+  readonly retried: boolean;
+}
+
+type Tx = Transaction<Database>;
+
+async function lockFenced(tx: Tx, fence: Fence): Promise<JobRow | undefined> {
+  return tx
+    .selectFrom('jobs')
+    .selectAll()
+    .where('id', '=', fence.jobId)
+    .where('attempt', '=', fence.attempt)
+    .where('lease_id', '=', fence.leaseId)
+    .forUpdate()
+    .executeTakeFirst();
+}
+
+function interval(ms: number) {
+  return sql<Date>`now() + ${ms} * interval '1 millisecond'`;
+}
+
+export async function acceptOffer(db: Db, fence: Fence, leaseTtlMs: number): Promise<FenceOutcome> {
+  return db.transaction().execute(async (tx) => {
+    const job = await lockFenced(tx, fence);
+    if (!job || job.status === 'queued' || isTerminal(job.status)) return 'stale';
+    if (job.accepted_at) return 'duplicate';
+    await tx
+      .updateTable('jobs')
+      .set({ accepted_at: sql<Date>`now()`, lease_expires_at: interval(leaseTtlMs) })
+      .where('id', '=', job.id)
+      .execute();
+    return 'applied';
+  });
+}
+
+/** The agent turned the offer down: the job goes back to the queue, same attempt. */
+export async function rejectOffer(db: Db, fence: Fence): Promise<FenceOutcome> {
+  const result = await db
+    .updateTable('jobs')
+    .set({ status: 'queued', agent_id: null, lease_id: null, offer_expires_at: null, accepted_at: null })
+    .where('id', '=', fence.jobId)
+    .where('attempt', '=', fence.attempt)
+    .where('lease_id', '=', fence.leaseId)
+    .where('status', '=', 'offered')
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n ? 'applied' : 'stale';
+}
+
+export async function markStarted(db: Db, fence: Fence, at: Date, leaseTtlMs: number): Promise<{ outcome: FenceOutcome; job?: JobRow }> {
+  return db.transaction().execute(async (tx) => {
+    const job = await lockFenced(tx, fence);
+    if (!job || job.status === 'queued') return { outcome: 'stale' };
+    if (job.status !== 'offered') return { outcome: 'duplicate', job };
+    const updated = await tx
+      .updateTable('jobs')
+      .set({
+        status: 'running',
+        started_at: at,
+        accepted_at: sql<Date>`coalesce(accepted_at, now())`,
+        lease_expires_at: interval(leaseTtlMs),
+      })
+      .where('id', '=', job.id)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return { outcome: 'applied', job: updated };
+  });
+}
+
+export async function completeAttempt(
+  db: Db,
+  fence: Fence,
+  result: AttemptResult,
+): Promise<{ outcome: FenceOutcome; finished?: Finished }> {
+  return db.transaction().execute(async (tx) => {
+    const job = await lockFenced(tx, fence);
+    if (!job || job.status === 'queued') return { outcome: 'stale' };
+    if (isTerminal(job.status)) return { outcome: 'duplicate' };
+    return { outcome: 'applied', finished: await finishLocked(tx, job, result) };
+  });
+}
+
+/**
+ * Ends the current attempt of a locked job: another attempt when retries are
+ * left and the job was not cancelled, else its terminal state (and the run's
+ * when it was the last job).
+ */
+export async function finishLocked(tx: Tx, job: JobRow, result: AttemptResult): Promise<Finished> {
+  if (result.variablesSet) {
+    for (const [key, value] of Object.entries(result.variablesSet)) {
+      await tx
+        .insertInto('variables')
+        .values({ owner_id: job.owner_id, key, value })
+        .onConflict((oc) => oc.columns(['owner_id', 'key']).doUpdateSet({ value, updated_at: sql<Date>`now()` }))
+        .execute();
+    }
+  }
+  const retryable = (result.status === 'failed' || result.status === 'timed_out') && !job.cancel_requested;
+  if (retryable && job.attempt < job.max_attempts) {
+    const retried = await tx
+      .updateTable('jobs')
+      .set({
+        status: 'queued',
+        attempt: job.attempt + 1,
+        agent_id: null,
+        lease_id: null,
+        offer_expires_at: null,
+        lease_expires_at: null,
+        accepted_at: null,
+        run_after: interval(retryDelayMs(job.attempt)),
+        error: `attempt ${job.attempt}: ${result.error}`,
+        started_at: null,
+      })
+      .where('id', '=', job.id)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return { job: retried, retried: true };
+  }
+  const finished = await tx
+    .updateTable('jobs')
+    .set({
+      status: result.status,
+      exit_code: result.exitCode,
+      error: result.error,
+      output: result.output === undefined ? null : JSON.stringify(result.output),
+      condition: result.condition ?? null,
+      log_truncated: result.logTruncated ?? false,
+      oom_killed: result.oomKilled ?? false,
+      finished_at: result.finishedAt ?? sql<Date>`now()`,
+      lease_expires_at: null,
+      offer_expires_at: null,
+    })
+    .where('id', '=', job.id)
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  const run = await settleRun(tx, job.run_id);
+  return { job: finished, run, retried: false };
+}
+
+async function settleRun(tx: Tx, runId: string): Promise<RunRow | undefined> {
+  const jobs = await tx.selectFrom('jobs').select(['status', 'exit_code']).where('run_id', '=', runId).execute();
+  const outcome = runOutcome(jobs.map((job) => ({ status: job.status, exitCode: job.exit_code })));
+  if (!outcome) return undefined;
+  return tx
+    .updateTable('runs')
+    .set({ status: outcome.status, exit_code: outcome.exitCode, finished_at: sql<Date>`now()` })
+    .where('id', '=', runId)
+    .where('status', '=', 'running')
+    .returningAll()
+    .executeTakeFirst();
+}
+
+/** Heartbeat: extends the leases the agent still holds. */
+export async function renewLeases(db: Db, agentId: string, leaseIds: readonly string[], leaseTtlMs: number): Promise<void> {
+  if (leaseIds.length === 0) return;
+  await db
+    .updateTable('jobs')
+    .set({ lease_expires_at: interval(leaseTtlMs) })
+    .where('agent_id', '=', agentId)
+    .where('lease_id', 'in', leaseIds)
+    .where('status', 'in', ['offered', 'running'])
+    .where('accepted_at', 'is not', null)
+    .execute();
+}
+
+/** Offers nobody accepted in time go back to the queue, same attempt. */
+export async function requeueExpiredOffers(db: Db): Promise<number> {
+  const result = await db
+    .updateTable('jobs')
+    .set({ status: 'queued', agent_id: null, lease_id: null, offer_expires_at: null })
+    .where('status', '=', 'offered')
+    .where('accepted_at', 'is', null)
+    .where('offer_expires_at', '<', sql<Date>`now()`)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows);
+}
+
+/**
+ * Attempts whose lease ran out (agent lost or partitioned): another attempt if
+ * retries are left, else failed; a job being cancelled ends cancelled.
+ */
+export async function expireLeases(db: Db): Promise<Finished[]> {
+  return db.transaction().execute(async (tx) => {
+    const expired = await tx
+      .selectFrom('jobs')
+      .selectAll()
+      .where('status', 'in', ['offered', 'running'])
+      .where('accepted_at', 'is not', null)
+      .where('lease_expires_at', '<', sql<Date>`now()`)
+      .limit(500)
+      .forUpdate()
+      .skipLocked()
+      .execute();
+    const finished: Finished[] = [];
+    for (const job of expired) {
+      finished.push(
+        await finishLocked(
+          tx,
+          job,
+          job.cancel_requested
+            ? { status: 'cancelled', exitCode: null, error: 'cancelled; the agent did not confirm before its lease expired' }
+            : { status: 'failed', exitCode: null, error: `lease expired: agent ${job.agent_id} stopped reporting` },
+        ),
+      );
+    }
+    return finished;
+  });
+}
+
+/**
+ * Cancels a job: a queued or not-yet-accepted job ends at once; an accepted one
+ * is marked and the caller asks its agent to stop it.
+ */
+export async function cancelJob(db: Db, jobId: string): Promise<{ job: JobRow; finished?: Finished; notifyAgent: boolean } | undefined> {
+  return db.transaction().execute(async (tx) => {
+    const job = await tx.selectFrom('jobs').selectAll().where('id', '=', jobId).forUpdate().executeTakeFirst();
+    if (!job) return undefined;
+    if (isTerminal(job.status)) return { job, notifyAgent: false };
+    if (job.status === 'queued' || (job.status === 'offered' && !job.accepted_at)) {
+      const finished = await finishLocked(tx, { ...job, cancel_requested: true }, { status: 'cancelled', exitCode: null, error: 'cancelled' });
+      return { job: finished.job, finished, notifyAgent: job.status === 'offered' };
+    }
+    const marked = await tx
+      .updateTable('jobs')
+      .set({ cancel_requested: true })
+      .where('id', '=', job.id)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return { job: marked, notifyAgent: true };
+  });
+}
+
+/** After a reconnect: which of the attempts an agent reports it may keep. Kept ones get a fresh lease. */
+export async function resumeAttempts(
+  db: Db,
+  agentId: string,
+  fences: readonly Fence[],
+  leaseTtlMs: number,
+): Promise<Map<string, JobRow | undefined>> {
+  const decisions = new Map<string, JobRow | undefined>();
+  for (const fence of fences) {
+    const job = await db
+      .updateTable('jobs')
+      .set({ lease_expires_at: interval(leaseTtlMs), accepted_at: sql<Date>`coalesce(accepted_at, now())` })
+      .where('id', '=', fence.jobId)
+      .where('attempt', '=', fence.attempt)
+      .where('lease_id', '=', fence.leaseId)
+      .where('agent_id', '=', agentId)
+      .where('status', 'in', ['offered', 'running'])
+      .returningAll()
+      .executeTakeFirst();
+    decisions.set(fence.leaseId, job);
+  }
+  return decisions;
+}

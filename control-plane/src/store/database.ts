@@ -1,0 +1,44 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Kysely, Migrator, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import type { Database } from './schema.ts';
+import { migrationProvider } from './migrations.ts';
+
+export type Db = Kysely<Database>;
+
+export interface DatabaseOptions {
+  /** Postgres connection string; when absent an embedded PGlite database is used. */
+  readonly url?: string;
+  /** Folder for the embedded database (used only without `url`). */
+  readonly dataDir: string;
+  /** Pool size for Postgres. Default 10. */
+  readonly poolSize?: number;
+}
+
+// Return bigint columns (log offsets, bigserial ids) as JS numbers; offsets stay far below 2^53.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
+
+export async function openDatabase(options: DatabaseOptions): Promise<{ db: Db; kind: 'postgres' | 'pglite' }> {
+  if (options.url) {
+    const pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10 });
+    // An idle client losing its connection (Postgres restart) must not crash the process.
+    pool.on('error', () => {});
+    return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), kind: 'postgres' };
+  }
+  const { PGlite } = await import('@electric-sql/pglite');
+  const { PGliteDialect } = await import('kysely-pglite-dialect');
+  const folder = join(options.dataDir, 'pgdata');
+  mkdirSync(folder, { recursive: true });
+  const client = await PGlite.create(folder);
+  return { db: new Kysely<Database>({ dialect: new PGliteDialect(client) }), kind: 'pglite' };
+}
+
+export async function migrate(db: Db): Promise<void> {
+  const migrator = new Migrator({ db, provider: migrationProvider });
+  const { error, results } = await migrator.migrateToLatest();
+  const failed = results?.find((result) => result.status === 'Error');
+  if (error || failed) {
+    throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${String(error)}`, { cause: error });
+  }
+}

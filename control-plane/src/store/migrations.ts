@@ -1,0 +1,137 @@
+import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+
+/** Numbered migrations; never edit one that has shipped, add the next. */
+const migrations: Record<string, Migration> = {
+  '0001_core': {
+    async up(db: Kysely<any>) {
+      await runStatements(db, `
+        create table events (
+          id text primary key,
+          owner_id text not null,
+          name text not null,
+          description text not null default '',
+          type text not null,
+          script text not null default '',
+          env jsonb not null default '{}',
+          timeout_seconds integer not null,
+          retries integer not null default 0,
+          target jsonb not null,
+          schedule jsonb,
+          status text not null,
+          priority integer not null,
+          http jsonb,
+          memory_mb integer not null,
+          cpus double precision not null,
+          network boolean not null default false,
+          created_at timestamptz not null default now(),
+          updated_at timestamptz not null default now(),
+          deleted_at timestamptz
+        );
+        create index events_owner on events (owner_id) where deleted_at is null;
+
+        create table runs (
+          id text primary key,
+          event_id text not null references events (id),
+          owner_id text not null,
+          status text not null,
+          exit_code integer,
+          input jsonb,
+          created_at timestamptz not null default now(),
+          finished_at timestamptz
+        );
+        create index runs_event on runs (event_id, created_at desc, id desc);
+
+        create table jobs (
+          id text primary key,
+          run_id text not null references runs (id),
+          event_id text not null references events (id),
+          owner_id text not null,
+          attempt integer not null default 1,
+          max_attempts integer not null default 1,
+          status text not null,
+          priority integer not null,
+          spec jsonb not null,
+          selector jsonb not null,
+          pinned_agent_id text,
+          agent_id text,
+          lease_id text,
+          offer_expires_at timestamptz,
+          lease_expires_at timestamptz,
+          accepted_at timestamptz,
+          run_after timestamptz not null default now(),
+          exit_code integer,
+          output jsonb,
+          condition boolean,
+          error text not null default '',
+          log_truncated boolean not null default false,
+          oom_killed boolean not null default false,
+          cancel_requested boolean not null default false,
+          created_at timestamptz not null default now(),
+          offered_at timestamptz,
+          started_at timestamptz,
+          finished_at timestamptz
+        );
+        create index jobs_ready on jobs (priority desc, created_at, id) where status = 'queued';
+        create index jobs_active on jobs (agent_id) where status in ('offered', 'running');
+        create index jobs_run on jobs (run_id);
+        create index jobs_event on jobs (event_id, created_at desc, id desc);
+
+        create table job_logs (
+          id bigserial primary key,
+          job_id text not null,
+          attempt integer not null,
+          stream smallint not null,
+          "offset" bigint not null,
+          data bytea not null,
+          unique (job_id, attempt, stream, "offset")
+        );
+
+        create table variables (
+          owner_id text not null,
+          key text not null,
+          value text not null,
+          updated_at timestamptz not null default now(),
+          primary key (owner_id, key)
+        );
+
+        create table agents (
+          id text primary key,
+          name text not null,
+          mode text not null,
+          labels jsonb not null default '{}',
+          executors jsonb not null default '[]',
+          slots integer not null,
+          version text not null,
+          connected boolean not null default false,
+          draining boolean not null default false,
+          last_heartbeat_at timestamptz,
+          created_at timestamptz not null default now()
+        );
+
+        create table api_tokens (
+          id text primary key,
+          owner_id text not null,
+          role text not null,
+          name text not null,
+          token_hash text not null unique,
+          created_at timestamptz not null default now(),
+          last_used_at timestamptz,
+          revoked_at timestamptz
+        );
+      `);
+    },
+  },
+};
+
+// PGlite's extended protocol takes one statement per query.
+async function runStatements(db: Kysely<any>, script: string): Promise<void> {
+  for (const statement of script.split(/;\s*\n/)) {
+    if (statement.trim()) await sql.raw(statement).execute(db);
+  }
+}
+
+export const migrationProvider: MigrationProvider = {
+  async getMigrations() {
+    return migrations;
+  },
+};

@@ -1,0 +1,177 @@
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+type Json<T> = ColumnType<T, string, string>;
+/** A column with a database default: optional on insert. */
+type Defaulted<T> = ColumnType<T, T | undefined, T>;
+
+export type JobStatus = 'queued' | 'offered' | 'running' | 'succeeded' | 'failed' | 'timed_out' | 'cancelled';
+export const TERMINAL_JOB_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', 'timed_out', 'cancelled'];
+export const ACTIVE_JOB_STATUSES: readonly JobStatus[] = ['offered', 'running'];
+
+export type RunStatus = 'running' | 'succeeded' | 'failed' | 'partial' | 'timed_out' | 'cancelled';
+
+export type EventType = 'bash' | 'python' | 'node' | 'http';
+export type EventStatus = 'active' | 'paused' | 'draft' | 'archived';
+export type LabelOp = 'eq' | 'ne' | 'in' | 'exists' | 'gt' | 'lt';
+
+export interface LabelTerm {
+  readonly key: string;
+  readonly op: LabelOp;
+  readonly values: readonly string[];
+}
+
+export interface Selector {
+  readonly required: readonly LabelTerm[];
+  readonly preferred: readonly { readonly term: LabelTerm; readonly weight: number }[];
+  readonly count: number;
+  readonly all: boolean;
+}
+
+export type Target = { readonly selector: Selector } | { readonly serverIds: readonly string[] };
+
+export interface HttpRequestSpec {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string;
+}
+
+/** Snapshot of what a job runs, taken when the run is created. */
+export interface JobSpec {
+  readonly eventName: string;
+  readonly kind: EventType;
+  readonly script: string;
+  readonly env: Readonly<Record<string, string>>;
+  readonly timeoutSeconds: number;
+  readonly input: unknown;
+  readonly memoryMb: number;
+  readonly cpus: number;
+  readonly network: boolean;
+  readonly http: HttpRequestSpec | null;
+}
+
+export interface EventsTable {
+  id: string;
+  owner_id: string;
+  name: string;
+  description: Defaulted<string>;
+  type: EventType;
+  script: string;
+  env: Json<Record<string, string>>;
+  timeout_seconds: number;
+  retries: Defaulted<number>;
+  target: Json<Target>;
+  schedule: Json<{ cron: string; timezone: string } | null>;
+  status: EventStatus;
+  priority: number;
+  http: Json<HttpRequestSpec | null>;
+  memory_mb: number;
+  cpus: number;
+  network: Defaulted<boolean>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  deleted_at: NullableTimestamp;
+}
+
+export interface RunsTable {
+  id: string;
+  event_id: string;
+  owner_id: string;
+  status: RunStatus;
+  exit_code: number | null;
+  input: Json<unknown>;
+  created_at: Timestamp;
+  finished_at: NullableTimestamp;
+}
+
+export interface JobsTable {
+  id: string;
+  run_id: string;
+  event_id: string;
+  owner_id: string;
+  attempt: Defaulted<number>;
+  max_attempts: number;
+  status: JobStatus;
+  priority: number;
+  spec: Json<JobSpec>;
+  selector: Json<Selector>;
+  pinned_agent_id: string | null;
+  agent_id: string | null;
+  lease_id: string | null;
+  offer_expires_at: NullableTimestamp;
+  lease_expires_at: NullableTimestamp;
+  accepted_at: NullableTimestamp;
+  run_after: Timestamp;
+  exit_code: number | null;
+  output: Json<unknown> | null;
+  condition: boolean | null;
+  error: Defaulted<string>;
+  log_truncated: Defaulted<boolean>;
+  oom_killed: Defaulted<boolean>;
+  cancel_requested: Defaulted<boolean>;
+  created_at: Timestamp;
+  offered_at: NullableTimestamp;
+  started_at: NullableTimestamp;
+  finished_at: NullableTimestamp;
+}
+
+export interface JobLogsTable {
+  id: Generated<string>;
+  job_id: string;
+  attempt: Defaulted<number>;
+  stream: number;
+  offset: string | number;
+  data: Uint8Array;
+}
+
+export interface VariablesTable {
+  owner_id: string;
+  key: string;
+  value: string;
+  updated_at: Timestamp;
+}
+
+export interface AgentsTable {
+  id: string;
+  name: string;
+  mode: string;
+  labels: Json<Record<string, string>>;
+  executors: Json<string[]>;
+  slots: number;
+  version: string;
+  connected: Defaulted<boolean>;
+  draining: Defaulted<boolean>;
+  last_heartbeat_at: NullableTimestamp;
+  created_at: Timestamp;
+}
+
+export interface ApiTokensTable {
+  id: string;
+  owner_id: string;
+  role: string;
+  name: string;
+  token_hash: string;
+  created_at: Timestamp;
+  last_used_at: NullableTimestamp;
+  revoked_at: NullableTimestamp;
+}
+
+export interface Database {
+  events: EventsTable;
+  runs: RunsTable;
+  jobs: JobsTable;
+  job_logs: JobLogsTable;
+  variables: VariablesTable;
+  agents: AgentsTable;
+  api_tokens: ApiTokensTable;
+}
+
+export type EventRow = Selectable<EventsTable>;
+export type NewEventRow = Insertable<EventsTable>;
+export type EventUpdate = Updateable<EventsTable>;
+export type RunRow = Selectable<RunsTable>;
+export type JobRow = Selectable<JobsTable>;
+export type NewJobRow = Insertable<JobsTable>;
+export type AgentRow = Selectable<AgentsTable>;

@@ -1,0 +1,76 @@
+import { create } from '@bufbuild/protobuf';
+import {
+  ConnectResponseSchema,
+  JobKind,
+  JobRefSchema,
+  JobState,
+  LogStream,
+  type ConnectResponse,
+  type JobRef,
+} from '@cronium/proto/agent/v1';
+import type { EventType, JobRow } from '../store/schema.ts';
+import type { AttemptResult, Fence } from '../queue/transitions.ts';
+import { jsonValue } from './api-messages.ts';
+import { LOG_STREAMS } from '../queue/logs.ts';
+
+const jobKinds: Record<EventType, JobKind> = {
+  bash: JobKind.BASH,
+  python: JobKind.PYTHON,
+  node: JobKind.NODE,
+  http: JobKind.HTTP,
+};
+
+export const terminalStates = new Map<JobState, AttemptResult['status']>([
+  [JobState.SUCCEEDED, 'succeeded'],
+  [JobState.FAILED, 'failed'],
+  [JobState.TIMED_OUT, 'timed_out'],
+  [JobState.CANCELLED, 'cancelled'],
+]);
+
+export const logStreamNumbers = new Map<LogStream, number>([
+  [LogStream.STDOUT, LOG_STREAMS.stdout],
+  [LogStream.STDERR, LOG_STREAMS.stderr],
+  [LogStream.SYSTEM, LOG_STREAMS.system],
+]);
+
+export function refOf(job: Pick<JobRow, 'id' | 'attempt' | 'lease_id'>): JobRef {
+  return create(JobRefSchema, { jobId: job.id, attempt: job.attempt, leaseId: job.lease_id ?? '' });
+}
+
+export function fenceOf(ref: JobRef | undefined): Fence {
+  return { jobId: ref?.jobId ?? '', attempt: ref?.attempt ?? 0, leaseId: ref?.leaseId ?? '' };
+}
+
+const DEFAULT_LOG_LIMIT_BYTES = 10 * 1024 * 1024;
+
+export function offerMessage(job: JobRow, variables: Readonly<Record<string, string>>): ConnectResponse {
+  const spec = job.spec;
+  return create(ConnectResponseSchema, {
+    kind: {
+      case: 'jobOffer',
+      value: {
+        job: refOf(job),
+        spec: {
+          eventId: job.event_id,
+          runId: job.run_id,
+          eventName: spec.eventName,
+          kind: jobKinds[spec.kind],
+          script: spec.script,
+          env: { ...spec.env },
+          timeoutSeconds: spec.timeoutSeconds,
+          input: jsonValue(spec.input),
+          variables: { ...variables },
+          memoryBytes: BigInt(spec.memoryMb) * 1024n * 1024n,
+          cpus: spec.cpus,
+          network: spec.network,
+          http: spec.http ? { ...spec.http, headers: { ...spec.http.headers } } : undefined,
+          logLimitBytes: BigInt(DEFAULT_LOG_LIMIT_BYTES),
+        },
+      },
+    },
+  });
+}
+
+export function cancelMessage(ref: JobRef, reason: string, stale: boolean): ConnectResponse {
+  return create(ConnectResponseSchema, { kind: { case: 'cancelJob', value: { job: ref, reason, stale } } });
+}
