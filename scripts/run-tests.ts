@@ -1,0 +1,28 @@
+// `npm test` after setup: type-checks and runs every test file (unit,
+// integration and end-to-end on real Postgres, NATS, Docker, mTLS gRPC), test
+// files in parallel. Set CRONIUM_TEST_FILES to a space-separated list to run some.
+import { spawn } from 'node:child_process';
+import { globSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+const root = resolve(import.meta.dirname, '..');
+const files = process.env.CRONIUM_TEST_FILES?.split(/\s+/).filter(Boolean) ??
+  globSync(['agent/test/**/*.test.ts', 'control-plane/test/**/*.test.ts', 'test/**/*.test.ts'], { cwd: root }).sort();
+const concurrency = process.env.CRONIUM_TEST_CONCURRENCY ?? '3';
+
+function run(name: string, args: string[]): Promise<number> {
+  const started = Date.now();
+  return new Promise((done) => {
+    const child = spawn(process.execPath, args, { cwd: root, stdio: 'inherit' });
+    child.on('exit', (code, signal) => {
+      console.error(`\n${name}: ${code === 0 ? 'passed' : `FAILED (${signal ?? code})`} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      done(code ?? 1);
+    });
+  });
+}
+
+const results = await Promise.all([
+  run('typecheck', [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.json'), '--noEmit']),
+  run(`tests (${files.length} files)`, ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files]),
+]);
+process.exit(results.every((code) => code === 0) ? 0 : 1);
