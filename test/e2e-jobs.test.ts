@@ -6,13 +6,19 @@ import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Stack, containersOf, freshDatabase } from './harness.ts';
 
+const LOG_LIMIT = 256 * 1024;
+
 describe('jobs through the API (Postgres + NATS store)', () => {
   let stack: Stack;
   let database: Awaited<ReturnType<typeof freshDatabase>>;
 
   before(async () => {
     database = await freshDatabase('e2e_jobs');
-    stack = await new Stack({ databaseUrl: database.url, natsUrl: 'nats://127.0.0.1:4222' }).start();
+    stack = await new Stack({
+      databaseUrl: database.url,
+      natsUrl: 'nats://127.0.0.1:4222',
+      env: { CRONIUM_JOB_LOG_LIMIT_BYTES: String(LOG_LIMIT) },
+    }).start();
   });
   after(async () => {
     await stack?.stop();
@@ -169,6 +175,20 @@ describe('jobs through the API (Postgres + NATS store)', () => {
     const finished = (await stack.ok('cronium.api.v1.RunService/GetRun', { id: run.id })).run;
     assert.equal(finished.status, 'RUN_STATUS_CANCELLED');
     assert.deepEqual(containersOf(job.id), []);
+  });
+
+  test('a job writing more than the log limit keeps the head and a truncation marker', async () => {
+    const event = await stack.createEvent({ name: 'chatty', type: 'EVENT_TYPE_PYTHON', script: 'import sys\nfor i in range(20000):\n    print("x" * 60, i)\nprint("the end")' });
+    const job = await stack.waitForTerminal((await stack.runEvent(event.id)).jobs[0].id);
+    assert.equal(job.status, 'JOB_STATUS_SUCCEEDED');
+    assert.equal(job.logTruncated, true);
+    const messages = await stack.watchJob(job.id);
+    const stdout = messages.filter((m) => m.log?.stream === 'LOG_STREAM_STDOUT').map((m) => m.log.data).join('');
+    assert.ok(stdout.length <= LOG_LIMIT && stdout.length > LOG_LIMIT - 1024, `kept ${stdout.length} bytes`);
+    assert.ok(stdout.startsWith('x'.repeat(60) + ' 0\n'));
+    assert.ok(!stdout.includes('the end'));
+    const system = messages.filter((m) => m.log?.stream === 'LOG_STREAM_SYSTEM').map((m) => m.log.data).join('');
+    assert.match(system, /log truncated/);
   });
 
   test('bad input is refused with the field named, and nothing is written', async () => {

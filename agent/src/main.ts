@@ -38,7 +38,9 @@ async function main(): Promise<number> {
 
   const docker = new Docker();
   const runtimeDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'runtime');
-  const removed = await removeLeftoverContainers(docker).catch((error: Error) => {
+  // Containers of this agent (same id and data folder) left by an earlier process.
+  const ownLabels = { 'cronium.agent': agentId, 'cronium.agent-home': config.dataDir };
+  const removed = await removeLeftoverContainers(docker, ownLabels).catch((error: Error) => {
     logger.warn({ error: error.message }, 'docker engine not reachable; docker jobs will fail until it is');
     return 0;
   });
@@ -48,7 +50,7 @@ async function main(): Promise<number> {
   const runner = new Runner({
     slots: config.slots,
     executors: [
-      new DockerExecutor({ docker, images: config.images, workRoot: join(config.dataDir, 'jobs'), runtimeDir, stopGraceSeconds: config.stopGraceSeconds }),
+      new DockerExecutor({ docker, images: config.images, workRoot: join(config.dataDir, 'jobs'), runtimeDir, stopGraceSeconds: config.stopGraceSeconds, labels: ownLabels }),
       new HttpExecutor(),
     ],
     send: (message) => connection?.send(message),

@@ -14,6 +14,7 @@ export interface ControlPlaneConfig {
   readonly heartbeatIntervalMs: number;
   readonly leaseTtlMs: number;
   readonly offerTimeoutMs: number;
+  readonly jobLogLimitBytes: number;
   /** Agent id whose credentials are written to `<dataDir>/agents/<id>` for the embedded orchestrator. */
   readonly embeddedAgentId: string;
 }
@@ -40,6 +41,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ControlPlan
     heartbeatIntervalMs: int(env, 'CRONIUM_HEARTBEAT_MS', 5_000),
     leaseTtlMs: int(env, 'CRONIUM_LEASE_TTL_MS', 30_000),
     offerTimeoutMs: int(env, 'CRONIUM_OFFER_TIMEOUT_MS', 5_000),
+    jobLogLimitBytes: int(env, 'CRONIUM_JOB_LOG_LIMIT_BYTES', 10 * 1024 * 1024),
     embeddedAgentId: env.CRONIUM_EMBEDDED_AGENT_ID || 'local-orchestrator',
   });
 }

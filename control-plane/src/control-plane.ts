@@ -84,6 +84,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
       leaseTtlMs: config.leaseTtlMs,
       offerTimeoutMs: config.offerTimeoutMs,
       maxLogChunkBytes: 64 * 1024,
+      jobLogLimitBytes: config.jobLogLimitBytes,
     },
     onSessionsChanged: () => dispatcher?.kick(),
   });

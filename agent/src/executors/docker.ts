@@ -52,8 +52,6 @@ export interface DockerExecutorOptions {
   readonly pidsLimit?: number;
   /** Size of the /tmp tmpfs (default '64m'). */
   readonly tmpfsSize?: string;
-  /** Log bytes forwarded per job; the rest is drained and dropped (default 16 MiB). */
-  readonly maxLogBytes?: number;
   /** Extra labels on every container (e.g. an agent id, for removeLeftoverContainers). */
   readonly labels?: Readonly<Record<string, string>>;
 }
@@ -124,8 +122,7 @@ export class DockerExecutor implements Executor {
         BASH_ENV: `${CONTAINER_LIB_DIR}/bash/cronium.sh`,
         HOME: '/tmp',
       };
-      try {
-        container = await this.#docker.createContainer({
+      const create = () => this.#docker.createContainer({
           Image: image,
           Cmd: COMMANDS[kind](`${CONTAINER_JOB_DIR}/${scriptFileName(kind)}`),
           Env: Object.entries(env)
@@ -158,18 +155,23 @@ export class DockerExecutor implements Executor {
             AutoRemove: false,
           },
         });
+      try {
+        container = await create();
       } catch (err) {
-        if (statusCode(err) === 404) {
-          const error = `docker image ${image} not found (it must be pulled or built on this host)`;
+        if (statusCode(err) !== 404) throw err;
+        await system(`pulling docker image ${image}`);
+        const pulled = await this.#pull(image);
+        if (pulled !== true) {
+          const error = `docker image ${image} not found and could not be pulled (${pulled})`;
           await system(error);
           return result('failed', -1, error);
         }
-        throw err;
+        container = await create();
       }
 
       // Attach before start, or early output is lost.
       stream = await container.attach({ stream: true, stdout: true, stderr: true });
-      const logs = this.#pipeLogs(stream, ctx, opts.maxLogBytes ?? 16 * MiB);
+      const logs = this.#pipeLogs(stream, ctx);
       logs.done.catch(() => {}); // awaited below; avoid an unhandled rejection if we throw first
 
       let cancelled = false;
@@ -222,31 +224,33 @@ export class DockerExecutor implements Executor {
     }
   }
 
+  /** Pulls an image; true, or the reason it could not. */
+  async #pull(image: string): Promise<true | string> {
+    try {
+      const progress = await this.#docker.pull(image);
+      await new Promise<void>((resolve, reject) =>
+        this.#docker.modem.followProgress(progress, (err: Error | null) => (err ? reject(err) : resolve())),
+      );
+      return true;
+    } catch (err) {
+      return (err as Error).message.split('\n')[0] ?? String(err);
+    }
+  }
+
   /**
    * Demuxes the attach stream into stdout/stderr and forwards it to ctx.log.
    * demuxStream ignores write() results, so pause the source while a sink is
    * over its high-water mark: a slow ctx.log slows the container's output.
    * Resolves when the stream has ended and every chunk has been logged.
    */
-  #pipeLogs(stream: NodeJS.ReadWriteStream, ctx: RunContext, maxBytes: number): LogPipe {
-    let forwarded = 0;
-    let truncated = false;
+  #pipeLogs(stream: NodeJS.ReadWriteStream, ctx: RunContext): LogPipe {
     let lastActivity = Date.now();
-    const cap = (name: 'stdout' | 'stderr') => async (data: Buffer) => {
+    const forward = (name: 'stdout' | 'stderr') => async (data: Buffer) => {
       lastActivity = Date.now();
-      if (truncated) return;
-      if (forwarded + data.length > maxBytes) {
-        truncated = true;
-        const head = data.subarray(0, maxBytes - forwarded);
-        if (head.length > 0) await ctx.log(name, head);
-        await ctx.log('system', Buffer.from(`log output truncated after ${formatBytes(maxBytes)}\n`));
-      } else {
-        forwarded += data.length;
-        await ctx.log(name, data);
-      }
+      await ctx.log(name, data);
       lastActivity = Date.now();
     };
-    const sinks = [logSink(cap('stdout')), logSink(cap('stderr'))] as const;
+    const sinks = [logSink(forward('stdout')), logSink(forward('stderr'))] as const;
     const paced = (sink: Writable) =>
       ({
         write(chunk: Buffer) {

@@ -26,6 +26,8 @@ export interface SessionTimings {
   readonly leaseTtlMs: number;
   readonly offerTimeoutMs: number;
   readonly maxLogChunkBytes: number;
+  /** Log bytes kept per job attempt; the agent drops the rest and marks the log truncated. */
+  readonly jobLogLimitBytes: number;
 }
 
 export interface SessionDeps {
@@ -92,7 +94,7 @@ export class AgentSession implements DispatchTarget {
 
   offer(job: JobRow, variables: Readonly<Record<string, string>>): void {
     this.#leases.set(job.lease_id!, { ref: refOf(job), offeredAt: Date.now(), accepted: false });
-    this.#send(offerMessage(job, variables));
+    this.#send(offerMessage(job, variables, this.#deps.timings.jobLogLimitBytes));
     publishJob(this.#deps.bus, job);
   }
 

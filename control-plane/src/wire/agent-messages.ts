@@ -41,9 +41,7 @@ export function fenceOf(ref: JobRef | undefined): Fence {
   return { jobId: ref?.jobId ?? '', attempt: ref?.attempt ?? 0, leaseId: ref?.leaseId ?? '' };
 }
 
-const DEFAULT_LOG_LIMIT_BYTES = 10 * 1024 * 1024;
-
-export function offerMessage(job: JobRow, variables: Readonly<Record<string, string>>): ConnectResponse {
+export function offerMessage(job: JobRow, variables: Readonly<Record<string, string>>, logLimitBytes: number): ConnectResponse {
   const spec = job.spec;
   return create(ConnectResponseSchema, {
     kind: {
@@ -64,7 +62,7 @@ export function offerMessage(job: JobRow, variables: Readonly<Record<string, str
           cpus: spec.cpus,
           network: spec.network,
           http: spec.http ? { ...spec.http, headers: { ...spec.http.headers } } : undefined,
-          logLimitBytes: BigInt(DEFAULT_LOG_LIMIT_BYTES),
+          logLimitBytes: BigInt(logLimitBytes),
         },
       },
     },
