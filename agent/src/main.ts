@@ -1,7 +1,6 @@
 import { readFileSync, mkdirSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import Docker from 'dockerode';
 import { pino } from 'pino';
 import { ConfigError, loadConfig, USAGE } from './config.ts';
@@ -9,6 +8,7 @@ import { Runner } from './runner.ts';
 import { Connection } from './link/connection.ts';
 import { DockerExecutor, removeLeftoverContainers } from './executors/docker.ts';
 import { HttpExecutor } from './executors/http.ts';
+import { runtimeDir } from './runtime-dir.ts';
 
 const VERSION = '0.1.0';
 const logger = pino({ name: 'cronium-agent' }, pino.destination(2));
@@ -37,7 +37,6 @@ async function main(): Promise<number> {
   mkdirSync(join(config.dataDir, 'jobs'), { recursive: true });
 
   const docker = new Docker();
-  const runtimeDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'runtime');
   // Containers of this agent (same id and data folder) left by an earlier process.
   const ownLabels = { 'cronium.agent': agentId, 'cronium.agent-home': config.dataDir };
   const removed = await removeLeftoverContainers(docker, ownLabels).catch((error: Error) => {
@@ -50,7 +49,7 @@ async function main(): Promise<number> {
   const runner = new Runner({
     slots: config.slots,
     executors: [
-      new DockerExecutor({ docker, images: config.images, workRoot: join(config.dataDir, 'jobs'), runtimeDir, stopGraceSeconds: config.stopGraceSeconds, labels: ownLabels }),
+      new DockerExecutor({ docker, images: config.images, workRoot: join(config.dataDir, 'jobs'), runtimeDir: runtimeDir(config.dataDir), stopGraceSeconds: config.stopGraceSeconds, labels: ownLabels }),
       new HttpExecutor(),
     ],
     send: (message) => connection?.send(message),
