@@ -14,11 +14,12 @@ describe('jobs through the API (Postgres + NATS store)', () => {
 
   before(async () => {
     database = await freshDatabase('e2e_jobs');
-    stack = await new Stack({
+    stack = new Stack({
       databaseUrl: database.url,
       natsUrl: 'nats://127.0.0.1:4222',
       env: { CRONIUM_JOB_LOG_LIMIT_BYTES: String(LOG_LIMIT) },
-    }).start();
+    });
+    await stack.start();
   });
   after(async () => {
     await stack?.stop();

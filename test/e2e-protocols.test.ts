@@ -11,7 +11,8 @@ import { ADMIN_TOKEN, Stack } from './harness.ts';
 describe('API protocols', () => {
   let stack: Stack;
   before(async () => {
-    stack = await new Stack().start();
+    stack = new Stack();
+    await stack.start();
   });
   after(async () => {
     await stack?.stop();

@@ -10,7 +10,8 @@ describe('control plane killed mid-job (embedded store)', () => {
   let stack: Stack;
 
   before(async () => {
-    stack = await new Stack().start();
+    stack = new Stack();
+    await stack.start();
   });
   after(async () => {
     await stack?.stop();

@@ -1,7 +1,7 @@
 // Starts real Cronium processes (control plane, agent) for end-to-end tests and
 // talks to them through the public API the way an integration would.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, createWriteStream } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, createWriteStream } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -156,7 +156,6 @@ export class Stack {
 
   async waitForAgent(timeoutMs = 30_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    const { readFileSync } = await import('node:fs');
     while (Date.now() < deadline) {
       const text = (() => {
         try {
@@ -187,6 +186,7 @@ export class Stack {
   }
 
   async stop(): Promise<void> {
+    await Promise.all(this.remoteAgents.map((agent) => agent.stop()));
     for (const child of [this.agent, this.controlPlane]) {
       if (child && child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((done) => child.once('exit', done));
@@ -212,6 +212,27 @@ export class Stack {
     const { status, body: result } = await this.call<T>(method, body);
     if (status !== 200) throw new Error(`${method} answered ${status}: ${JSON.stringify(result)}`);
     return result;
+  }
+
+  async joinToken(labels: Record<string, string> = {}, ttlSeconds = 600): Promise<string> {
+    return (await this.ok('cronium.api.v1.AgentService/CreateJoinToken', { labels, ttlSeconds })).token;
+  }
+
+  /** A remote agent enrolled with a fresh join token, started and connected. */
+  async remoteAgent(options: { labels?: Record<string, string>; pinned?: Record<string, string>; slots?: number; env?: Record<string, string> } = {}): Promise<RemoteAgent> {
+    const token = await this.joinToken(options.pinned ?? {});
+    const labels = Object.entries(options.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+    const args = ['--join-token', token, '--slots', String(options.slots ?? 2), ...(labels ? ['--labels', labels] : [])];
+    const agent = new RemoteAgent(`localhost:${this.agentPort}`, args, options.env).start();
+    this.remoteAgents.push(agent);
+    await agent.connected();
+    return agent;
+  }
+
+  readonly remoteAgents: RemoteAgent[] = [];
+
+  async agents(): Promise<any[]> {
+    return (await this.ok('cronium.api.v1.AgentService/ListAgents', {})).agents;
   }
 
   async createEvent(event: Record<string, unknown>): Promise<any> {
@@ -263,6 +284,101 @@ export class Stack {
       at += 5 + length;
     }
     return messages;
+  }
+}
+
+/** The agent program: the built single binary when CRONIUM_AGENT_BINARY names it, else the source. */
+export function agentCommand(): { command: string; args: string[] } {
+  const binary = process.env.CRONIUM_AGENT_BINARY;
+  return binary ? { command: binary, args: [] } : { command: process.execPath, args: [join(root, 'agent/src/main.ts')] };
+}
+
+/** A remote-executor agent process with its own data folder. */
+export class RemoteAgent {
+  readonly dataDir: string;
+  readonly logPath: string;
+  process?: ChildProcess;
+  readonly controlPlane: string;
+  readonly args: readonly string[];
+  readonly env: Record<string, string>;
+  #connects = 0;
+
+  constructor(controlPlane: string, args: readonly string[], env: Record<string, string> = {}) {
+    this.controlPlane = controlPlane;
+    this.args = args;
+    this.env = env;
+    this.dataDir = mkdtempSync(join(tmpdir(), 'cronium-agent-'));
+    this.logPath = join(this.dataDir, 'agent.log');
+  }
+
+  start(): this {
+    const { command, args } = agentCommand();
+    this.process = spawn(
+      command,
+      [...args, '--mode', 'remote-executor', '--control-plane', this.controlPlane, '--data-dir', this.dataDir, ...this.args],
+      {
+        env: {
+          PATH: process.env.PATH ?? '',
+          CRONIUM_IMAGE_BASH: TEST_IMAGE,
+          CRONIUM_IMAGE_PYTHON: TEST_IMAGE,
+          CRONIUM_IMAGE_NODE: TEST_IMAGE,
+          CRONIUM_AGENT_STOP_GRACE_SECONDS: '2',
+          ...this.env,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    const log = createWriteStream(this.logPath, { flags: 'a' });
+    this.process.stdout!.pipe(log);
+    this.process.stderr!.pipe(log);
+    return this;
+  }
+
+  log(): string {
+    try {
+      return readFileSync(this.logPath, 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  /** Waits for the next successful connection (or for the process to exit, which throws). */
+  async connected(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const connects = this.log().split('\n').filter((line) => line.includes('connected to control plane')).length;
+      if (connects > this.#connects) {
+        this.#connects = connects;
+        return;
+      }
+      if (this.process?.exitCode !== null && this.process?.exitCode !== undefined) {
+        throw new Error(`agent exited with ${this.process.exitCode}: ${this.log().slice(-2000)}`);
+      }
+      await sleep(100);
+    }
+    throw new Error(`agent did not connect: ${this.log().slice(-2000)}`);
+  }
+
+  /** Resolves with the exit code. */
+  async exited(): Promise<number | null> {
+    const child = this.process!;
+    if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+    return new Promise((done) => child.once('exit', (code) => done(code)));
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const child = this.process;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = this.exited();
+    child.kill(signal);
+    await exited;
+  }
+
+  async stop(): Promise<void> {
+    const timer = setTimeout(() => this.process?.kill('SIGKILL'), 15_000);
+    await this.kill('SIGTERM');
+    clearTimeout(timer);
+    if (!process.env.CRONIUM_KEEP_TEST_DATA) rmSync(this.dataDir, { recursive: true, force: true });
   }
 }
 

@@ -1,4 +1,4 @@
-import { readFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, mkdirSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import Docker from 'dockerode';
@@ -9,6 +9,7 @@ import { Connection } from './link/connection.ts';
 import { DockerExecutor, removeLeftoverContainers } from './executors/docker.ts';
 import { HttpExecutor } from './executors/http.ts';
 import { runtimeDir } from './runtime-dir.ts';
+import { enroll, EnrollmentError, renew, renewalDue } from './enrollment.ts';
 
 const VERSION = '0.1.0';
 const logger = pino({ name: 'cronium-agent' }, pino.destination(2));
@@ -31,6 +32,11 @@ async function main(): Promise<number> {
   if (config === 'version') {
     process.stdout.write(`cronium-agent ${VERSION}\n`);
     return 0;
+  }
+  if (!existsSync(config.tls.cert)) {
+    if (!config.joinToken) throw new ConfigError(`no certificate at ${config.tls.cert}: enroll with --join-token, or give --ca, --cert and --key`);
+    const enrolled = await enroll({ address: config.controlPlanes[0]!, joinToken: config.joinToken, name: config.name, tls: config.tls });
+    log('enrolled with the control plane', { agentId: enrolled });
   }
   const tls = readTls(config.tls);
   const agentId = new X509Certificate(tls.cert).subject.replace(/^CN=/, '').split('\n')[0]!;
@@ -63,9 +69,17 @@ async function main(): Promise<number> {
     labels: config.labels,
     slots: config.slots,
     controlPlanes: config.controlPlanes,
-    tls,
+    tls: () => readTls(config.tls),
     runner,
     log,
+    onConnected: (address) => {
+      const current = readTls(config.tls);
+      if (!renewalDue(current.cert)) return;
+      renew(address, config.tls, current).then(
+        () => log('certificate renewed; used from the next connection'),
+        (error: Error) => logger.warn({ error: error.message }, 'certificate renewal failed; will retry at the next connection'),
+      );
+    },
   });
   log('agent starting', { agentId, mode: config.mode, controlPlanes: config.controlPlanes, slots: config.slots });
 
@@ -90,7 +104,7 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (error) => {
-    if (error instanceof ConfigError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    if (error instanceof ConfigError || error instanceof EnrollmentError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`cronium-agent: ${(error as Error).message}\n`);
       process.exit(2);
     }

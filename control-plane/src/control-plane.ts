@@ -10,9 +10,10 @@ import { subjects } from './bus/bus.ts';
 import { createMemoryBus } from './bus/memory-bus.ts';
 import { createNatsBus } from './bus/nats-bus.ts';
 import { loadOrCreateCa, writeAgentCredentials, type CertificateAuthority } from './pki/ca.ts';
+import { loadOrCreateSigner } from './enrollment/join-tokens.ts';
 import { LinkServer } from './link/server.ts';
 import { Dispatcher } from './dispatcher.ts';
-import { expireLeases, requeueExpiredOffers } from './queue/transitions.ts';
+import { expireLeases, failUnscheduled, requeueExpiredOffers } from './queue/transitions.ts';
 import { executorFor } from './queue/claim.ts';
 import { pickAgent, selectorMatches } from './domain/selector.ts';
 import { publishJob } from './job-events.ts';
@@ -69,6 +70,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
   const pkiDir = join(config.dataDir, 'pki');
   const ca = await loadOrCreateCa(pkiDir);
   await ensureEmbeddedAgentCredentials(ca, join(config.dataDir, 'agents', config.embeddedAgentId), config.embeddedAgentId);
+  const joinTokens = await loadOrCreateSigner(pkiDir);
   const log = (message: string, fields?: Record<string, unknown>) => logger.info(fields ?? {}, message);
 
   let dispatcher: Dispatcher | undefined;
@@ -79,6 +81,8 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     port: config.agentPort,
     host: config.host,
     tls: await loadServerCredentials(config, ca, pkiDir),
+    ca,
+    joinTokens,
     timings: {
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       leaseTtlMs: config.leaseTtlMs,
@@ -99,7 +103,12 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
 
   const waitingReason = async (job: JobRow): Promise<string> => {
     if (new Date(job.run_after).getTime() > Date.now()) return `waiting to retry at ${new Date(job.run_after).toISOString()}`;
-    const agents = await db.selectFrom('agents').select(['id', 'labels', 'executors', 'slots']).where('connected', '=', true).execute();
+    const agents = await db
+      .selectFrom('agents')
+      .select(['id', 'labels', 'executors'])
+      .where('connected', '=', true)
+      .where('revoked_at', 'is', null)
+      .execute();
     const executor = executorFor(job.spec.kind);
     const able = agents.filter(
       (agent) => (!job.pinned_agent_id || agent.id === job.pinned_agent_id) && agent.executors.includes(executor) && selectorMatches(job.selector, agent.labels),
@@ -108,7 +117,8 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     const free = pickAgent(job.selector, executor, [...link.sessions.values()]);
     return free ? 'about to be offered' : 'all matching agents are busy';
   };
-  const api = await startApiServer({ db, bus, waitingReason }, { host: config.host, httpPort: config.httpPort, grpcPort: config.grpcPort });
+  const api = await startApiServer(
+    { db, bus, waitingReason, enrollment: { signer: joinTokens, caFingerprint: ca.fingerprint }, leaseTtlMs: config.leaseTtlMs }, { host: config.host, httpPort: config.httpPort, grpcPort: config.grpcPort });
 
   // Leases are not judged until agents had a lease's time to reconnect after this start.
   const leasesJudgedFrom = Date.now() + config.leaseTtlMs;
@@ -119,6 +129,10 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     try {
       for (const session of link.sessions.values()) session.expireOffers();
       if ((await requeueExpiredOffers(db)) > 0) dispatcher.kick();
+      for (const finished of await failUnscheduled(db, waitingReason)) {
+        publishJob(bus, finished.job);
+        logger.warn({ jobId: finished.job.id, error: finished.job.error }, 'job not scheduled in time');
+      }
       if (Date.now() >= leasesJudgedFrom) {
         const expired = await expireLeases(db);
         for (const finished of expired) {

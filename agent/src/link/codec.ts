@@ -17,7 +17,7 @@ export function executorsFor(jobKinds: readonly JobKindName[]): Executor[] {
 }
 
 /** The executor-facing spec of an offer, or an error message when the offer cannot be understood. */
-export function jobSpecOf(ref: JobRef, spec: JobSpecMessage | undefined): JobSpec | string {
+export function jobSpecOf(ref: JobRef, spec: JobSpecMessage | undefined, agentId: string): JobSpec | string {
   if (!spec) return 'offer without a spec';
   const kind = kinds.get(spec.kind);
   if (!kind) return `unknown job kind ${spec.kind}`;
@@ -29,7 +29,8 @@ export function jobSpecOf(ref: JobRef, spec: JobSpecMessage | undefined): JobSpe
     eventName: spec.eventName,
     kind,
     script: spec.script,
-    env: { ...spec.env },
+    // Where and what is running, for scripts that need to know.
+    env: { ...spec.env, CRONIUM_AGENT_ID: agentId, CRONIUM_JOB_ID: ref.jobId, CRONIUM_RUN_ID: spec.runId, CRONIUM_ATTEMPT: String(ref.attempt) },
     timeoutSeconds: spec.timeoutSeconds,
     input: spec.input ? (toJson(ValueSchema, spec.input) as JsonValue) : null,
     variables: { ...spec.variables },

@@ -22,7 +22,10 @@ export interface ConnectionOptions {
   readonly slots: number;
   /** host:port of each control plane; tried in turn. */
   readonly controlPlanes: readonly string[];
-  readonly tls: { readonly ca: Buffer; readonly cert: Buffer; readonly key: Buffer };
+  /** Read at each connect, so a renewed certificate is used from the next stream on. */
+  readonly tls: () => { readonly ca: Buffer; readonly cert: Buffer; readonly key: Buffer };
+  /** Called after each Welcome (e.g. to renew the certificate when due). */
+  readonly onConnected?: (address: string) => void;
   readonly runner: Runner;
   readonly log: (message: string, fields?: Record<string, unknown>) => void;
 }
@@ -95,7 +98,8 @@ export class Connection {
   }
 
   #session(address: string): Promise<string> {
-    const { tls, runner, log } = this.#options;
+    const { runner, log } = this.#options;
+    const tls = this.#options.tls();
     const client = new LinkClient(address, grpc.credentials.createSsl(tls.ca, tls.key, tls.cert), {
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
@@ -121,6 +125,7 @@ export class Connection {
       call.on('data', (message: ConnectResponse) => {
         try {
           this.#receive(call, message);
+          if (message.kind.case === 'welcome') this.#options.onConnected?.(address);
         } catch (error) {
           log('could not handle a control-plane message', { error: String(error) });
         }
@@ -167,7 +172,7 @@ export class Connection {
       case 'jobOffer': {
         const ref = message.kind.value.job;
         if (!ref) return;
-        const spec = jobSpecOf(ref, message.kind.value.spec);
+        const spec = jobSpecOf(ref, message.kind.value.spec, this.#options.agentId);
         if (typeof spec === 'string') {
           this.send(create(ConnectRequestSchema, { kind: { case: 'jobReject', value: { job: ref, reason: spec } } }));
           return;

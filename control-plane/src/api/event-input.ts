@@ -15,6 +15,7 @@ export const DEFAULT_TIMEOUT_SECONDS = 3600;
 export const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600;
 export const DEFAULT_MEMORY_MB = 256;
 export const DEFAULT_CPUS = 1;
+export const DEFAULT_SCHEDULING_TIMEOUT_SECONDS = 600;
 const MAX_SCRIPT_BYTES = 1024 * 1024;
 const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
 
@@ -56,6 +57,7 @@ export function eventFields(event: Event | undefined): EventFields {
     memory_mb: event.memoryMb || DEFAULT_MEMORY_MB,
     cpus: event.cpus || DEFAULT_CPUS,
     network: event.network,
+    scheduling_timeout_seconds: event.schedulingTimeoutSeconds || DEFAULT_SCHEDULING_TIMEOUT_SECONDS,
   };
 }
 

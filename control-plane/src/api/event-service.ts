@@ -70,7 +70,15 @@ export function eventService(deps: ApiDeps): ServiceImpl<typeof EventService> {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const event = await findEvent(deps, principal, req.id);
-      const agents = await db.selectFrom('agents').select(['id', 'labels']).where('connected', '=', true).orderBy('id').execute();
+      const agents = await db
+        .selectFrom('agents')
+        .select(['id', 'labels', 'pinned_labels'])
+        .where('connected', '=', true)
+        .where('draining', '=', false)
+        .where('revoked_at', 'is', null)
+        .orderBy('id')
+        .execute()
+        .then((rows) => rows.map((row) => ({ id: row.id, labels: { ...row.labels, ...row.pinned_labels } })));
       const { run } = await enqueueRun(db, event, plainJson(req.input), agents);
       kickDispatch(bus);
       const jobs = await db.selectFrom('jobs').selectAll().where('run_id', '=', run.id).execute();

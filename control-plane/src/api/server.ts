@@ -10,6 +10,8 @@ import { authInterceptor } from './auth.ts';
 import { eventService } from './event-service.ts';
 import { runService } from './run-service.ts';
 import { jobService } from './job-service.ts';
+import { agentService } from './agent-service.ts';
+import { AgentService } from '@cronium/proto/api/v1/agent';
 import type { ApiDeps } from './deps.ts';
 
 export interface ApiServerOptions {
@@ -33,6 +35,7 @@ export async function startApiServer(deps: ApiDeps, options: ApiServerOptions): 
     router.service(EventService, eventService(deps));
     router.service(RunService, runService(deps));
     router.service(JobService, jobService(deps));
+    router.service(AgentService, agentService(deps));
   };
   const adapter = connectNodeAdapter({
     routes,

@@ -13,4 +13,6 @@ export const subjects = {
   dispatch: 'cronium.dispatch',
   /** Stop an attempt on an agent (agent.v1.CancelJob, binary). */
   agentCancel: (agentId: string) => `cronium.agent.${agentId}.cancel`,
+  /** 'drain' or 'revoke' for one agent, wherever its stream is. */
+  agentControl: (agentId: string) => `cronium.agent.${agentId}.control`,
 } as const;

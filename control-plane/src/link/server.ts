@@ -5,9 +5,16 @@ import {
   AgentMode,
   CancelJobSchema,
   ConnectResponseSchema,
+  EnrollResponseSchema,
+  EnrollmentService,
+  RenewResponseSchema,
   type ConnectRequest,
   type ConnectResponse,
+  type EnrollRequest,
+  type EnrollResponse,
   type Hello,
+  type RenewRequest,
+  type RenewResponse,
 } from '@cronium/proto/agent/v1';
 import { grpcServiceDefinition } from '@cronium/proto/grpc';
 import type { Bus } from '../bus/bus.ts';
@@ -15,11 +22,16 @@ import { subjects } from '../bus/bus.ts';
 import { resumeAttempts } from '../queue/transitions.ts';
 import { fenceOf } from '../wire/agent-messages.ts';
 import { AgentSession, type SessionDeps } from './session.ts';
+import { linkServerCredentials, peerAgentId } from './credentials.ts';
+import type { CertificateAuthority } from '../pki/ca.ts';
+import { EnrollmentRefused, redeemJoinToken, type JoinTokenSigner } from '../enrollment/join-tokens.ts';
 
 export interface LinkServerOptions extends SessionDeps {
   readonly port: number;
   readonly host: string;
   readonly tls: { readonly ca: string; readonly cert: string; readonly key: string };
+  readonly ca: CertificateAuthority;
+  readonly joinTokens: JoinTokenSigner;
   readonly onSessionsChanged: () => void;
 }
 
@@ -41,6 +53,7 @@ export class LinkServer {
   readonly sessions = new Map<string, AgentSession>();
   readonly #calls = new Set<grpc.ServerDuplexStream<ConnectRequest, ConnectResponse>>();
   #boundPort = 0;
+  readonly #callOf = new WeakMap<AgentSession, grpc.ServerDuplexStream<ConnectRequest, ConnectResponse>>();
 
   constructor(options: LinkServerOptions) {
     this.#options = options;
@@ -53,6 +66,12 @@ export class LinkServer {
     });
     this.#server.addService(grpcServiceDefinition(AgentLinkService) as unknown as grpc.ServiceDefinition, {
       connect: (call: grpc.ServerDuplexStream<ConnectRequest, ConnectResponse>) => this.#connect(call),
+      renew: (call: grpc.ServerUnaryCall<RenewRequest, RenewResponse>, callback: grpc.sendUnaryData<RenewResponse>) =>
+        void this.#renew(call, callback),
+    });
+    this.#server.addService(grpcServiceDefinition(EnrollmentService) as unknown as grpc.ServiceDefinition, {
+      enroll: (call: grpc.ServerUnaryCall<EnrollRequest, EnrollResponse>, callback: grpc.sendUnaryData<EnrollResponse>) =>
+        void this.#enroll(call, callback),
     });
   }
 
@@ -61,11 +80,12 @@ export class LinkServer {
   }
 
   async start(): Promise<void> {
-    const { ca, cert, key } = this.#options.tls;
-    const credentials = grpc.ServerCredentials.createSsl(Buffer.from(ca), [{ private_key: Buffer.from(key), cert_chain: Buffer.from(cert) }], true);
+    const credentials = linkServerCredentials(this.#options.tls);
     this.#boundPort = await new Promise<number>((resolve, reject) =>
       this.#server.bindAsync(`${this.#options.host}:${this.#options.port}`, credentials, (error, port) => (error ? reject(error) : resolve(port))),
     );
+    // The certificates reach the listener on the next turn (see credentials.ts).
+    for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
   }
 
   async stop(): Promise<void> {
@@ -89,7 +109,7 @@ export class LinkServer {
       log('agent refused', { peer: call.getPeer(), details });
       call.emit('error', { code, details });
     };
-    const certificateName = call.getAuthContext()?.sslPeerCertificate?.subject?.CN;
+    const certificateName = peerAgentId(call);
     const queue: ConnectRequest[] = [];
     let session: AgentSession | undefined;
     let working = false;
@@ -105,9 +125,12 @@ export class LinkServer {
             const first = queue.shift()!;
             if (first.kind.case !== 'hello') return fail(grpc.status.FAILED_PRECONDITION, 'the first message must be Hello');
             clearTimeout(helloTimer);
+            if (!certificateName) return fail(grpc.status.UNAUTHENTICATED, 'a client certificate issued by this control plane is required');
             if (first.kind.value.agentId !== certificateName) {
               return fail(grpc.status.PERMISSION_DENIED, `Hello names agent ${first.kind.value.agentId} but the certificate names ${certificateName}`);
             }
+            const refusal = await this.#refusal(certificateName);
+            if (refusal) return fail(grpc.status.PERMISSION_DENIED, refusal);
             session = await this.#open(first.kind.value, call);
             continue;
           }
@@ -147,9 +170,11 @@ export class LinkServer {
 
   async #open(hello: Hello, call: grpc.ServerDuplexStream<ConnectRequest, ConnectResponse>): Promise<AgentSession> {
     const { db, bus, timings, log } = this.#options;
-    const previous = this.sessions.get(hello.agentId);
-    if (previous) previous.send(create(ConnectResponseSchema, { kind: { case: 'drain', value: {} } }));
-    const session = new AgentSession(hello, this.#options, (message) => call.write(message));
+    // A new stream from the same agent replaces an old one the server has not seen die yet.
+    this.#callOf.get(this.sessions.get(hello.agentId)!)?.end();
+    const stored = await db.selectFrom('agents').select(['pinned_labels', 'draining']).where('id', '=', hello.agentId).executeTakeFirst();
+    const session = new AgentSession(hello, this.#options, (message) => call.write(message), stored?.pinned_labels ?? {});
+    if (stored?.draining) session.drain();
     const decisions = await resumeAttempts(db, hello.agentId, hello.jobs.map(fenceOf), timings.leaseTtlMs);
     call.write(
       create(ConnectResponseSchema, {
@@ -192,15 +217,72 @@ export class LinkServer {
         })),
       )
       .execute();
-    const unsubscribe = bus.subscribe(subjects.agentCancel(session.id), (data) => {
-      const cancel = fromBinary(CancelJobSchema, data);
-      if (cancel.job) session.cancel(cancel.job, cancel.reason);
-    });
-    sessionCleanup.set(session, unsubscribe);
+    const unsubscribes = [
+      bus.subscribe(subjects.agentCancel(session.id), (data) => {
+        const cancel = fromBinary(CancelJobSchema, data);
+        if (cancel.job) session.cancel(cancel.job, cancel.reason);
+      }),
+      bus.subscribe(subjects.agentControl(session.id), (data) => {
+        const command = new TextDecoder().decode(data);
+        if (command === 'drain') session.drain();
+        if (command === 'revoke') call.emit('error', { code: grpc.status.PERMISSION_DENIED, details: 'this agent was revoked' });
+      }),
+    ];
+    sessionCleanup.set(session, () => unsubscribes.forEach((unsubscribe) => unsubscribe()));
+    this.#callOf.set(session, call);
     this.sessions.set(session.id, session);
     log('agent connected', { agentId: session.id, version: hello.version, slots: session.slots, resumed: decisions.size });
     this.#options.onSessionsChanged();
     return session;
+  }
+
+  /** Why an agent id may not connect, if it may not. */
+  async #refusal(agentId: string): Promise<string | undefined> {
+    const agent = await this.#options.db.selectFrom('agents').select(['revoked_at']).where('id', '=', agentId).executeTakeFirst();
+    return agent?.revoked_at ? `agent ${agentId} was revoked` : undefined;
+  }
+
+  async #enroll(call: grpc.ServerUnaryCall<EnrollRequest, EnrollResponse>, callback: grpc.sendUnaryData<EnrollResponse>): Promise<void> {
+    const { db, ca, joinTokens, log } = this.#options;
+    try {
+      const { agentId, labels, name } = await redeemJoinToken(db, joinTokens, call.request.joinToken);
+      const { cert, serial } = await ca.signAgentCsr(agentId, call.request.csrPem);
+      await db
+        .insertInto('agents')
+        .values({
+          id: agentId,
+          name: call.request.name || name || agentId,
+          mode: 'remote-executor',
+          labels: JSON.stringify(labels),
+          pinned_labels: JSON.stringify(labels),
+          executors: JSON.stringify([]),
+          slots: 0,
+          version: '',
+          certificate_serial: serial,
+        })
+        .execute();
+      log('agent enrolled', { agentId, peer: call.getPeer() });
+      callback(null, create(EnrollResponseSchema, { agentId, certificatePem: cert, caPem: ca.certPem }));
+    } catch (error) {
+      const refused = error instanceof EnrollmentRefused || /certificate signing request/.test(String(error));
+      log('enrollment refused', { peer: call.getPeer(), reason: (error as Error).message });
+      callback({ code: refused ? grpc.status.PERMISSION_DENIED : grpc.status.INTERNAL, details: refused ? (error as Error).message : 'enrollment failed' });
+    }
+  }
+
+  async #renew(call: grpc.ServerUnaryCall<RenewRequest, RenewResponse>, callback: grpc.sendUnaryData<RenewResponse>): Promise<void> {
+    const agentId = peerAgentId(call);
+    if (!agentId) return callback({ code: grpc.status.UNAUTHENTICATED, details: 'a client certificate is required' });
+    const refusal = await this.#refusal(agentId);
+    if (refusal) return callback({ code: grpc.status.PERMISSION_DENIED, details: refusal });
+    try {
+      const { cert, serial } = await this.#options.ca.signAgentCsr(agentId, call.request.csrPem);
+      await this.#options.db.updateTable('agents').set({ certificate_serial: serial }).where('id', '=', agentId).execute();
+      this.#options.log('agent certificate renewed', { agentId });
+      callback(null, create(RenewResponseSchema, { certificatePem: cert }));
+    } catch (error) {
+      callback({ code: grpc.status.INVALID_ARGUMENT, details: (error as Error).message });
+    }
   }
 
   async #close(session: AgentSession): Promise<void> {

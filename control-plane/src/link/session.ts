@@ -64,10 +64,11 @@ export class AgentSession implements DispatchTarget {
   readonly #leases = new Map<string, Lease>();
   #draining = false;
 
-  constructor(hello: Hello, deps: SessionDeps, send: (message: ConnectResponse) => void) {
+  /** `pinned` labels come from enrollment and win over what the agent says. */
+  constructor(hello: Hello, deps: SessionDeps, send: (message: ConnectResponse) => void, pinned: Readonly<Record<string, string>> = {}) {
     this.id = hello.agentId;
     this.name = hello.name || hello.agentId;
-    this.labels = { ...hello.labels };
+    this.labels = { ...hello.labels, ...pinned };
     this.executors = hello.executors.map((e) => executorNames.get(e)).filter((e) => e !== undefined);
     this.slots = Math.max(0, hello.slots);
     this.#deps = deps;
@@ -100,6 +101,10 @@ export class AgentSession implements DispatchTarget {
 
   cancel(ref: JobRef, reason: string): void {
     this.#send(cancelMessage(ref, reason, false));
+  }
+
+  get draining(): boolean {
+    return this.#draining;
   }
 
   drain(): void {

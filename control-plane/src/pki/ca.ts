@@ -25,6 +25,10 @@ export interface CertificateAuthority {
   issueServer(names: readonly string[], days?: number): Promise<PemPair>;
   /** A client certificate whose common name is the agent id and nothing else. */
   issueAgent(agentId: string, days?: number): Promise<PemPair>;
+  /** Signs an agent's CSR: the certificate names `agentId` whatever the CSR asks for. */
+  signAgentCsr(agentId: string, csrPem: string, days?: number): Promise<{ cert: string; serial: string }>;
+  /** SHA-256 of the CA certificate (DER), hex: what a join token pins. */
+  readonly fingerprint: string;
 }
 
 async function newKeys(): Promise<CryptoKeyPair> {
@@ -71,16 +75,15 @@ export async function loadOrCreateCa(dir: string): Promise<CertificateAuthority>
   const caCert = new x509.X509Certificate(readFileSync(certPath, 'utf8'));
   const caKey = await importKey(readFileSync(keyPath, 'utf8'));
 
-  async function issue(subject: string, days: number, extensions: x509.Extension[]): Promise<PemPair> {
-    const keys = await newKeys();
+  async function sign(subject: string, days: number, publicKey: x509.PublicKeyType, extensions: x509.Extension[]) {
     const now = Date.now();
-    const cert = await x509.X509CertificateGenerator.create({
+    return x509.X509CertificateGenerator.create({
       serialNumber: serial(),
       subject,
       issuer: caCert.subject,
       notBefore: new Date(now - 60_000),
       notAfter: new Date(now + days * DAY_MS),
-      publicKey: keys.publicKey,
+      publicKey,
       signingKey: caKey,
       signingAlgorithm: SIGNING_ALGORITHM,
       extensions: [
@@ -89,11 +92,19 @@ export async function loadOrCreateCa(dir: string): Promise<CertificateAuthority>
         ...extensions,
       ],
     });
+  }
+
+  async function issue(subject: string, days: number, extensions: x509.Extension[]): Promise<PemPair> {
+    const keys = await newKeys();
+    const cert = await sign(subject, days, keys.publicKey, extensions);
     return { cert: cert.toString('pem'), key: await keyPem(keys.privateKey) };
   }
 
+  const clientAuth = () => [new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth])];
+
   return {
     certPem: caCert.toString('pem'),
+    fingerprint: Buffer.from(await caCert.getThumbprint('SHA-256')).toString('hex'),
     issueServer(names, days = 365) {
       const san = names.map((name) =>
         /^[\d.]+$/.test(name) || name.includes(':') ? { type: 'ip' as const, value: name } : { type: 'dns' as const, value: name },
@@ -104,10 +115,26 @@ export async function loadOrCreateCa(dir: string): Promise<CertificateAuthority>
       ]);
     },
     issueAgent(agentId, days = 30) {
-      if (!/^[A-Za-z0-9_.-]{1,128}$/.test(agentId)) throw new Error(`agent id ${JSON.stringify(agentId)} is not valid`);
-      return issue(`CN=${agentId}`, days, [new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth])]);
+      checkAgentId(agentId);
+      return issue(`CN=${agentId}`, days, clientAuth());
+    },
+    async signAgentCsr(agentId, csrPem, days = 30) {
+      checkAgentId(agentId);
+      let csr: x509.Pkcs10CertificateRequest;
+      try {
+        csr = new x509.Pkcs10CertificateRequest(csrPem);
+      } catch {
+        throw new Error('the certificate signing request is not valid PEM PKCS#10');
+      }
+      if (!(await csr.verify())) throw new Error('the certificate signing request signature does not verify');
+      const cert = await sign(`CN=${agentId}`, days, csr.publicKey, clientAuth());
+      return { cert: cert.toString('pem'), serial: cert.serialNumber };
     },
   };
+}
+
+function checkAgentId(agentId: string): void {
+  if (!/^[A-Za-z0-9_.-]{1,128}$/.test(agentId)) throw new Error(`agent id ${JSON.stringify(agentId)} is not valid`);
 }
 
 /** Writes a PEM pair and the CA certificate where an agent expects them. */

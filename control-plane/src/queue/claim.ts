@@ -3,8 +3,9 @@ import type { Db } from '../store/database.ts';
 import type { EventType, JobRow } from '../store/schema.ts';
 import { pickAgent, type AgentCandidate } from '../domain/selector.ts';
 
-/** How many queued jobs one claim looks at; jobs no agent can take are skipped over. */
+/** Queued jobs read per step; jobs no agent can take are passed over, up to MAX_WINDOWS steps. */
 const CLAIM_WINDOW = 200;
+const MAX_WINDOWS = 10;
 
 export function executorFor(kind: EventType): string {
   return kind === 'http' ? 'http' : 'docker';
@@ -12,39 +13,48 @@ export function executorFor(kind: EventType): string {
 
 /**
  * Offers queued jobs to the given agents, at most their free slots each, in
- * priority order. Rows are locked with SKIP LOCKED so several control planes can
- * claim at once; the status guard keeps it correct where row locks mean nothing
- * (embedded PGlite has one connection).
+ * priority order. Candidates are read without locks and matched in memory
+ * (label selectors, preferences); only the chosen rows are then locked with
+ * FOR UPDATE SKIP LOCKED and claimed under a `status = 'queued'` guard, so
+ * concurrent claimers (other replicas) skip each other's rows instead of
+ * waiting, and the guard alone keeps it correct where row locks mean nothing
+ * (embedded PGlite has one connection). Jobs nothing matches are passed over,
+ * so they never starve the jobs behind them.
  */
-export async function claimJobs(
-  db: Db,
-  agents: readonly AgentCandidate[],
-  offerTimeoutMs: number,
-): Promise<JobRow[]> {
-  const free = new Map(agents.map((agent) => [agent.id, { ...agent }]));
-  if ([...free.values()].every((agent) => agent.freeSlots <= 0)) return [];
-  return db.transaction().execute(async (tx) => {
-    const candidates = await tx
+export async function claimJobs(db: Db, agents: readonly AgentCandidate[], offerTimeoutMs: number): Promise<JobRow[]> {
+  // Plain copies: an agent may be a class whose freeSlots is a getter, which a spread would not copy.
+  const free = new Map(
+    agents.map((agent) => [agent.id, { id: agent.id, labels: agent.labels, executors: agent.executors, freeSlots: agent.freeSlots }]),
+  );
+  const slotsLeft = () => [...free.values()].reduce((sum, agent) => sum + Math.max(0, agent.freeSlots), 0);
+  if (slotsLeft() === 0) return [];
+  const pinnable = [...free.keys()];
+  const byAgent = new Map<string, string[]>();
+  for (let window = 0; window < MAX_WINDOWS && slotsLeft() > 0; window++) {
+    const query = db
       .selectFrom('jobs')
       .select(['id', 'spec', 'selector', 'pinned_agent_id'])
       .where('status', '=', 'queued')
       .where('run_after', '<=', sql<Date>`now()`)
+      .where((eb) => eb.or([eb('pinned_agent_id', 'is', null), eb('pinned_agent_id', 'in', pinnable)]))
       .orderBy('priority', 'desc')
       .orderBy('created_at')
       .orderBy('id')
       .limit(CLAIM_WINDOW)
-      .forUpdate()
-      .skipLocked()
-      .execute();
-    const byAgent = new Map<string, string[]>();
+      .offset(window * CLAIM_WINDOW);
+    const candidates = await query.execute();
     for (const job of candidates) {
       const pool = job.pinned_agent_id ? [free.get(job.pinned_agent_id)].filter((a) => a !== undefined) : free.values();
       const agent = pickAgent(job.selector, executorFor(job.spec.kind), pool);
       if (!agent) continue;
       agent.freeSlots -= 1;
       byAgent.set(agent.id, [...(byAgent.get(agent.id) ?? []), job.id]);
-      if ([...free.values()].every((a) => a.freeSlots <= 0)) break;
+      if (slotsLeft() === 0) break;
     }
+    if (candidates.length < CLAIM_WINDOW) break;
+  }
+  if (byAgent.size === 0) return [];
+  return db.transaction().execute(async (tx) => {
     const claimed: JobRow[] = [];
     for (const [agentId, ids] of byAgent) {
       const rows = await tx
@@ -57,7 +67,9 @@ export async function claimJobs(
           offer_expires_at: sql<Date>`now() + ${offerTimeoutMs} * interval '1 millisecond'`,
           accepted_at: null,
         })
-        .where('id', 'in', ids)
+        .where('id', 'in', (eb) =>
+          eb.selectFrom('jobs').select('id').where('id', 'in', ids).where('status', '=', 'queued').forUpdate().skipLocked(),
+        )
         .where('status', '=', 'queued')
         .returningAll()
         .execute();

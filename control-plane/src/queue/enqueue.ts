@@ -32,6 +32,7 @@ export async function enqueueRun(
     cpus: event.cpus,
     network: event.network,
     http: event.http,
+    schedulingTimeoutSeconds: event.scheduling_timeout_seconds,
   };
   return db.transaction().execute(async (tx) => {
     const run = await tx
@@ -57,6 +58,7 @@ export async function enqueueRun(
       selector: JSON.stringify(selector),
       pinned_agent_id: pinnedAgentId,
       error: '',
+      scheduling_deadline: new Date(Date.now() + event.scheduling_timeout_seconds * 1000),
     }));
     await tx.insertInto('jobs').values(jobs).execute();
     return { run, jobIds: jobs.map((job) => job.id) };

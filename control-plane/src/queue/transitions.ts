@@ -80,7 +80,8 @@ export async function rejectOffer(db: Db, fence: Fence): Promise<FenceOutcome> {
 export async function markStarted(db: Db, fence: Fence, at: Date, leaseTtlMs: number): Promise<{ outcome: FenceOutcome; job?: JobRow }> {
   return db.transaction().execute(async (tx) => {
     const job = await lockFenced(tx, fence);
-    if (!job || job.status === 'queued') return { outcome: 'stale' };
+    // A start for an attempt that already ended (e.g. its lease expired) is stale: the agent must stop it.
+    if (!job || job.status === 'queued' || isTerminal(job.status)) return { outcome: 'stale' };
     if (job.status !== 'offered') return { outcome: 'duplicate', job };
     const updated = await tx
       .updateTable('jobs')
@@ -115,7 +116,7 @@ export async function completeAttempt(
  * left and the job was not cancelled, else its terminal state (and the run's
  * when it was the last job).
  */
-export async function finishLocked(tx: Tx, job: JobRow, result: AttemptResult): Promise<Finished> {
+export async function finishLocked(tx: Tx, job: JobRow, result: AttemptResult, options: { retry: boolean } = { retry: true }): Promise<Finished> {
   if (result.variablesSet) {
     for (const [key, value] of Object.entries(result.variablesSet)) {
       await tx
@@ -125,8 +126,9 @@ export async function finishLocked(tx: Tx, job: JobRow, result: AttemptResult): 
         .execute();
     }
   }
-  const retryable = (result.status === 'failed' || result.status === 'timed_out') && !job.cancel_requested;
+  const retryable = options.retry && (result.status === 'failed' || result.status === 'timed_out') && !job.cancel_requested;
   if (retryable && job.attempt < job.max_attempts) {
+    const delayMs = retryDelayMs(job.attempt);
     const retried = await tx
       .updateTable('jobs')
       .set({
@@ -137,7 +139,8 @@ export async function finishLocked(tx: Tx, job: JobRow, result: AttemptResult): 
         offer_expires_at: null,
         lease_expires_at: null,
         accepted_at: null,
-        run_after: interval(retryDelayMs(job.attempt)),
+        run_after: interval(delayMs),
+        scheduling_deadline: interval(delayMs + job.spec.schedulingTimeoutSeconds * 1000),
         error: `attempt ${job.attempt}: ${result.error}`,
         started_at: null,
       })
@@ -159,6 +162,7 @@ export async function finishLocked(tx: Tx, job: JobRow, result: AttemptResult): 
       finished_at: result.finishedAt ?? sql<Date>`now()`,
       lease_expires_at: null,
       offer_expires_at: null,
+      cancel_requested: job.cancel_requested || result.status === 'cancelled',
     })
     .where('id', '=', job.id)
     .returningAll()
@@ -237,6 +241,28 @@ export async function expireLeases(db: Db): Promise<Finished[]> {
   });
 }
 
+/** Queued attempts past their scheduling deadline fail, with the reason they waited. */
+export async function failUnscheduled(db: Db, reason: (job: JobRow) => Promise<string>): Promise<Finished[]> {
+  return db.transaction().execute(async (tx) => {
+    const overdue = await tx
+      .selectFrom('jobs')
+      .selectAll()
+      .where('status', '=', 'queued')
+      .where('scheduling_deadline', '<', sql<Date>`now()`)
+      .limit(500)
+      .forUpdate()
+      .skipLocked()
+      .execute();
+    const finished: Finished[] = [];
+    for (const job of overdue) {
+      const why = await reason(job);
+      const error = `not scheduled within ${job.spec.schedulingTimeoutSeconds} s: ${why}`;
+      finished.push(await finishLocked(tx, job, { status: 'failed', exitCode: null, error }, { retry: false }));
+    }
+    return finished;
+  });
+}
+
 /**
  * Cancels a job: a queued or not-yet-accepted job ends at once; an accepted one
  * is marked and the caller asks its agent to stop it.
@@ -247,7 +273,7 @@ export async function cancelJob(db: Db, jobId: string): Promise<{ job: JobRow; f
     if (!job) return undefined;
     if (isTerminal(job.status)) return { job, notifyAgent: false };
     if (job.status === 'queued' || (job.status === 'offered' && !job.accepted_at)) {
-      const finished = await finishLocked(tx, { ...job, cancel_requested: true }, { status: 'cancelled', exitCode: null, error: 'cancelled' });
+      const finished = await finishLocked(tx, job, { status: 'cancelled', exitCode: null, error: 'cancelled' });
       return { job: finished.job, finished, notifyAgent: job.status === 'offered' };
     }
     const marked = await tx

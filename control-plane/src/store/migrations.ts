@@ -121,6 +121,29 @@ const migrations: Record<string, Migration> = {
       `);
     },
   },
+  '0002_enrollment': {
+    async up(db: Kysely<any>) {
+      await runStatements(db, `
+        alter table agents add column pinned_labels jsonb not null default '{}';
+        alter table agents add column revoked_at timestamptz;
+        alter table agents add column certificate_serial text;
+
+        create table join_tokens (
+          id text primary key,
+          agent_id text not null,
+          name text not null,
+          labels jsonb not null default '{}',
+          created_by text not null,
+          created_at timestamptz not null default now(),
+          expires_at timestamptz not null,
+          used_at timestamptz
+        );
+
+        alter table events add column scheduling_timeout_seconds integer not null default 600;
+        alter table jobs add column scheduling_deadline timestamptz;
+      `);
+    },
+  },
 };
 
 // PGlite's extended protocol takes one statement per query.

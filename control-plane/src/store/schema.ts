@@ -50,6 +50,8 @@ export interface JobSpec {
   readonly cpus: number;
   readonly network: boolean;
   readonly http: HttpRequestSpec | null;
+  /** A queued attempt not offered within this fails. */
+  readonly schedulingTimeoutSeconds: number;
 }
 
 export interface EventsTable {
@@ -70,6 +72,7 @@ export interface EventsTable {
   memory_mb: number;
   cpus: number;
   network: Defaulted<boolean>;
+  scheduling_timeout_seconds: Defaulted<number>;
   created_at: Timestamp;
   updated_at: Timestamp;
   deleted_at: NullableTimestamp;
@@ -115,6 +118,7 @@ export interface JobsTable {
   offered_at: NullableTimestamp;
   started_at: NullableTimestamp;
   finished_at: NullableTimestamp;
+  scheduling_deadline: NullableTimestamp;
 }
 
 export interface JobLogsTable {
@@ -145,6 +149,20 @@ export interface AgentsTable {
   draining: Defaulted<boolean>;
   last_heartbeat_at: NullableTimestamp;
   created_at: Timestamp;
+  pinned_labels: ColumnType<Record<string, string>, string | undefined, string>;
+  revoked_at: NullableTimestamp;
+  certificate_serial: string | null;
+}
+
+export interface JoinTokensTable {
+  id: string;
+  agent_id: string;
+  name: string;
+  labels: Json<Record<string, string>>;
+  created_by: string;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  used_at: NullableTimestamp;
 }
 
 export interface ApiTokensTable {
@@ -166,6 +184,7 @@ export interface Database {
   variables: VariablesTable;
   agents: AgentsTable;
   api_tokens: ApiTokensTable;
+  join_tokens: JoinTokensTable;
 }
 
 export type EventRow = Selectable<EventsTable>;

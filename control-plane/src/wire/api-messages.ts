@@ -149,6 +149,7 @@ export function eventToProto(row: EventRow): Event {
     memoryMb: row.memory_mb,
     cpus: row.cpus,
     network: row.network,
+    schedulingTimeoutSeconds: row.scheduling_timeout_seconds,
     createdAt: time(row.created_at),
     updatedAt: time(row.updated_at),
   });

@@ -16,6 +16,92 @@ import type { Timestamp, Value } from "@bufbuild/protobuf/wkt";
 export declare const file_cronium_agent_v1_agent: GenFile;
 
 /**
+ * @generated from message cronium.agent.v1.EnrollRequest
+ */
+export declare type EnrollRequest = Message<"cronium.agent.v1.EnrollRequest"> & {
+  /**
+   * @generated from field: string join_token = 1;
+   */
+  joinToken: string;
+
+  /**
+   * PKCS#10 certificate signing request (PEM) for the agent's own key.
+   *
+   * @generated from field: string csr_pem = 2;
+   */
+  csrPem: string;
+
+  /**
+   * @generated from field: string name = 3;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message cronium.agent.v1.EnrollRequest.
+ * Use `create(EnrollRequestSchema)` to create a new message.
+ */
+export declare const EnrollRequestSchema: GenMessage<EnrollRequest>;
+
+/**
+ * @generated from message cronium.agent.v1.EnrollResponse
+ */
+export declare type EnrollResponse = Message<"cronium.agent.v1.EnrollResponse"> & {
+  /**
+   * @generated from field: string agent_id = 1;
+   */
+  agentId: string;
+
+  /**
+   * @generated from field: string certificate_pem = 2;
+   */
+  certificatePem: string;
+
+  /**
+   * @generated from field: string ca_pem = 3;
+   */
+  caPem: string;
+};
+
+/**
+ * Describes the message cronium.agent.v1.EnrollResponse.
+ * Use `create(EnrollResponseSchema)` to create a new message.
+ */
+export declare const EnrollResponseSchema: GenMessage<EnrollResponse>;
+
+/**
+ * @generated from message cronium.agent.v1.RenewRequest
+ */
+export declare type RenewRequest = Message<"cronium.agent.v1.RenewRequest"> & {
+  /**
+   * @generated from field: string csr_pem = 1;
+   */
+  csrPem: string;
+};
+
+/**
+ * Describes the message cronium.agent.v1.RenewRequest.
+ * Use `create(RenewRequestSchema)` to create a new message.
+ */
+export declare const RenewRequestSchema: GenMessage<RenewRequest>;
+
+/**
+ * @generated from message cronium.agent.v1.RenewResponse
+ */
+export declare type RenewResponse = Message<"cronium.agent.v1.RenewResponse"> & {
+  /**
+   * @generated from field: string certificate_pem = 1;
+   */
+  certificatePem: string;
+};
+
+/**
+ * Describes the message cronium.agent.v1.RenewResponse.
+ * Use `create(RenewResponseSchema)` to create a new message.
+ */
+export declare const RenewResponseSchema: GenMessage<RenewResponse>;
+
+/**
  * Fences every job-scoped message.
  *
  * @generated from message cronium.agent.v1.JobRef
@@ -818,6 +904,8 @@ export enum LogStream {
 export declare const LogStreamSchema: GenEnum<LogStream>;
 
 /**
+ * Needs a client certificate issued by the control plane's CA.
+ *
  * @generated from service cronium.agent.v1.AgentLinkService
  */
 export declare const AgentLinkService: GenService<{
@@ -828,6 +916,33 @@ export declare const AgentLinkService: GenService<{
     methodKind: "bidi_streaming";
     input: typeof ConnectRequestSchema;
     output: typeof ConnectResponseSchema;
+  },
+  /**
+   * Renews the caller's certificate before it expires (new key, same agent id).
+   *
+   * @generated from rpc cronium.agent.v1.AgentLinkService.Renew
+   */
+  renew: {
+    methodKind: "unary";
+    input: typeof RenewRequestSchema;
+    output: typeof RenewResponseSchema;
+  },
+}>;
+
+/**
+ * Served on the same port with server-authenticated TLS only: a new agent has
+ * no certificate yet and proves itself with a one-time join token.
+ *
+ * @generated from service cronium.agent.v1.EnrollmentService
+ */
+export declare const EnrollmentService: GenService<{
+  /**
+   * @generated from rpc cronium.agent.v1.EnrollmentService.Enroll
+   */
+  enroll: {
+    methodKind: "unary";
+    input: typeof EnrollRequestSchema;
+    output: typeof EnrollResponseSchema;
   },
 }>;
 

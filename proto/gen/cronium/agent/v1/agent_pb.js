@@ -13,133 +13,161 @@ import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bu
  * Describes the file cronium/agent/v1/agent.proto.
  */
 export const file_cronium_agent_v1_agent = /*@__PURE__*/
-  fileDesc("Chxjcm9uaXVtL2FnZW50L3YxL2FnZW50LnByb3RvEhBjcm9uaXVtLmFnZW50LnYxIjsKBkpvYlJlZhIOCgZqb2JfaWQYASABKAkSDwoHYXR0ZW1wdBgCIAEoDRIQCghsZWFzZV9pZBgDIAEoCSK+AgoOQ29ubmVjdFJlcXVlc3QSKAoFaGVsbG8YASABKAsyFy5jcm9uaXVtLmFnZW50LnYxLkhlbGxvSAASMAoJaGVhcnRiZWF0GAIgASgLMhsuY3Jvbml1bS5hZ2VudC52MS5IZWFydGJlYXRIABIxCgpqb2JfYWNjZXB0GAMgASgLMhsuY3Jvbml1bS5hZ2VudC52MS5Kb2JBY2NlcHRIABIxCgpqb2JfcmVqZWN0GAQgASgLMhsuY3Jvbml1bS5hZ2VudC52MS5Kb2JSZWplY3RIABIxCgpqb2Jfc3RhdHVzGAUgASgLMhsuY3Jvbml1bS5hZ2VudC52MS5Kb2JTdGF0dXNIABIvCglsb2dfY2h1bmsYBiABKAsyGi5jcm9uaXVtLmFnZW50LnYxLkxvZ0NodW5rSABCBgoEa2luZCK1AgoPQ29ubmVjdFJlc3BvbnNlEiwKB3dlbGNvbWUYASABKAsyGS5jcm9uaXVtLmFnZW50LnYxLldlbGNvbWVIABIvCglqb2Jfb2ZmZXIYAiABKAsyGi5jcm9uaXVtLmFnZW50LnYxLkpvYk9mZmVySAASMQoKY2FuY2VsX2pvYhgDIAEoCzIbLmNyb25pdW0uYWdlbnQudjEuQ2FuY2VsSm9iSAASMQoKc3RhdHVzX2FjaxgEIAEoCzIbLmNyb25pdW0uYWdlbnQudjEuU3RhdHVzQWNrSAASKwoHbG9nX2FjaxgFIAEoCzIYLmNyb25pdW0uYWdlbnQudjEuTG9nQWNrSAASKAoFZHJhaW4YBiABKAsyFy5jcm9uaXVtLmFnZW50LnYxLkRyYWluSABCBgoEa2luZCLHAgoFSGVsbG8SEAoIYWdlbnRfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJEhgKEHByb3RvY29sX3ZlcnNpb24YBCABKA0SKQoEbW9kZRgFIAEoDjIbLmNyb25pdW0uYWdlbnQudjEuQWdlbnRNb2RlEi0KCWV4ZWN1dG9ycxgGIAMoDjIaLmNyb25pdW0uYWdlbnQudjEuRXhlY3V0b3ISMwoGbGFiZWxzGAcgAygLMiMuY3Jvbml1bS5hZ2VudC52MS5IZWxsby5MYWJlbHNFbnRyeRINCgVzbG90cxgIIAEoDRImCgRqb2JzGAkgAygLMhguY3Jvbml1bS5hZ2VudC52MS5Kb2JSZWYaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKrAQoHV2VsY29tZRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYASABKA0SFAoMbGVhc2VfdHRsX21zGAIgASgNEhsKE21heF9sb2dfY2h1bmtfYnl0ZXMYAyABKA0SHAoUbWF4X29mZmVyc19pbl9mbGlnaHQYBCABKA0SMAoGcmVzdW1lGAUgAygLMiAuY3Jvbml1bS5hZ2VudC52MS5SZXN1bWVEZWNpc2lvbiJFCg5SZXN1bWVEZWNpc2lvbhIlCgNqb2IYASABKAsyGC5jcm9uaXVtLmFnZW50LnYxLkpvYlJlZhIMCgRrZWVwGAIgASgIIkoKCUhlYXJ0YmVhdBIpCgdydW5uaW5nGAEgAygLMhguY3Jvbml1bS5hZ2VudC52MS5Kb2JSZWYSEgoKZnJlZV9zbG90cxgCIAEoDSJaCghKb2JPZmZlchIlCgNqb2IYASABKAsyGC5jcm9uaXVtLmFnZW50LnYxLkpvYlJlZhInCgRzcGVjGAIgASgLMhkuY3Jvbml1bS5hZ2VudC52MS5Kb2JTcGVjIv8DCgdKb2JTcGVjEhAKCGV2ZW50X2lkGAEgASgJEg4KBnJ1bl9pZBgCIAEoCRISCgpldmVudF9uYW1lGAMgASgJEicKBGtpbmQYBCABKA4yGS5jcm9uaXVtLmFnZW50LnYxLkpvYktpbmQSDgoGc2NyaXB0GAUgASgJEi8KA2VudhgGIAMoCzIiLmNyb25pdW0uYWdlbnQudjEuSm9iU3BlYy5FbnZFbnRyeRIXCg90aW1lb3V0X3NlY29uZHMYByABKA0SJQoFaW5wdXQYCCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSOwoJdmFyaWFibGVzGAkgAygLMiguY3Jvbml1bS5hZ2VudC52MS5Kb2JTcGVjLlZhcmlhYmxlc0VudHJ5EhQKDG1lbW9yeV9ieXRlcxgKIAEoBBIMCgRjcHVzGAsgASgBEg8KB25ldHdvcmsYDCABKAgSKwoEaHR0cBgNIAEoCzIdLmNyb25pdW0uYWdlbnQudjEuSHR0cFJlcXVlc3QSFwoPbG9nX2xpbWl0X2J5dGVzGA4gASgEGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaMAoOVmFyaWFibGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKlAQoLSHR0cFJlcXVlc3QSDgoGbWV0aG9kGAEgASgJEgsKA3VybBgCIAEoCRI7CgdoZWFkZXJzGAMgAygLMiouY3Jvbml1bS5hZ2VudC52MS5IdHRwUmVxdWVzdC5IZWFkZXJzRW50cnkSDAoEYm9keRgEIAEoCRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIyCglKb2JBY2NlcHQSJQoDam9iGAEgASgLMhguY3Jvbml1bS5hZ2VudC52MS5Kb2JSZWYiQgoJSm9iUmVqZWN0EiUKA2pvYhgBIAEoCzIYLmNyb25pdW0uYWdlbnQudjEuSm9iUmVmEg4KBnJlYXNvbhgCIAEoCSLdAwoJSm9iU3RhdHVzEiUKA2pvYhgBIAEoCzIYLmNyb25pdW0uYWdlbnQudjEuSm9iUmVmEikKBXN0YXRlGAIgASgOMhouY3Jvbml1bS5hZ2VudC52MS5Kb2JTdGF0ZRIRCglleGl0X2NvZGUYAyABKAUSDQoFZXJyb3IYBCABKAkSJgoGb3V0cHV0GAUgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEhYKCWNvbmRpdGlvbhgGIAEoCEgAiAEBEkQKDXZhcmlhYmxlc19zZXQYByADKAsyLS5jcm9uaXVtLmFnZW50LnYxLkpvYlN0YXR1cy5WYXJpYWJsZXNTZXRFbnRyeRIVCg1sb2dfdHJ1bmNhdGVkGAggASgIEhIKCm9vbV9raWxsZWQYCSABKAgSJgoCYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHN0ZG91dF9ieXRlcxgLIAEoBBIUCgxzdGRlcnJfYnl0ZXMYDCABKAQSFAoMc3lzdGVtX2J5dGVzGA0gASgEGjMKEVZhcmlhYmxlc1NldEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCDAoKX2NvbmRpdGlvbiJ8CghMb2dDaHVuaxIlCgNqb2IYASABKAsyGC5jcm9uaXVtLmFnZW50LnYxLkpvYlJlZhIrCgZzdHJlYW0YAiABKA4yGy5jcm9uaXVtLmFnZW50LnYxLkxvZ1N0cmVhbRIOCgZvZmZzZXQYAyABKAQSDAoEZGF0YRgEIAEoDCJRCglDYW5jZWxKb2ISJQoDam9iGAEgASgLMhguY3Jvbml1bS5hZ2VudC52MS5Kb2JSZWYSDgoGcmVhc29uGAIgASgJEg0KBXN0YWxlGAMgASgIIl0KCVN0YXR1c0FjaxIlCgNqb2IYASABKAsyGC5jcm9uaXVtLmFnZW50LnYxLkpvYlJlZhIpCgVzdGF0ZRgCIAEoDjIaLmNyb25pdW0uYWdlbnQudjEuSm9iU3RhdGUibAoGTG9nQWNrEiUKA2pvYhgBIAEoCzIYLmNyb25pdW0uYWdlbnQudjEuSm9iUmVmEisKBnN0cmVhbRgCIAEoDjIbLmNyb25pdW0uYWdlbnQudjEuTG9nU3RyZWFtEg4KBm9mZnNldBgDIAEoBCIHCgVEcmFpbipkCglBZ2VudE1vZGUSGgoWQUdFTlRfTU9ERV9VTlNQRUNJRklFRBAAEhsKF0FHRU5UX01PREVfT1JDSEVTVFJBVE9SEAESHgoaQUdFTlRfTU9ERV9SRU1PVEVfRVhFQ1VUT1IQAipeCghFeGVjdXRvchIYChRFWEVDVVRPUl9VTlNQRUNJRklFRBAAEhMKD0VYRUNVVE9SX0RPQ0tFUhABEhAKDEVYRUNVVE9SX1NTSBACEhEKDUVYRUNVVE9SX0hUVFAQAypxCgdKb2JLaW5kEhgKFEpPQl9LSU5EX1VOU1BFQ0lGSUVEEAASEQoNSk9CX0tJTkRfQkFTSBABEhMKD0pPQl9LSU5EX1BZVEhPThACEhEKDUpPQl9LSU5EX05PREUQAxIRCg1KT0JfS0lORF9IVFRQEAQqnQEKCEpvYlN0YXRlEhkKFUpPQl9TVEFURV9VTlNQRUNJRklFRBAAEhUKEUpPQl9TVEFURV9TVEFSVEVEEAESFwoTSk9CX1NUQVRFX1NVQ0NFRURFRBACEhQKEEpPQl9TVEFURV9GQUlMRUQQAxIXChNKT0JfU1RBVEVfVElNRURfT1VUEAQSFwoTSk9CX1NUQVRFX0NBTkNFTExFRBAFKmwKCUxvZ1N0cmVhbRIaChZMT0dfU1RSRUFNX1VOU1BFQ0lGSUVEEAASFQoRTE9HX1NUUkVBTV9TVERPVVQQARIVChFMT0dfU1RSRUFNX1NUREVSUhACEhUKEUxPR19TVFJFQU1fU1lTVEVNEAMyZgoQQWdlbnRMaW5rU2VydmljZRJSCgdDb25uZWN0EiAuY3Jvbml1bS5hZ2VudC52MS5Db25uZWN0UmVxdWVzdBohLmNyb25pdW0uYWdlbnQudjEuQ29ubmVjdFJlc3BvbnNlKAEwAWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Chxjcm9uaXVtL2FnZW50L3YxL2FnZW50LnByb3RvEhBjcm9uaXVtLmFnZW50LnYxIkIKDUVucm9sbFJlcXVlc3QSEgoKam9pbl90b2tlbhgBIAEoCRIPCgdjc3JfcGVtGAIgASgJEgwKBG5hbWUYAyABKAkiSwoORW5yb2xsUmVzcG9uc2USEAoIYWdlbnRfaWQYASABKAkSFwoPY2VydGlmaWNhdGVfcGVtGAIgASgJEg4KBmNhX3BlbRgDIAEoCSIfCgxSZW5ld1JlcXVlc3QSDwoHY3NyX3BlbRgBIAEoCSIoCg1SZW5ld1Jlc3BvbnNlEhcKD2NlcnRpZmljYXRlX3BlbRgBIAEoCSI7CgZKb2JSZWYSDgoGam9iX2lkGAEgASgJEg8KB2F0dGVtcHQYAiABKA0SEAoIbGVhc2VfaWQYAyABKAkivgIKDkNvbm5lY3RSZXF1ZXN0EigKBWhlbGxvGAEgASgLMhcuY3Jvbml1bS5hZ2VudC52MS5IZWxsb0gAEjAKCWhlYXJ0YmVhdBgCIAEoCzIbLmNyb25pdW0uYWdlbnQudjEuSGVhcnRiZWF0SAASMQoKam9iX2FjY2VwdBgDIAEoCzIbLmNyb25pdW0uYWdlbnQudjEuSm9iQWNjZXB0SAASMQoKam9iX3JlamVjdBgEIAEoCzIbLmNyb25pdW0uYWdlbnQudjEuSm9iUmVqZWN0SAASMQoKam9iX3N0YXR1cxgFIAEoCzIbLmNyb25pdW0uYWdlbnQudjEuSm9iU3RhdHVzSAASLwoJbG9nX2NodW5rGAYgASgLMhouY3Jvbml1bS5hZ2VudC52MS5Mb2dDaHVua0gAQgYKBGtpbmQitQIKD0Nvbm5lY3RSZXNwb25zZRIsCgd3ZWxjb21lGAEgASgLMhkuY3Jvbml1bS5hZ2VudC52MS5XZWxjb21lSAASLwoJam9iX29mZmVyGAIgASgLMhouY3Jvbml1bS5hZ2VudC52MS5Kb2JPZmZlckgAEjEKCmNhbmNlbF9qb2IYAyABKAsyGy5jcm9uaXVtLmFnZW50LnYxLkNhbmNlbEpvYkgAEjEKCnN0YXR1c19hY2sYBCABKAsyGy5jcm9uaXVtLmFnZW50LnYxLlN0YXR1c0Fja0gAEisKB2xvZ19hY2sYBSABKAsyGC5jcm9uaXVtLmFnZW50LnYxLkxvZ0Fja0gAEigKBWRyYWluGAYgASgLMhcuY3Jvbml1bS5hZ2VudC52MS5EcmFpbkgAQgYKBGtpbmQixwIKBUhlbGxvEhAKCGFnZW50X2lkGAEgASgJEgwKBG5hbWUYAiABKAkSDwoHdmVyc2lvbhgDIAEoCRIYChBwcm90b2NvbF92ZXJzaW9uGAQgASgNEikKBG1vZGUYBSABKA4yGy5jcm9uaXVtLmFnZW50LnYxLkFnZW50TW9kZRItCglleGVjdXRvcnMYBiADKA4yGi5jcm9uaXVtLmFnZW50LnYxLkV4ZWN1dG9yEjMKBmxhYmVscxgHIAMoCzIjLmNyb25pdW0uYWdlbnQudjEuSGVsbG8uTGFiZWxzRW50cnkSDQoFc2xvdHMYCCABKA0SJgoEam9icxgJIAMoCzIYLmNyb25pdW0uYWdlbnQudjEuSm9iUmVmGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiqwEKB1dlbGNvbWUSHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAEgASgNEhQKDGxlYXNlX3R0bF9tcxgCIAEoDRIbChNtYXhfbG9nX2NodW5rX2J5dGVzGAMgASgNEhwKFG1heF9vZmZlcnNfaW5fZmxpZ2h0GAQgASgNEjAKBnJlc3VtZRgFIAMoCzIgLmNyb25pdW0uYWdlbnQudjEuUmVzdW1lRGVjaXNpb24iRQoOUmVzdW1lRGVjaXNpb24SJQoDam9iGAEgASgLMhguY3Jvbml1bS5hZ2VudC52MS5Kb2JSZWYSDAoEa2VlcBgCIAEoCCJKCglIZWFydGJlYXQSKQoHcnVubmluZxgBIAMoCzIYLmNyb25pdW0uYWdlbnQudjEuSm9iUmVmEhIKCmZyZWVfc2xvdHMYAiABKA0iWgoISm9iT2ZmZXISJQoDam9iGAEgASgLMhguY3Jvbml1bS5hZ2VudC52MS5Kb2JSZWYSJwoEc3BlYxgCIAEoCzIZLmNyb25pdW0uYWdlbnQudjEuSm9iU3BlYyL/AwoHSm9iU3BlYxIQCghldmVudF9pZBgBIAEoCRIOCgZydW5faWQYAiABKAkSEgoKZXZlbnRfbmFtZRgDIAEoCRInCgRraW5kGAQgASgOMhkuY3Jvbml1bS5hZ2VudC52MS5Kb2JLaW5kEg4KBnNjcmlwdBgFIAEoCRIvCgNlbnYYBiADKAsyIi5jcm9uaXVtLmFnZW50LnYxLkpvYlNwZWMuRW52RW50cnkSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNEiUKBWlucHV0GAggASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEjsKCXZhcmlhYmxlcxgJIAMoCzIoLmNyb25pdW0uYWdlbnQudjEuSm9iU3BlYy5WYXJpYWJsZXNFbnRyeRIUCgxtZW1vcnlfYnl0ZXMYCiABKAQSDAoEY3B1cxgLIAEoARIPCgduZXR3b3JrGAwgASgIEisKBGh0dHAYDSABKAsyHS5jcm9uaXVtLmFnZW50LnYxLkh0dHBSZXF1ZXN0EhcKD2xvZ19saW1pdF9ieXRlcxgOIAEoBBoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGjAKDlZhcmlhYmxlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEipQEKC0h0dHBSZXF1ZXN0Eg4KBm1ldGhvZBgBIAEoCRILCgN1cmwYAiABKAkSOwoHaGVhZGVycxgDIAMoCzIqLmNyb25pdW0uYWdlbnQudjEuSHR0cFJlcXVlc3QuSGVhZGVyc0VudHJ5EgwKBGJvZHkYBCABKAkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiMgoJSm9iQWNjZXB0EiUKA2pvYhgBIAEoCzIYLmNyb25pdW0uYWdlbnQudjEuSm9iUmVmIkIKCUpvYlJlamVjdBIlCgNqb2IYASABKAsyGC5jcm9uaXVtLmFnZW50LnYxLkpvYlJlZhIOCgZyZWFzb24YAiABKAki3QMKCUpvYlN0YXR1cxIlCgNqb2IYASABKAsyGC5jcm9uaXVtLmFnZW50LnYxLkpvYlJlZhIpCgVzdGF0ZRgCIAEoDjIaLmNyb25pdW0uYWdlbnQudjEuSm9iU3RhdGUSEQoJZXhpdF9jb2RlGAMgASgFEg0KBWVycm9yGAQgASgJEiYKBm91dHB1dBgFIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIWCgljb25kaXRpb24YBiABKAhIAIgBARJECg12YXJpYWJsZXNfc2V0GAcgAygLMi0uY3Jvbml1bS5hZ2VudC52MS5Kb2JTdGF0dXMuVmFyaWFibGVzU2V0RW50cnkSFQoNbG9nX3RydW5jYXRlZBgIIAEoCBISCgpvb21fa2lsbGVkGAkgASgIEiYKAmF0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxzdGRvdXRfYnl0ZXMYCyABKAQSFAoMc3RkZXJyX2J5dGVzGAwgASgEEhQKDHN5c3RlbV9ieXRlcxgNIAEoBBozChFWYXJpYWJsZXNTZXRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgwKCl9jb25kaXRpb24ifAoITG9nQ2h1bmsSJQoDam9iGAEgASgLMhguY3Jvbml1bS5hZ2VudC52MS5Kb2JSZWYSKwoGc3RyZWFtGAIgASgOMhsuY3Jvbml1bS5hZ2VudC52MS5Mb2dTdHJlYW0SDgoGb2Zmc2V0GAMgASgEEgwKBGRhdGEYBCABKAwiUQoJQ2FuY2VsSm9iEiUKA2pvYhgBIAEoCzIYLmNyb25pdW0uYWdlbnQudjEuSm9iUmVmEg4KBnJlYXNvbhgCIAEoCRINCgVzdGFsZRgDIAEoCCJdCglTdGF0dXNBY2sSJQoDam9iGAEgASgLMhguY3Jvbml1bS5hZ2VudC52MS5Kb2JSZWYSKQoFc3RhdGUYAiABKA4yGi5jcm9uaXVtLmFnZW50LnYxLkpvYlN0YXRlImwKBkxvZ0FjaxIlCgNqb2IYASABKAsyGC5jcm9uaXVtLmFnZW50LnYxLkpvYlJlZhIrCgZzdHJlYW0YAiABKA4yGy5jcm9uaXVtLmFnZW50LnYxLkxvZ1N0cmVhbRIOCgZvZmZzZXQYAyABKAQiBwoFRHJhaW4qZAoJQWdlbnRNb2RlEhoKFkFHRU5UX01PREVfVU5TUEVDSUZJRUQQABIbChdBR0VOVF9NT0RFX09SQ0hFU1RSQVRPUhABEh4KGkFHRU5UX01PREVfUkVNT1RFX0VYRUNVVE9SEAIqXgoIRXhlY3V0b3ISGAoURVhFQ1VUT1JfVU5TUEVDSUZJRUQQABITCg9FWEVDVVRPUl9ET0NLRVIQARIQCgxFWEVDVVRPUl9TU0gQAhIRCg1FWEVDVVRPUl9IVFRQEAMqcQoHSm9iS2luZBIYChRKT0JfS0lORF9VTlNQRUNJRklFRBAAEhEKDUpPQl9LSU5EX0JBU0gQARITCg9KT0JfS0lORF9QWVRIT04QAhIRCg1KT0JfS0lORF9OT0RFEAMSEQoNSk9CX0tJTkRfSFRUUBAEKp0BCghKb2JTdGF0ZRIZChVKT0JfU1RBVEVfVU5TUEVDSUZJRUQQABIVChFKT0JfU1RBVEVfU1RBUlRFRBABEhcKE0pPQl9TVEFURV9TVUNDRUVERUQQAhIUChBKT0JfU1RBVEVfRkFJTEVEEAMSFwoTSk9CX1NUQVRFX1RJTUVEX09VVBAEEhcKE0pPQl9TVEFURV9DQU5DRUxMRUQQBSpsCglMb2dTdHJlYW0SGgoWTE9HX1NUUkVBTV9VTlNQRUNJRklFRBAAEhUKEUxPR19TVFJFQU1fU1RET1VUEAESFQoRTE9HX1NUUkVBTV9TVERFUlIQAhIVChFMT0dfU1RSRUFNX1NZU1RFTRADMrABChBBZ2VudExpbmtTZXJ2aWNlElIKB0Nvbm5lY3QSIC5jcm9uaXVtLmFnZW50LnYxLkNvbm5lY3RSZXF1ZXN0GiEuY3Jvbml1bS5hZ2VudC52MS5Db25uZWN0UmVzcG9uc2UoATABEkgKBVJlbmV3Eh4uY3Jvbml1bS5hZ2VudC52MS5SZW5ld1JlcXVlc3QaHy5jcm9uaXVtLmFnZW50LnYxLlJlbmV3UmVzcG9uc2UyYAoRRW5yb2xsbWVudFNlcnZpY2USSwoGRW5yb2xsEh8uY3Jvbml1bS5hZ2VudC52MS5FbnJvbGxSZXF1ZXN0GiAuY3Jvbml1bS5hZ2VudC52MS5FbnJvbGxSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+
+/**
+ * Describes the message cronium.agent.v1.EnrollRequest.
+ * Use `create(EnrollRequestSchema)` to create a new message.
+ */
+export const EnrollRequestSchema = /*@__PURE__*/
+  messageDesc(file_cronium_agent_v1_agent, 0);
+
+/**
+ * Describes the message cronium.agent.v1.EnrollResponse.
+ * Use `create(EnrollResponseSchema)` to create a new message.
+ */
+export const EnrollResponseSchema = /*@__PURE__*/
+  messageDesc(file_cronium_agent_v1_agent, 1);
+
+/**
+ * Describes the message cronium.agent.v1.RenewRequest.
+ * Use `create(RenewRequestSchema)` to create a new message.
+ */
+export const RenewRequestSchema = /*@__PURE__*/
+  messageDesc(file_cronium_agent_v1_agent, 2);
+
+/**
+ * Describes the message cronium.agent.v1.RenewResponse.
+ * Use `create(RenewResponseSchema)` to create a new message.
+ */
+export const RenewResponseSchema = /*@__PURE__*/
+  messageDesc(file_cronium_agent_v1_agent, 3);
 
 /**
  * Describes the message cronium.agent.v1.JobRef.
  * Use `create(JobRefSchema)` to create a new message.
  */
 export const JobRefSchema = /*@__PURE__*/
-  messageDesc(file_cronium_agent_v1_agent, 0);
+  messageDesc(file_cronium_agent_v1_agent, 4);
 
 /**
  * Describes the message cronium.agent.v1.ConnectRequest.
  * Use `create(ConnectRequestSchema)` to create a new message.
  */
 export const ConnectRequestSchema = /*@__PURE__*/
-  messageDesc(file_cronium_agent_v1_agent, 1);
+  messageDesc(file_cronium_agent_v1_agent, 5);
 
 /**
  * Describes the message cronium.agent.v1.ConnectResponse.
  * Use `create(ConnectResponseSchema)` to create a new message.
  */
 export const ConnectResponseSchema = /*@__PURE__*/
-  messageDesc(file_cronium_agent_v1_agent, 2);
+  messageDesc(file_cronium_agent_v1_agent, 6);
 
 /**
  * Describes the message cronium.agent.v1.Hello.
  * Use `create(HelloSchema)` to create a new message.
  */
 export const HelloSchema = /*@__PURE__*/
-  messageDesc(file_cronium_agent_v1_agent, 3);
+  messageDesc(file_cronium_agent_v1_agent, 7);
 
 /**
  * Describes the message cronium.agent.v1.Welcome.
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema = /*@__PURE__*/
-  messageDesc(file_cronium_agent_v1_agent, 4);
+  messageDesc(file_cronium_agent_v1_agent, 8);
 
 /**
  * Describes the message cronium.agent.v1.ResumeDecision.
  * Use `create(ResumeDecisionSchema)` to create a new message.
  */
 export const ResumeDecisionSchema = /*@__PURE__*/
-  messageDesc(file_cronium_agent_v1_agent, 5);
+  messageDesc(file_cronium_agent_v1_agent, 9);
 
 /**
  * Describes the message cronium.agent.v1.Heartbeat.
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema = /*@__PURE__*/
-  messageDesc(file_cronium_agent_v1_agent, 6);
+  messageDesc(file_cronium_agent_v1_agent, 10);
 
 /**
  * Describes the message cronium.agent.v1.JobOffer.
  * Use `create(JobOfferSchema)` to create a new message.
  */
 export const JobOfferSchema = /*@__PURE__*/
-  messageDesc(file_cronium_agent_v1_agent, 7);
+  messageDesc(file_cronium_agent_v1_agent, 11);
 
 /**
  * Describes the message cronium.agent.v1.JobSpec.
  * Use `create(JobSpecSchema)` to create a new message.
  */
 export const JobSpecSchema = /*@__PURE__*/
-  messageDesc(file_cronium_agent_v1_agent, 8);
+  messageDesc(file_cronium_agent_v1_agent, 12);
 
 /**
  * Describes the message cronium.agent.v1.HttpRequest.
  * Use `create(HttpRequestSchema)` to create a new message.
  */
 export const HttpRequestSchema = /*@__PURE__*/
-  messageDesc(file_cronium_agent_v1_agent, 9);
+  messageDesc(file_cronium_agent_v1_agent, 13);
 
 /**
  * Describes the message cronium.agent.v1.JobAccept.
  * Use `create(JobAcceptSchema)` to create a new message.
  */
 export const JobAcceptSchema = /*@__PURE__*/
-  messageDesc(file_cronium_agent_v1_agent, 10);
+  messageDesc(file_cronium_agent_v1_agent, 14);
 
 /**
  * Describes the message cronium.agent.v1.JobReject.
  * Use `create(JobRejectSchema)` to create a new message.
  */
 export const JobRejectSchema = /*@__PURE__*/
-  messageDesc(file_cronium_agent_v1_agent, 11);
+  messageDesc(file_cronium_agent_v1_agent, 15);
 
 /**
  * Describes the message cronium.agent.v1.JobStatus.
  * Use `create(JobStatusSchema)` to create a new message.
  */
 export const JobStatusSchema = /*@__PURE__*/
-  messageDesc(file_cronium_agent_v1_agent, 12);
+  messageDesc(file_cronium_agent_v1_agent, 16);
 
 /**
  * Describes the message cronium.agent.v1.LogChunk.
  * Use `create(LogChunkSchema)` to create a new message.
  */
 export const LogChunkSchema = /*@__PURE__*/
-  messageDesc(file_cronium_agent_v1_agent, 13);
+  messageDesc(file_cronium_agent_v1_agent, 17);
 
 /**
  * Describes the message cronium.agent.v1.CancelJob.
  * Use `create(CancelJobSchema)` to create a new message.
  */
 export const CancelJobSchema = /*@__PURE__*/
-  messageDesc(file_cronium_agent_v1_agent, 14);
+  messageDesc(file_cronium_agent_v1_agent, 18);
 
 /**
  * Describes the message cronium.agent.v1.StatusAck.
  * Use `create(StatusAckSchema)` to create a new message.
  */
 export const StatusAckSchema = /*@__PURE__*/
-  messageDesc(file_cronium_agent_v1_agent, 15);
+  messageDesc(file_cronium_agent_v1_agent, 19);
 
 /**
  * Describes the message cronium.agent.v1.LogAck.
  * Use `create(LogAckSchema)` to create a new message.
  */
 export const LogAckSchema = /*@__PURE__*/
-  messageDesc(file_cronium_agent_v1_agent, 16);
+  messageDesc(file_cronium_agent_v1_agent, 20);
 
 /**
  * Describes the message cronium.agent.v1.Drain.
  * Use `create(DrainSchema)` to create a new message.
  */
 export const DrainSchema = /*@__PURE__*/
-  messageDesc(file_cronium_agent_v1_agent, 17);
+  messageDesc(file_cronium_agent_v1_agent, 21);
 
 /**
  * Describes the enum cronium.agent.v1.AgentMode.
@@ -204,8 +232,19 @@ export const LogStream = /*@__PURE__*/
   tsEnum(LogStreamSchema);
 
 /**
+ * Needs a client certificate issued by the control plane's CA.
+ *
  * @generated from service cronium.agent.v1.AgentLinkService
  */
 export const AgentLinkService = /*@__PURE__*/
   serviceDesc(file_cronium_agent_v1_agent, 0);
+
+/**
+ * Served on the same port with server-authenticated TLS only: a new agent has
+ * no certificate yet and proves itself with a one-time join token.
+ *
+ * @generated from service cronium.agent.v1.EnrollmentService
+ */
+export const EnrollmentService = /*@__PURE__*/
+  serviceDesc(file_cronium_agent_v1_agent, 1);
 

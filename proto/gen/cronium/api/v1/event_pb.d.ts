@@ -166,6 +166,13 @@ export declare type Event = Message<"cronium.api.v1.Event"> & {
    * @generated from field: google.protobuf.Timestamp updated_at = 18;
    */
   updatedAt?: Timestamp | undefined;
+
+  /**
+   * A job still waiting for an agent this long fails; 0 means the default (600).
+   *
+   * @generated from field: uint32 scheduling_timeout_seconds = 19;
+   */
+  schedulingTimeoutSeconds: number;
 };
 
 /**
