@@ -90,6 +90,7 @@ export class Stack {
       CRONIUM_NATS_URL: this.options.natsUrl ?? '',
       CRONIUM_LEASE_TTL_MS: '10000',
       CRONIUM_HEARTBEAT_MS: '1000',
+      CRONIUM_RESTART_GRACE_MS: '15000',
       ...this.options.env,
     };
   }

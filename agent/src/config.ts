@@ -17,6 +17,10 @@ export interface AgentConfig {
   readonly tls: { readonly ca: string; readonly cert: string; readonly key: string };
   /** Seconds between SIGTERM and SIGKILL when a job is cancelled. */
   readonly stopGraceSeconds: number;
+  /** Unacknowledged results kept in `data_dir/spool` before new jobs are refused. */
+  readonly spoolMaxBytes: number;
+  /** Docker network for jobs that ask for network access (default: Docker's bridge). */
+  readonly dockerNetwork: string;
 }
 
 export const USAGE = `Usage: cronium-agent [options]
@@ -120,5 +124,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       key: values.key ?? tlsFile.key ?? join(dataDir, 'client.key'),
     },
     stopGraceSeconds: Number(env.CRONIUM_AGENT_STOP_GRACE_SECONDS ?? 10),
+    dockerNetwork: String(pick(undefined, 'CRONIUM_DOCKER_NETWORK', 'docker_network') ?? 'bridge'),
+    spoolMaxBytes: Number(pick(undefined, 'CRONIUM_AGENT_SPOOL_MAX_MB', 'spool_max_mb') ?? 1024) * 1024 * 1024,
   });
 }

@@ -10,6 +10,7 @@ import { DockerExecutor, removeLeftoverContainers } from './executors/docker.ts'
 import { HttpExecutor } from './executors/http.ts';
 import { runtimeDir } from './runtime-dir.ts';
 import { enroll, EnrollmentError, renew, renewalDue } from './enrollment.ts';
+import { Spool } from './spool.ts';
 
 const VERSION = '0.1.0';
 const logger = pino({ name: 'cronium-agent' }, pino.destination(2));
@@ -55,12 +56,15 @@ async function main(): Promise<number> {
   const runner = new Runner({
     slots: config.slots,
     executors: [
-      new DockerExecutor({ docker, images: config.images, workRoot: join(config.dataDir, 'jobs'), runtimeDir: runtimeDir(config.dataDir), stopGraceSeconds: config.stopGraceSeconds, labels: ownLabels }),
+      new DockerExecutor({ docker, images: config.images, workRoot: join(config.dataDir, 'jobs'), runtimeDir: runtimeDir(config.dataDir), stopGraceSeconds: config.stopGraceSeconds, labels: ownLabels, networkMode: config.dockerNetwork }),
       new HttpExecutor(),
     ],
     send: (message) => connection?.send(message),
     log,
+    spool: new Spool(config.dataDir, config.spoolMaxBytes),
   });
+  const recovered = runner.recover();
+  if (recovered > 0) log('recovered unacknowledged jobs from the spool', { count: recovered });
   connection = new Connection({
     agentId,
     name: config.name,

@@ -11,6 +11,7 @@ import {
 import type { ExecutionResult, Executor, JobKind, JobSpec, LogStreamName } from './job.ts';
 import { Outbox, refKey } from './outbox.ts';
 import { completeUtf8Length } from './utf8.ts';
+import type { Spool } from './spool.ts';
 
 export interface RunnerOptions {
   readonly slots: number;
@@ -20,7 +21,11 @@ export interface RunnerOptions {
   readonly log: (message: string, fields?: Record<string, unknown>) => void;
   /** Unacknowledged log bytes per job before the process reader is made to wait. */
   readonly maxUnackedBytes?: number;
+  /** Durable copy of accepted jobs and their unacknowledged results. */
+  readonly spool: Spool;
 }
+
+const TERMINAL_STATES = new Set([JobState.SUCCEEDED, JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELLED]);
 
 const streams: Record<LogStreamName, LogStream> = {
   stdout: LogStream.STDOUT,
@@ -105,18 +110,11 @@ export class Runner {
     if (this.#draining) return reject('agent is draining');
     if (this.freeSlots <= 0) return reject('no free slot');
     if (!executor) return reject(`no executor for ${spec.kind} jobs on this agent`);
-    const job: RunningJob = {
-      ref,
-      abort: new AbortController(),
-      stale: false,
-      finished: false,
-      offsets: { stdout: 0, stderr: 0, system: 0 },
-      carry: { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), system: Buffer.alloc(0) },
-      logged: 0,
-      truncated: false,
-      logLimit,
-    };
+    const full = this.#options.spool.fullReason;
+    if (full) return reject(full);
+    const job = newJob(ref, logLimit);
     this.#jobs.set(ref.leaseId, job);
+    this.#options.spool.open(ref);
     this.#options.send(create(ConnectRequestSchema, { kind: { case: 'jobAccept', value: { job: ref } } }));
     void this.#execute(job, executor, spec);
   }
@@ -128,7 +126,7 @@ export class Runner {
     if (stale) {
       job.stale = true;
       this.outbox.dropLease(ref.leaseId);
-      if (job.finished) this.#jobs.delete(ref.leaseId);
+      if (job.finished) this.#forget(job);
     }
     this.#options.log(stale ? 'attempt fenced out; stopping it' : 'cancelling job', { jobId: ref.jobId, reason });
     job.abort.abort(reason);
@@ -141,8 +139,39 @@ export class Runner {
 
   ackStatus(ref: JobRef, state: JobState): void {
     this.outbox.ack(`${refKey(ref)}/status/${state}`);
-    const job = this.#jobs.get(ref.leaseId);
-    if (job?.finished && !this.outbox.has(ref.leaseId)) this.#jobs.delete(ref.leaseId);
+    this.#forgetIfDone(ref.leaseId);
+  }
+
+  /** Takes back what an earlier process left in the spool. A job it was running did not survive (its container is gone): it is reported failed. */
+  recover(): number {
+    const leases = this.#options.spool.recover();
+    for (const { ref, messages } of leases) {
+      const job = newJob(ref, 0);
+      job.finished = true;
+      this.#jobs.set(ref.leaseId, job);
+      let ended = false;
+      for (const message of messages) {
+        if (message.kind.case === 'jobStatus') {
+          ended ||= TERMINAL_STATES.has(message.kind.value.state);
+          this.outbox.add({ leaseId: ref.leaseId, key: `${refKey(ref)}/status/${message.kind.value.state}`, message, bytes: 0 });
+        } else if (message.kind.case === 'logChunk') {
+          const chunk = message.kind.value;
+          this.outbox.add({ leaseId: ref.leaseId, key: `${refKey(ref)}/log/${chunk.stream}/${chunk.offset}`, message, bytes: chunk.data.length });
+        }
+      }
+      if (!ended) this.#status(job, JobState.FAILED, { exitCode: -1, error: 'the agent restarted while this job was running' });
+    }
+    return leases.length;
+  }
+
+  #forgetIfDone(leaseId: string): void {
+    const job = this.#jobs.get(leaseId);
+    if (job?.finished && !this.outbox.has(leaseId)) this.#forget(job);
+  }
+
+  #forget(job: RunningJob): void {
+    this.#jobs.delete(job.ref.leaseId);
+    this.#options.spool.release(job.ref.leaseId);
   }
 
   ackLog(ref: JobRef, stream: LogStream, offset: bigint): void {
@@ -150,12 +179,12 @@ export class Runner {
       const m = entry.message.kind;
       return m.case === 'logChunk' && m.value.stream === stream && m.value.offset + BigInt(m.value.data.length) <= offset;
     });
-    const job = this.#jobs.get(ref.leaseId);
-    if (job?.finished && !this.outbox.has(ref.leaseId)) this.#jobs.delete(ref.leaseId);
+    this.#forgetIfDone(ref.leaseId);
   }
 
   #enqueue(job: RunningJob, key: string, message: ConnectRequest, bytes: number): void {
     if (job.stale) return;
+    this.#options.spool.append(job.ref.leaseId, message);
     this.outbox.add({ leaseId: job.ref.leaseId, key, message, bytes });
     this.#options.send(message);
   }
@@ -216,7 +245,7 @@ export class Runner {
     }
     job.finished = true;
     if (job.stale) {
-      this.#jobs.delete(job.ref.leaseId);
+      this.#forget(job);
       return;
     }
     this.#status(job, outcomes[result.outcome], {
@@ -233,6 +262,20 @@ export class Runner {
     });
     this.#options.log('job finished', { jobId: spec.jobId, attempt: spec.attempt, outcome: result.outcome, exitCode: result.exitCode });
   }
+}
+
+function newJob(ref: JobRef, logLimit: number): RunningJob {
+  return {
+    ref,
+    abort: new AbortController(),
+    stale: false,
+    finished: false,
+    offsets: { stdout: 0, stderr: 0, system: 0 },
+    carry: { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), system: Buffer.alloc(0) },
+    logged: 0,
+    truncated: false,
+    logLimit,
+  };
 }
 
 function toValue(value: unknown) {

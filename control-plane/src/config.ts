@@ -15,6 +15,8 @@ export interface ControlPlaneConfig {
   readonly leaseTtlMs: number;
   readonly offerTimeoutMs: number;
   readonly jobLogLimitBytes: number;
+  /** After a start, leases are not judged for this long, so agents can reconnect (longer than their backoff). */
+  readonly restartGraceMs: number;
   /** Agent id whose credentials are written to `<dataDir>/agents/<id>` for the embedded orchestrator. */
   readonly embeddedAgentId: string;
 }
@@ -42,6 +44,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ControlPlan
     leaseTtlMs: int(env, 'CRONIUM_LEASE_TTL_MS', 30_000),
     offerTimeoutMs: int(env, 'CRONIUM_OFFER_TIMEOUT_MS', 5_000),
     jobLogLimitBytes: int(env, 'CRONIUM_JOB_LOG_LIMIT_BYTES', 10 * 1024 * 1024),
+    restartGraceMs: int(env, 'CRONIUM_RESTART_GRACE_MS', 60_000),
     embeddedAgentId: env.CRONIUM_EMBEDDED_AGENT_ID || 'local-orchestrator',
   });
 }

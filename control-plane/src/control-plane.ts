@@ -120,8 +120,8 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
   const api = await startApiServer(
     { db, bus, waitingReason, enrollment: { signer: joinTokens, caFingerprint: ca.fingerprint }, leaseTtlMs: config.leaseTtlMs }, { host: config.host, httpPort: config.httpPort, grpcPort: config.grpcPort });
 
-  // Leases are not judged until agents had a lease's time to reconnect after this start.
-  const leasesJudgedFrom = Date.now() + config.leaseTtlMs;
+  // Leases are not judged until agents had time to reconnect after this start.
+  const leasesJudgedFrom = Date.now() + Math.max(config.leaseTtlMs, config.restartGraceMs);
   let reaping = false;
   const reaper = setInterval(async () => {
     if (reaping) return;
