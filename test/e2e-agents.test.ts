@@ -176,9 +176,10 @@ describe('remote agents', () => {
     writeAgentCredentials(rogue.dataDir, await foreignCa.issueAgent(idOf(eu)), readFileSync(join(eu.dataDir, 'ca.crt'), 'utf8'));
     rogue.start();
     stack.remoteAgents.push(rogue);
-    await sleep(3000);
+    const deadline = Date.now() + 30_000;
+    while (!/disconnected from control plane/.test(rogue.log()) && Date.now() < deadline) await sleep(100);
+    assert.match(rogue.log(), /disconnected from control plane/);
     assert.doesNotMatch(rogue.log(), /connected to control plane/);
-    assert.match(rogue.log(), /disconnected|certificate|UNAUTHENTICATED|unauthenticated/i);
     await rogue.kill();
     await other.stop();
   });

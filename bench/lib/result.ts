@@ -59,6 +59,7 @@ export interface BenchResult {
 
 /** Collects a benchmark's figures as it goes. */
 export class ResultBuilder {
+  readonly how: string[] = [];
   readonly figures: Figure[] = [];
   readonly comparisons: Comparison[] = [];
   readonly targets: TargetCheck[] = [];

@@ -46,7 +46,31 @@ export function roundSummary(s: Summary): Summary {
   return { n: s.n, min: round(s.min), p50: round(s.p50), p90: round(s.p90), p99: round(s.p99), max: round(s.max), mean: round(s.mean) };
 }
 
-/** Wall-clock milliseconds since the epoch with sub-millisecond resolution. */
+let clockOffset: number | undefined;
+
+/**
+ * performance.timeOrigin can be off the system's real-time clock by a
+ * millisecond or more, which would skew comparisons with Postgres' now().
+ * Date.now() is exact but whole milliseconds: catch the instants it ticks over.
+ */
+function calibrate(): number {
+  const offsets: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    const before = Date.now();
+    let hi: number;
+    let ms: number;
+    do {
+      hi = performance.now();
+      ms = Date.now();
+    } while (ms === before);
+    offsets.push(ms - (performance.timeOrigin + hi));
+  }
+  offsets.sort((a, b) => a - b);
+  return offsets[3]!;
+}
+
+/** Wall-clock milliseconds since the epoch with sub-millisecond resolution (same clock as Postgres' now()). */
 export function nowMs(): number {
-  return performance.timeOrigin + performance.now();
+  clockOffset ??= calibrate();
+  return performance.timeOrigin + performance.now() + clockOffset;
 }

@@ -198,7 +198,12 @@ export class DockerExecutor implements Executor {
       clearTimeout(timer);
       // The attach stream ends after the exit; wait for it or output is cut.
       if (!(await logs.settled(LOG_IDLE_MS))) await system('log stream did not end after the exit; output may be cut');
-      const info = await container.inspect();
+      let info = await container.inspect();
+      // dockerd records the cgroup's OOM event asynchronously: a SIGKILL we did not send may be an OOM kill not yet noted.
+      for (let check = 0; check < 5 && info.State.ExitCode === 137 && !info.State.OOMKilled && !cancelled && !timedOut; check++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        info = await container.inspect();
+      }
       const exitCode = info.State.ExitCode ?? waited.StatusCode;
       const oomKilled = info.State.OOMKilled === true;
 

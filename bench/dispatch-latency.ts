@@ -1,0 +1,238 @@
+// Dispatch latency, measured as Hatchet and Graphile Worker measure it: from the
+// job's commit as ready to the agent reporting it started, split into phases.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { connect as natsConnect } from 'nats';
+import { openDatabase, type Db } from '../control-plane/src/store/database.ts';
+import { enqueueRun } from '../control-plane/src/queue/enqueue.ts';
+import { subjects } from '../control-plane/src/bus/bus.ts';
+import type { BenchContext, Benchmark } from './lib/context.ts';
+import type { ResultBuilder } from './lib/result.ts';
+import { LeanFleet, type JobRecord } from './lean-agent.ts';
+import { freshDatabase, issueLeanAgents, NATS_URL, startControlPlaneOnly, waitForAgents, withClient, type Stack } from './lib/stack.ts';
+import { openLoop } from './lib/load.ts';
+import { commitLatency } from './lib/pg-baselines.ts';
+import { CpuMeter, postgresBackends } from './lib/procstat.ts';
+import { nowMs, round, summarize } from './lib/stats.ts';
+
+const RATE = 200;
+const WARMUP_MS = 3_000;
+const MEASURE_MS = 15_000;
+const SLOTS = 16;
+
+type Mode = 'api' | 'direct';
+
+interface JobTimes {
+  readonly id: string;
+  readonly created: number;
+  readonly offered: number;
+  readonly started: number | null;
+  readonly status: string;
+}
+
+async function jobTimes(url: string, eventId: string): Promise<JobTimes[]> {
+  return withClient(url, async (client) => {
+    const { rows } = await client.query<JobTimes>(
+      `select id, status,
+              (extract(epoch from created_at) * 1000)::float8 as created,
+              (extract(epoch from offered_at) * 1000)::float8 as offered,
+              (extract(epoch from started_at) * 1000)::float8 as started
+         from jobs where event_id = $1`,
+      [eventId],
+    );
+    return rows;
+  });
+}
+
+async function waitForDone(url: string, eventId: string, expected: number, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let done = 0;
+  while (Date.now() < deadline) {
+    done = await withClient(url, async (client) =>
+      Number((await client.query(`select count(*) from jobs where event_id = $1 and status = 'succeeded'`, [eventId])).rows[0].count),
+    );
+    if (done >= expected) break;
+    await sleep(200);
+  }
+  return done;
+}
+
+async function phase(mode: Mode, ctx: BenchContext, r: ResultBuilder): Promise<void> {
+  const database = await freshDatabase(`bench_dispatch_${mode}`);
+  let stack: Stack | undefined;
+  let fleet: LeanFleet | undefined;
+  let db: Db | undefined;
+  const scratch = mkdtempSync(join(tmpdir(), 'cronium-bench-'));
+  const nc = mode === 'direct' ? await natsConnect({ servers: NATS_URL, name: 'cronium-bench' }) : undefined;
+  try {
+    stack = await startControlPlaneOnly({
+      databaseUrl: database.url,
+      natsUrl: mode === 'direct' ? NATS_URL : undefined,
+      env: { CRONIUM_HEARTBEAT_MS: '5000', CRONIUM_LEASE_TTL_MS: '30000' },
+    });
+    const { ca, agents } = await issueLeanAgents(stack, `lean-${mode}`, 1);
+    fleet = await LeanFleet.start({ address: `localhost:${stack.agentPort}`, ca, agents, slots: SLOTS, labels: { bench: 'lean' }, record: true });
+    await waitForAgents(stack, agents.map((a) => a.agentId));
+
+    const warm = await stack.createEvent({ name: 'bench-warmup', type: 'EVENT_TYPE_BASH', script: 'true' });
+    const measured = await stack.createEvent({ name: 'bench-dispatch', type: 'EVENT_TYPE_BASH', script: 'true' });
+    const requestMs: number[] = [];
+    /** Client-side time per job: RunEvent sent (api) or enqueue transaction committed (direct). */
+    const clientT0 = new Map<string, number>();
+
+    let fire: (eventId: string) => Promise<void>;
+    if (mode === 'api') {
+      const s = stack;
+      fire = async (eventId) => {
+        const sent = nowMs();
+        const run = await s.runEvent(eventId);
+        const answered = nowMs();
+        if (eventId === measured.id) {
+          requestMs.push(answered - sent);
+          clientT0.set(run.jobs[0].id, sent);
+        }
+      };
+    } else {
+      const opened = await openDatabase({ url: database.url, dataDir: scratch, poolSize: 8 });
+      db = opened.db;
+      const rows = new Map((await db.selectFrom('events').selectAll().execute()).map((row) => [row.id, row]));
+      const conn = nc!;
+      const kysely = db;
+      fire = async (eventId) => {
+        const { jobIds } = await enqueueRun(kysely, rows.get(eventId)!, null, []);
+        const committed = nowMs();
+        // What the API does after a commit (kickDispatch): wake the dispatchers of every replica.
+        conn.publish(subjects.dispatch, new Uint8Array());
+        if (eventId === measured.id) clientT0.set(jobIds[0]!, committed);
+      };
+    }
+
+    ctx.log(`${mode}: warm-up ${WARMUP_MS / 1000} s at ${RATE}/s`);
+    await openLoop(RATE, WARMUP_MS, () => fire(warm.id));
+    await sleep(300);
+
+    const cp = new CpuMeter(() => [stack!.controlPlane!.pid!]).start();
+    const pgCpu = new CpuMeter(() => postgresBackends(database.url.split('/').pop()!)).start();
+    const agentCpu = new CpuMeter(() => [fleet!.pid]).start();
+    const benchCpu = process.cpuUsage();
+    const sampler = setInterval(() => pgCpu.sample(), 500);
+    ctx.log(`${mode}: measuring ${MEASURE_MS / 1000} s at ${RATE}/s`);
+    const loadStart = nowMs();
+    const load = await openLoop(RATE, MEASURE_MS, () => fire(measured.id));
+    const loadMs = nowMs() - loadStart;
+    const done = await waitForDone(database.url, measured.id, load.issued - load.failed, 15_000);
+    clearInterval(sampler);
+    const cpu = { controlPlane: cp.stop(), postgres: pgCpu.stop(), leanAgent: agentCpu.stop() };
+    const benchUsed = process.cpuUsage(benchCpu);
+    const benchPercent = ((benchUsed.user + benchUsed.system) / 1000 / cpu.controlPlane.wallMs) * 100;
+
+    const records = new Map<string, JobRecord>((await fleet.records()).map((rec) => [rec.jobId, rec]));
+    const jobs = await jobTimes(database.url, measured.id);
+    const total: number[] = [];
+    const queued: number[] = [];
+    const offered: number[] = [];
+    const started: number[] = [];
+    const recorded: number[] = [];
+    const dbStarted: number[] = [];
+    const fromClient: number[] = [];
+    let missing = 0;
+    for (const job of jobs) {
+      const rec = records.get(job.id);
+      if (!rec || job.offered === null) {
+        missing++;
+        continue;
+      }
+      total.push(rec.startedSentAt - job.created);
+      queued.push(job.offered - job.created);
+      offered.push(rec.offerAt - job.offered);
+      started.push(rec.startedSentAt - rec.offerAt);
+      if (rec.startedAckAt > 0) recorded.push(rec.startedAckAt - rec.startedSentAt);
+      if (job.started !== null) dbStarted.push(job.started - job.created);
+      const t0 = clientT0.get(job.id);
+      if (t0 !== undefined) fromClient.push(rec.startedSentAt - t0);
+    }
+
+    const label = mode === 'api' ? 'RunEvent' : 'enqueueRun + NATS kick';
+    r.distribution(`${mode}.total`, `${label}: dispatch latency, created_at → agent sends STARTED`, 'ms', summarize(total));
+    r.distribution(`${mode}.queued`, `${label}: queued phase, created_at → offered_at`, 'ms', summarize(queued));
+    r.distribution(`${mode}.offered`, `${label}: offered phase, offered_at → offer received by the agent`, 'ms', summarize(offered));
+    r.distribution(`${mode}.started`, `${label}: started phase, offer received → STARTED sent (lean agent)`, 'ms', summarize(started));
+    r.distribution(`${mode}.recorded`, `${label}: STARTED sent → its ack (state 'running' committed)`, 'ms', summarize(recorded));
+    r.distribution(`${mode}.db`, `${label}: created_at → started_at, both read from the jobs table (started_at has ms resolution)`, 'ms', summarize(dbStarted));
+    if (mode === 'api') {
+      r.distribution('api.request', 'RunEvent request round trip (Connect JSON over HTTP/1.1), seen by the client', 'ms', summarize(requestMs));
+      r.distribution('api.client', 'RunEvent sent by the client → agent sends STARTED', 'ms', summarize(fromClient));
+    } else {
+      r.distribution('direct.client', 'enqueue transaction committed (client saw COMMIT return) → agent sends STARTED', 'ms', summarize(fromClient));
+    }
+    r.details[mode] = {
+      rateTarget: RATE,
+      issued: load.issued,
+      achievedRate: round(load.issued / (loadMs / 1000)),
+      failed: load.failed,
+      late: load.late,
+      errors: load.errors,
+      succeeded: done,
+      jobsWithoutAgentRecord: missing,
+      cpuPercentOfOneCore: {
+        controlPlane: round(cpu.controlPlane.percentOfCore),
+        postgresBackends: round(cpu.postgres.percentOfCore),
+        leanAgentProcess: round(cpu.leanAgent.percentOfCore),
+        benchProcess: round(benchPercent),
+      },
+    };
+    r.note(
+      `${label}: ${load.issued} jobs offered at ${round(load.issued / (loadMs / 1000))}/s (${load.failed} failed requests); during the measured window the control plane used ${round(cpu.controlPlane.percentOfCore)}% of one core, this database's Postgres backends ${round(cpu.postgres.percentOfCore)}%, the lean agent ${round(cpu.leanAgent.percentOfCore)}% and the load generator ${round(benchPercent)}%.`,
+    );
+  } finally {
+    await fleet?.stop().catch(() => {});
+    await stack?.stop().catch(() => {});
+    await db?.destroy().catch(() => {});
+    await nc?.close().catch(() => {});
+    await database.drop().catch(() => {});
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+export const dispatchLatency: Benchmark = {
+  name: 'dispatch-latency',
+  title: 'Dispatch latency at 200 jobs/s, warm agent',
+  budgetMs: 90_000,
+  async run(ctx, r) {
+    r.how.push(
+      `A control plane on Postgres (a fresh database, no orchestrator agent) and one lean agent: \`bench/lean-agent.ts\`, a grpc-js client of the agent-link proto over mutual TLS with a certificate from the control plane's CA, in its own process. It accepts each offer and at once sends JobStatus STARTED and SUCCEEDED with \`at\` timestamps, keeps each status until acknowledged, heartbeats every 5 s, ${SLOTS} slots.`,
+      `Jobs are no-op bash events created open-loop at ${RATE}/s (the next request does not wait for the previous one) for ${MEASURE_MS / 1000} s after a ${WARMUP_MS / 1000} s warm-up, in two ways, each on its own fresh control plane and database:`,
+      `**RunEvent**: the public API (Connect JSON over HTTP), which commits the run and its job and wakes the dispatcher in-process (memory bus, the single-node default).`,
+      `**enqueueRun + NATS kick**: the control plane's own \`enqueueRun\` (control-plane/src/queue/enqueue.ts) called from the benchmark process against the same database, then an empty message on \`cronium.dispatch\` over NATS, which is how another replica's API wakes this replica's dispatcher (the control plane runs with CRONIUM_NATS_URL). Without the kick the dispatcher would only find the job at its next 1 s poll.`,
+      `Latency starts at the job's \`created_at\` (Postgres \`now()\` of the enqueue transaction, a fraction of a millisecond before its commit) and ends when the agent sends STARTED, on the agent's clock (the same machine clock, sub-millisecond, calibrated against \`Date.now()\`). Phases: queued = created_at → offered_at (the claim transaction's \`now()\`); offered = offered_at → the offer reaching the agent; started = offer → STARTED sent. The "client" rows start instead when the client sent RunEvent, or saw its enqueue COMMIT return.`,
+      `Baseline, same run, same Postgres: a one-row INSERT in its own transaction (autocommit), one client, 2,000 samples after 200 warm-up.`,
+    );
+    ctx.log('baseline: Postgres single-row commit');
+    const database = await freshDatabase('bench_commit');
+    try {
+      r.distribution('pg.commit', 'Postgres: one-row INSERT, autocommit, one client', 'ms', await commitLatency(database.url, 2_000), true);
+    } finally {
+      await database.drop();
+    }
+    await phase('api', ctx, r);
+    if (ctx.timeLeft() > 30_000) await phase('direct', ctx, r);
+    else r.note('The enqueueRun + NATS phase was skipped: out of time.');
+
+    r.compare('RunEvent dispatch latency vs one Postgres commit, p50', 'api.total', 'pg.commit', 'p50');
+    r.compare('RunEvent dispatch latency vs one Postgres commit, p99', 'api.total', 'pg.commit', 'p99');
+    if (r.figures.some((f) => f.id === 'direct.total')) {
+      r.compare('enqueueRun + NATS dispatch latency vs one Postgres commit, p50', 'direct.total', 'pg.commit', 'p50');
+      r.compare('enqueueRun + NATS dispatch latency vs one Postgres commit, p99', 'direct.total', 'pg.commit', 'p99');
+    }
+    const api = r.get('api.total').summary!;
+    const direct = r.figures.find((f) => f.id === 'direct.total')?.summary;
+    r.target(
+      'dispatch latency, warm agent, 200 jobs/s',
+      'p50 ≤ 3 ms, p99 ≤ 15 ms',
+      `RunEvent: p50 ${round(api.p50)} ms, p99 ${round(api.p99)} ms` + (direct ? `; enqueueRun + NATS: p50 ${round(direct.p50)} ms, p99 ${round(direct.p99)} ms` : ''),
+      api.p50 <= 3 && api.p99 <= 15,
+    );
+  },
+};
