@@ -1,6 +1,6 @@
 // `npm test` after setup: type-checks and runs every test file (unit,
 // integration and end-to-end on real Postgres, NATS, Docker, mTLS gRPC), test
-// files in parallel. Set CRONIUM_TEST_FILES to a space-separated list to run some.
+// files in parallel, remote agents running as the built single binary. Set CRONIUM_TEST_FILES to a space-separated list to run some.
 import { spawn } from 'node:child_process';
 import { globSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -20,6 +20,11 @@ function run(name: string, args: string[]): Promise<number> {
     });
   });
 }
+
+// Every remote agent in the tests runs as the single binary users install.
+const binary = join(root, 'dist/agent/cronium-agent');
+if ((await run('build:agent', [join(root, 'scripts/build-agent.ts')])) !== 0) process.exit(1);
+process.env.CRONIUM_AGENT_BINARY = binary;
 
 const results = await Promise.all([
   run('typecheck', [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.json'), '--noEmit']),

@@ -233,7 +233,7 @@ export async function expireLeases(db: Db): Promise<Finished[]> {
           job,
           job.cancel_requested
             ? { status: 'cancelled', exitCode: null, error: 'cancelled; the agent did not confirm before its lease expired' }
-            : { status: 'failed', exitCode: null, error: `lease expired: agent ${job.agent_id} stopped reporting` },
+            : { status: 'failed', exitCode: null, error: `agent lost: ${job.agent_id} stopped reporting and its lease expired` },
         ),
       );
     }
