@@ -16,10 +16,12 @@ import { openLoop } from './lib/load.ts';
 import { commitLatency } from './lib/pg-baselines.ts';
 import { CpuMeter, postgresBackends } from './lib/procstat.ts';
 import { nowMs, round, summarize } from './lib/stats.ts';
+import { profileEnv, profiling, summarizeProfiles } from './lib/profile.ts';
 
-const RATE = 200;
+/** BENCH_DISPATCH_RATE and BENCH_DISPATCH_SECONDS override the issue's 200/s and the 15 s window (for exploring). */
+const RATE = Number(process.env.BENCH_DISPATCH_RATE) || 200;
 const WARMUP_MS = 3_000;
-const MEASURE_MS = 15_000;
+const MEASURE_MS = (Number(process.env.BENCH_DISPATCH_SECONDS) || 15) * 1000;
 const SLOTS = 16;
 
 type Mode = 'api' | 'direct';
@@ -66,11 +68,12 @@ async function phase(mode: Mode, ctx: BenchContext, r: ResultBuilder): Promise<v
   let db: Db | undefined;
   const scratch = mkdtempSync(join(tmpdir(), 'cronium-bench-'));
   const nc = mode === 'direct' ? await natsConnect({ servers: NATS_URL, name: 'cronium-bench' }) : undefined;
+  const profile = profiling ? profileEnv(`dispatch-latency-${mode}`) : undefined;
   try {
     stack = await startControlPlaneOnly({
       databaseUrl: database.url,
       natsUrl: mode === 'direct' ? NATS_URL : undefined,
-      env: { CRONIUM_HEARTBEAT_MS: '5000', CRONIUM_LEASE_TTL_MS: '30000' },
+      env: { CRONIUM_HEARTBEAT_MS: '5000', CRONIUM_LEASE_TTL_MS: '30000', ...profile?.env },
     });
     const { ca, agents } = await issueLeanAgents(stack, `lean-${mode}`, 1);
     fleet = await LeanFleet.start({ address: `localhost:${stack.agentPort}`, ca, agents, slots: SLOTS, labels: { bench: 'lean' }, record: true });
@@ -189,6 +192,7 @@ async function phase(mode: Mode, ctx: BenchContext, r: ResultBuilder): Promise<v
   } finally {
     await fleet?.stop().catch(() => {});
     await stack?.stop().catch(() => {});
+    if (profile) r.details[`${mode}.profile`] = summarizeProfiles(profile.dir);
     await db?.destroy().catch(() => {});
     await nc?.close().catch(() => {});
     await database.drop().catch(() => {});
