@@ -93,10 +93,10 @@ describe('remote agents', () => {
       target: { selector: { required: [{ key: 'role', op: 'LABEL_OP_EQ', values: ['web'] }], count: 2 } },
     });
     const run = await stack.runEvent(two.id);
-    assert.equal(run.jobs.length, 2);
+    assert.equal(run.jobs.length, 2, JSON.stringify(run));
     const jobs = await Promise.all(run.jobs.map((job: any) => stack.waitForTerminal(job.id)));
     const agents = new Set(jobs.map((job) => job.agentId));
-    assert.equal(agents.size, 2);
+    assert.equal(agents.size, 2, JSON.stringify(jobs));
     for (const id of agents) assert.ok([web1, web2, web3].map(idOf).includes(id as string));
 
     const every = await stack.createEvent({
@@ -107,7 +107,7 @@ describe('remote agents', () => {
     });
     const all = await stack.runEvent(every.id);
     const allJobs = await Promise.all(all.jobs.map((job: any) => stack.waitForTerminal(job.id)));
-    assert.deepEqual(allJobs.map((job) => job.agentId).sort(), [web1, web2, web3].map(idOf).sort());
+    assert.deepEqual(allJobs.map((job) => job.agentId).sort(), [web1, web2, web3].map(idOf).sort(), JSON.stringify({ allJobs, agents: await stack.agents() }));
     const finished = (await stack.ok('cronium.api.v1.RunService/GetRun', { id: all.id })).run;
     assert.equal(finished.status, 'RUN_STATUS_SUCCEEDED');
   });
@@ -219,5 +219,45 @@ describe('remote agents', () => {
         resolve();
       });
     });
+  });
+});
+
+describe('certificate renewal', () => {
+  let stack: Stack;
+  before(async () => {
+    // Certificates live 10.8 s, so the agent renews after 7.2 s.
+    stack = new Stack({ env: { CRONIUM_AGENT_CERT_HOURS: '0.003' } });
+    await stack.start();
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  test('an agent renews its certificate over the mTLS link and reconnects with the new one', { timeout: 60_000 }, async () => {
+    const agent = await stack.remoteAgent({ labels: { renew: 'yes' } });
+    const certPath = join(agent.dataDir, 'client.crt');
+    const first = new X509Certificate(readFileSync(certPath));
+    const deadline = Date.now() + 20_000;
+    while (!/certificate renewed/.test(agent.log()) && Date.now() < deadline) await sleep(200);
+    assert.match(agent.log(), /certificate renewed/);
+    const renewed = new X509Certificate(readFileSync(certPath));
+    assert.notEqual(renewed.serialNumber, first.serialNumber);
+    assert.equal(renewed.subject, first.subject, 'the same agent id');
+    assert.ok(renewed.checkIssued(new X509Certificate(readFileSync(join(agent.dataDir, 'ca.crt')))));
+    assert.ok(Date.parse(renewed.validTo) > Date.parse(first.validTo));
+
+    // The first certificate has expired by now: only the renewed one can connect.
+    while (Date.now() < Date.parse(first.validTo) + 500) await sleep(200);
+    await agent.kill('SIGKILL');
+    agent.start();
+    await agent.connected();
+    const event = await stack.createEvent({
+      name: 'after renewal',
+      type: 'EVENT_TYPE_BASH',
+      script: 'echo renewed',
+      target: { selector: { required: [{ key: 'renew', op: 'LABEL_OP_EQ', values: ['yes'] }] } },
+    });
+    const job = await stack.waitForTerminal((await stack.runEvent(event.id)).jobs[0].id);
+    assert.equal(job.status, 'JOB_STATUS_SUCCEEDED');
   });
 });

@@ -134,7 +134,7 @@ export class Stack {
     this.agent.stderr!.pipe(logFile);
   }
 
-  async waitForApi(timeoutMs = 30_000): Promise<void> {
+  async waitForApi(timeoutMs = 90_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       if (this.controlPlane?.exitCode !== null && this.controlPlane?.exitCode !== undefined) {
@@ -155,7 +155,7 @@ export class Stack {
     throw new Error(`control plane API did not come up; log in ${this.dataDir}`);
   }
 
-  async waitForAgent(timeoutMs = 30_000): Promise<void> {
+  async waitForAgent(timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       const text = (() => {
@@ -344,7 +344,7 @@ export class RemoteAgent {
   }
 
   /** Waits for the next successful connection (or for the process to exit, which throws). */
-  async connected(timeoutMs = 30_000): Promise<void> {
+  async connected(timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       const connects = this.log().split('\n').filter((line) => line.includes('connected to control plane')).length;

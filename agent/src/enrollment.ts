@@ -120,12 +120,12 @@ export async function enroll(options: { address: string; joinToken: string; name
   }
 }
 
-/** True when less than a third of the certificate's lifetime is left. */
-export function renewalDue(certPem: string | Buffer, now = Date.now()): boolean {
+/** When the certificate should be renewed: once less than a third of its lifetime is left. */
+export function renewalTime(certPem: string | Buffer): number {
   const cert = new X509Certificate(certPem);
   const from = Date.parse(cert.validFrom);
   const to = Date.parse(cert.validTo);
-  return to - now < (to - from) / 3;
+  return to - (to - from) / 3;
 }
 
 /** Gets a new certificate for a new key over the mTLS link and stores both. */

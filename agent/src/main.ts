@@ -9,7 +9,7 @@ import { Connection } from './link/connection.ts';
 import { DockerExecutor, removeLeftoverContainers } from './executors/docker.ts';
 import { HttpExecutor } from './executors/http.ts';
 import { runtimeDir } from './runtime-dir.ts';
-import { enroll, EnrollmentError, renew, renewalDue } from './enrollment.ts';
+import { enroll, EnrollmentError, renew, renewalTime } from './enrollment.ts';
 import { Spool } from './spool.ts';
 
 const VERSION = '0.1.0';
@@ -76,15 +76,28 @@ async function main(): Promise<number> {
     tls: () => readTls(config.tls),
     runner,
     log,
-    onConnected: (address) => {
-      const current = readTls(config.tls);
-      if (!renewalDue(current.cert)) return;
-      renew(address, config.tls, current).then(
-        () => log('certificate renewed; used from the next connection'),
-        (error: Error) => logger.warn({ error: error.message }, 'certificate renewal failed; will retry at the next connection'),
-      );
-    },
+    onConnected: (address) => scheduleRenewal(address),
   });
+
+  // Renews the certificate over the mTLS link once two thirds of its lifetime have passed.
+  let renewalTimer: NodeJS.Timeout | undefined;
+  const scheduleRenewal = (address: string) => {
+    clearTimeout(renewalTimer);
+    const delay = Math.max(0, renewalTime(readTls(config.tls).cert) - Date.now());
+    renewalTimer = setTimeout(() => {
+      renew(address, config.tls, readTls(config.tls)).then(
+        () => {
+          log('certificate renewed; used from the next connection');
+          scheduleRenewal(address);
+        },
+        (error: Error) => {
+          logger.warn({ error: error.message }, 'certificate renewal failed; retrying in a minute');
+          renewalTimer = setTimeout(() => scheduleRenewal(address), 60_000);
+        },
+      );
+    }, Math.min(delay, 2 ** 31 - 1));
+    renewalTimer.unref();
+  };
   log('agent starting', { agentId, mode: config.mode, controlPlanes: config.controlPlanes, slots: config.slots });
 
   let stopping = false;

@@ -52,7 +52,7 @@ function startAndStop(config: string): Promise<{ code: number | null; stderr: st
   return new Promise((done, fail) => {
     const child = spawn(binary, ['--config', config], { env: {}, cwd: tmp, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
     child.stderr.on('data', (chunk: Buffer) => {
       stderr += chunk.toString();
       if (stderr.includes('"msg":"agent starting"')) child.kill('SIGTERM');

@@ -17,6 +17,8 @@ export interface ControlPlaneConfig {
   readonly jobLogLimitBytes: number;
   /** After a start, leases are not judged for this long, so agents can reconnect (longer than their backoff). */
   readonly restartGraceMs: number;
+  /** Lifetime of enrolled agents' certificates; agents renew after two thirds of it. */
+  readonly agentCertHours: number;
   /** Agent id whose credentials are written to `<dataDir>/agents/<id>` for the embedded orchestrator. */
   readonly embeddedAgentId: string;
 }
@@ -26,6 +28,14 @@ function int(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
   if (!Number.isInteger(value) || value < 0) throw new Error(`${name}: expected a non-negative integer, got ${JSON.stringify(raw)}`);
+  return value;
+}
+
+function positive(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name}: expected a positive number, got ${JSON.stringify(raw)}`);
   return value;
 }
 
@@ -45,6 +55,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ControlPlan
     offerTimeoutMs: int(env, 'CRONIUM_OFFER_TIMEOUT_MS', 5_000),
     jobLogLimitBytes: int(env, 'CRONIUM_JOB_LOG_LIMIT_BYTES', 10 * 1024 * 1024),
     restartGraceMs: int(env, 'CRONIUM_RESTART_GRACE_MS', 60_000),
+    agentCertHours: positive(env, 'CRONIUM_AGENT_CERT_HOURS', 30 * 24),
     embeddedAgentId: env.CRONIUM_EMBEDDED_AGENT_ID || 'local-orchestrator',
   });
 }

@@ -83,6 +83,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     tls: await loadServerCredentials(config, ca, pkiDir),
     ca,
     joinTokens,
+    agentCertDays: config.agentCertHours / 24,
     timings: {
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       leaseTtlMs: config.leaseTtlMs,

@@ -93,7 +93,7 @@ export class Connection {
 
   stop(): void {
     this.#stopped = true;
-    this.#call?.end();
+    this.#call?.cancel();
     this.#wake?.();
   }
 

@@ -32,6 +32,7 @@ export interface LinkServerOptions extends SessionDeps {
   readonly tls: { readonly ca: string; readonly cert: string; readonly key: string };
   readonly ca: CertificateAuthority;
   readonly joinTokens: JoinTokenSigner;
+  readonly agentCertDays: number;
   readonly onSessionsChanged: () => void;
 }
 
@@ -246,7 +247,7 @@ export class LinkServer {
     const { db, ca, joinTokens, log } = this.#options;
     try {
       const { agentId, labels, name } = await redeemJoinToken(db, joinTokens, call.request.joinToken);
-      const { cert, serial } = await ca.signAgentCsr(agentId, call.request.csrPem);
+      const { cert, serial } = await ca.signAgentCsr(agentId, call.request.csrPem, this.#options.agentCertDays);
       await db
         .insertInto('agents')
         .values({
@@ -276,7 +277,7 @@ export class LinkServer {
     const refusal = await this.#refusal(agentId);
     if (refusal) return callback({ code: grpc.status.PERMISSION_DENIED, details: refusal });
     try {
-      const { cert, serial } = await this.#options.ca.signAgentCsr(agentId, call.request.csrPem);
+      const { cert, serial } = await this.#options.ca.signAgentCsr(agentId, call.request.csrPem, this.#options.agentCertDays);
       await this.#options.db.updateTable('agents').set({ certificate_serial: serial }).where('id', '=', agentId).execute();
       this.#options.log('agent certificate renewed', { agentId });
       callback(null, create(RenewResponseSchema, { certificatePem: cert }));
