@@ -73,7 +73,10 @@ export function eventService(deps: ApiDeps): ServiceImpl<typeof EventService> {
       const agents = await db
         .selectFrom('agents')
         .select(['id', 'labels', 'pinned_labels'])
-        .where('connected', '=', true)
+        // Online, or reconnecting: an agent that heartbeated within one lease still counts for fan-out.
+        .where((eb) =>
+          eb.or([eb('connected', '=', true), eb('last_heartbeat_at', '>', new Date(Date.now() - deps.leaseTtlMs))]),
+        )
         .where('draining', '=', false)
         .where('revoked_at', 'is', null)
         .orderBy('id')
