@@ -12,6 +12,26 @@ export interface HttpRequestSpec {
   readonly body: string;
 }
 
+/** A server reached over SSH (servers that run nothing of ours). Credentials are decrypted by the control plane for this job only. */
+export interface SshTarget {
+  readonly serverId: string;
+  readonly host: string;
+  readonly port: number;
+  readonly username: string;
+  /** PEM/OpenSSH private key; empty when a password is used. */
+  readonly privateKey: string;
+  readonly password: string;
+  /** The pinned host key, as `ssh-keygen -l` prints it (`SHA256:…`); a different key fails before authentication. */
+  readonly hostKeyFingerprint: string;
+}
+
+export type ExecutorName = 'docker' | 'ssh' | 'http';
+
+/** The executor a job needs: SSH when it targets a server, else by kind. */
+export function executorFor(spec: Pick<JobSpec, 'kind' | 'ssh'>): ExecutorName {
+  return spec.ssh ? 'ssh' : spec.kind === 'http' ? 'http' : 'docker';
+}
+
 /** What an executor needs to run one attempt of a job; free of wire types. */
 export interface JobSpec {
   readonly jobId: string;
@@ -31,6 +51,8 @@ export interface JobSpec {
   readonly cpus: number;
   readonly network: boolean;
   readonly http?: HttpRequestSpec;
+  /** Set when the job runs on a server over SSH instead of in a container. */
+  readonly ssh?: SshTarget;
 }
 
 export type Outcome = 'succeeded' | 'failed' | 'timed_out' | 'cancelled';
@@ -59,6 +81,7 @@ export interface RunContext {
 }
 
 export interface Executor {
+  readonly name: ExecutorName;
   readonly kinds: readonly JobKind[];
   run(spec: JobSpec, ctx: RunContext): Promise<ExecutionResult>;
 }

@@ -8,7 +8,7 @@ import {
   type JobRef,
   type JobStatusSchema,
 } from '@cronium/proto/agent/v1';
-import type { ExecutionResult, Executor, JobKind, JobSpec, LogStreamName } from './job.ts';
+import { executorFor, type ExecutionResult, type Executor, type ExecutorName, type JobSpec, type LogStreamName } from './job.ts';
 import { Outbox, refKey } from './outbox.ts';
 import { completeUtf8Length } from './utf8.ts';
 import type { Spool } from './spool.ts';
@@ -81,8 +81,8 @@ export class Runner {
     return this.#draining ? 0 : Math.max(0, this.#options.slots - this.executing);
   }
 
-  get kinds(): JobKind[] {
-    return this.#options.executors.flatMap((e) => e.kinds);
+  get executorNames(): ExecutorName[] {
+    return this.#options.executors.map((e) => e.name);
   }
 
   /** Attempts still running, or whose results are not acknowledged yet (listed in Hello). */
@@ -104,12 +104,12 @@ export class Runner {
   }
 
   offer(ref: JobRef, spec: JobSpec, logLimit: number): void {
-    const executor = this.#options.executors.find((e) => e.kinds.includes(spec.kind));
+    const executor = this.#options.executors.find((e) => e.name === executorFor(spec) && e.kinds.includes(spec.kind));
     const reject = (reason: string) => this.#options.send(create(ConnectRequestSchema, { kind: { case: 'jobReject', value: { job: ref, reason } } }));
     if (this.#jobs.has(ref.leaseId)) return;
     if (this.#draining) return reject('agent is draining');
     if (this.freeSlots <= 0) return reject('no free slot');
-    if (!executor) return reject(`no executor for ${spec.kind} jobs on this agent`);
+    if (!executor) return reject(`no ${executorFor(spec)} executor for ${spec.kind} jobs on this agent`);
     const full = this.#options.spool.fullReason;
     if (full) return reject(full);
     const job = newJob(ref, logLimit);

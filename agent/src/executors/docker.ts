@@ -87,6 +87,7 @@ function logSink(log: (data: Buffer) => Promise<void>): Writable {
 }
 
 export class DockerExecutor implements Executor {
+  readonly name = 'docker';
   readonly kinds: readonly JobKind[] = ['bash', 'python', 'node'];
   readonly #docker: Dockerode;
   readonly #opts: DockerExecutorOptions;

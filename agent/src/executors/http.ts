@@ -47,6 +47,7 @@ function errorMessage(err: unknown): string {
 }
 
 export class HttpExecutor implements Executor {
+  readonly name = 'http';
   readonly kinds: readonly JobKind[] = ['http'];
   readonly #maxBodyBytes: number;
 

@@ -1,7 +1,7 @@
 import { toJson } from '@bufbuild/protobuf';
 import { ValueSchema } from '@bufbuild/protobuf/wkt';
 import { Executor, JobKind, type JobRef, type JobSpec as JobSpecMessage } from '@cronium/proto/agent/v1';
-import type { JobKind as JobKindName, JobSpec, JsonValue } from '../job.ts';
+import type { ExecutorName, JobKind as JobKindName, JobSpec, JsonValue } from '../job.ts';
 
 const kinds = new Map<JobKind, JobKindName>([
   [JobKind.BASH, 'bash'],
@@ -10,10 +10,10 @@ const kinds = new Map<JobKind, JobKindName>([
   [JobKind.HTTP, 'http'],
 ]);
 
-export function executorsFor(jobKinds: readonly JobKindName[]): Executor[] {
-  const set = new Set<Executor>();
-  for (const kind of jobKinds) set.add(kind === 'http' ? Executor.HTTP : Executor.DOCKER);
-  return [...set];
+const executorValues: Record<ExecutorName, Executor> = { docker: Executor.DOCKER, ssh: Executor.SSH, http: Executor.HTTP };
+
+export function executorsFor(names: readonly ExecutorName[]): Executor[] {
+  return [...new Set(names.map((name) => executorValues[name]))];
 }
 
 /** The executor-facing spec of an offer, or an error message when the offer cannot be understood. */
@@ -38,5 +38,16 @@ export function jobSpecOf(ref: JobRef, spec: JobSpecMessage | undefined, agentId
     cpus: spec.cpus,
     network: spec.network,
     http: spec.http ? { method: spec.http.method, url: spec.http.url, headers: { ...spec.http.headers }, body: spec.http.body } : undefined,
+    ssh: spec.ssh
+      ? {
+          serverId: spec.ssh.serverId,
+          host: spec.ssh.host,
+          port: spec.ssh.port,
+          username: spec.ssh.username,
+          privateKey: spec.ssh.privateKey,
+          password: spec.ssh.password,
+          hostKeyFingerprint: spec.ssh.hostKeyFingerprint,
+        }
+      : undefined,
   };
 }

@@ -142,7 +142,7 @@ export class Connection {
               version: this.#options.version,
               protocolVersion: PROTOCOL_VERSION,
               mode: this.#options.mode === 'orchestrator' ? AgentMode.ORCHESTRATOR : AgentMode.REMOTE_EXECUTOR,
-              executors: executorsFor(runner.kinds),
+              executors: executorsFor(runner.executorNames),
               labels: { ...this.#options.labels },
               slots: this.#options.slots,
               jobs: runner.held(),

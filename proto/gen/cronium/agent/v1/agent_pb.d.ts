@@ -465,6 +465,13 @@ export declare type JobSpec = Message<"cronium.agent.v1.JobSpec"> & {
    * @generated from field: uint64 log_limit_bytes = 14;
    */
   logLimitBytes: bigint;
+
+  /**
+   * Set when the job runs on a server over SSH instead of in a container.
+   *
+   * @generated from field: cronium.agent.v1.SshTarget ssh = 15;
+   */
+  ssh?: SshTarget | undefined;
 };
 
 /**
@@ -472,6 +479,56 @@ export declare type JobSpec = Message<"cronium.agent.v1.JobSpec"> & {
  * Use `create(JobSpecSchema)` to create a new message.
  */
 export declare const JobSpecSchema: GenMessage<JobSpec>;
+
+/**
+ * @generated from message cronium.agent.v1.SshTarget
+ */
+export declare type SshTarget = Message<"cronium.agent.v1.SshTarget"> & {
+  /**
+   * @generated from field: string server_id = 1;
+   */
+  serverId: string;
+
+  /**
+   * @generated from field: string host = 2;
+   */
+  host: string;
+
+  /**
+   * @generated from field: uint32 port = 3;
+   */
+  port: number;
+
+  /**
+   * @generated from field: string username = 4;
+   */
+  username: string;
+
+  /**
+   * Decrypted by the control plane for this job; never logged.
+   *
+   * @generated from field: string private_key = 5;
+   */
+  privateKey: string;
+
+  /**
+   * @generated from field: string password = 6;
+   */
+  password: string;
+
+  /**
+   * The pinned host key as `ssh-keygen -l` prints it (SHA256:...).
+   *
+   * @generated from field: string host_key_fingerprint = 7;
+   */
+  hostKeyFingerprint: string;
+};
+
+/**
+ * Describes the message cronium.agent.v1.SshTarget.
+ * Use `create(SshTargetSchema)` to create a new message.
+ */
+export declare const SshTargetSchema: GenMessage<SshTarget>;
 
 /**
  * @generated from message cronium.agent.v1.HttpRequest
