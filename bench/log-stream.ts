@@ -10,6 +10,8 @@ import { TEST_IMAGE } from '../test/harness.ts';
 import { nowMs, round, summarize } from './lib/stats.ts';
 import { TERMINAL, watchJobLive } from './lib/watch.ts';
 import { profileEnv, profiling, summarizeProfiles } from './lib/profile.ts';
+import { CpuMeters, pidsByName, postgresBackends } from './lib/procstat.ts';
+import { byteaIngest } from './lib/pg-baselines.ts';
 
 const MiB = 1024 * 1024;
 const BYTES = 50 * MiB;
@@ -116,10 +118,24 @@ async function run(ctx: BenchContext, r: ResultBuilder): Promise<void> {
     await oursStream(stack, small.id);
     await bareStream(docker);
 
+    const dbName = database.url.split('/').pop()!;
+    const groups = {
+      controlPlane: () => [stack.controlPlane!.pid!],
+      agent: () => [stack.agent!.pid!],
+      postgres: () => postgresBackends(dbName),
+      docker: () => pidsByName('dockerd', 'containerd', 'containerd-shim', 'containerd-shim-runc-v2'),
+    };
+    ctx.log(`Postgres alone: storing ${BYTES / MiB} MiB as 64 KiB bytea chunks`);
+    r.value('pg.ingest', `Postgres alone: ${BYTES / MiB} MiB stored as 64 KiB bytea rows, 16 per INSERT (as job_logs)`, 'MB/s', await byteaIngest(database.url, BYTES), true);
     ctx.log(`bare container, ${BYTES / MiB} MiB`);
+    let meters = new CpuMeters(groups);
     const bare = await bareStream(docker);
+    r.details.cpuPercentOfOneCoreBare = meters.stop();
     ctx.log(`Cronium job, ${BYTES / MiB} MiB`);
+    meters = new CpuMeters(groups);
     const ours = await oursStream(stack, event.id);
+    const cpu = meters.stop();
+    r.details.cpuPercentOfOneCore = cpu;
     if (ours.status !== 'JOB_STATUS_SUCCEEDED') throw new Error(`the log job ended ${ours.status}`);
     const job = await withClient(database.url, async (client) =>
       (
@@ -143,6 +159,7 @@ async function run(ctx: BenchContext, r: ResultBuilder): Promise<void> {
     r.value('bare.e2e_rate', 'Bare Engine API: stdout MB/s over the whole container run', 'MB/s', bare.clock.bytes / MB / (bare.totalMs / 1000), true);
     r.distribution('bare.lines', 'Bare Engine API attach stream: line latency, written → received', 'ms', summarize(bare.clock.latencies), true);
     r.compare('Cronium watcher throughput vs bare attach stream', 'ours.rate', 'bare.rate', 'value');
+    r.compare('Cronium watcher throughput vs Postgres storing the same bytes alone', 'ours.rate', 'pg.ingest', 'value');
     r.compare('Cronium line latency vs bare attach stream, p50', 'ours.lines', 'bare.lines', 'p50');
     r.compare('Cronium line latency vs bare attach stream, p99', 'ours.lines', 'bare.lines', 'p99');
     const lines = r.get('ours.lines').summary!;
@@ -152,6 +169,10 @@ async function run(ctx: BenchContext, r: ResultBuilder): Promise<void> {
       '≥ 50 MB/s, p99 line latency ≤ 50 ms',
       `${round(mbps)} MB/s; line latency p50 ${round(lines.p50)} ms, p99 ${round(lines.p99)} ms`,
       mbps >= 50 && lines.p99 <= 50,
+    );
+    const bareCpu = r.details.cpuPercentOfOneCoreBare as Record<string, number>;
+    r.note(
+      `CPU while the Cronium job streamed (percent of one core): control plane ${cpu.controlPlane}%, agent ${cpu.agent}%, Postgres backends ${cpu.postgres}%, Docker engine (dockerd, containerd, shims) ${cpu.docker}%, the watcher (this process) ${cpu.bench}%. During the bare run: Docker engine ${bareCpu.docker}%, reader ${bareCpu.bench}%.`,
     );
     if (Math.abs(ours.clock.bytes - BYTES) > 200) r.note(`The watcher received ${ours.clock.bytes} stdout bytes of the ${BYTES} written.`);
   } finally {
@@ -171,7 +192,7 @@ export const logStream: Benchmark = {
       `The real stack (control plane on Postgres with the memory bus, orchestrator agent with the Docker executor); the per-job log cap raised to ${(2 * BYTES) / MiB} MiB for this job.`,
       `A Python job writes ${BYTES / MiB} MiB to stdout in 64 KB writes of ~100-byte lines, each line beginning with \`time.time_ns()\` of its write (the container shares the host's clock); the writer only repeats a line, so it is never the bottleneck. One WatchJob watcher (Connect JSON stream over HTTP/1.1) opens right after RunEvent; the path is container → agent (attach stream, 64 KiB chunks, 4 MiB unacknowledged per job) → agent link → control plane (chunks stored in job_logs, published on the bus) → WatchJob.`,
       `MB/s = stdout bytes the watcher received / (its first → last stdout byte), MB = 10^6 bytes. Line latency = arrival at the watcher − the timestamp in the line, for every line.`,
-      `Baseline, same run: the same script in a bare container (default settings) with its output read straight from the Engine API attach stream (dockerode, demuxed), measured the same way.`,
+      `Baselines, same run: the same script in a bare container (default settings) with its output read straight from the Engine API attach stream (dockerode, demuxed), measured the same way; and Postgres alone storing ${BYTES / MiB} MiB as 64 KiB bytea rows in a table shaped like job_logs, 16 rows per INSERT … ON CONFLICT DO NOTHING, one client. Since the control plane acknowledges log chunks only once they are stored, these two bound what the path can carry on this machine.`,
     );
     await run(ctx, r);
   },

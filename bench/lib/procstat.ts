@@ -81,3 +81,40 @@ export class CpuMeter {
     return { percentOfCore: (used / wallMs) * 100, cpuMs: used, wallMs };
   }
 }
+
+/** Processes whose command name (/proc/<pid>/comm) is one of the given. */
+export function pidsByName(...names: string[]): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (names.includes(readFileSync(`/proc/${entry}/comm`, 'utf8').trim())) pids.push(Number(entry));
+    } catch {
+      // gone
+    }
+  }
+  return pids;
+}
+
+/** CPU meters over several groups of processes at once. */
+export class CpuMeters {
+  readonly #meters: [string, CpuMeter][];
+  #timer: NodeJS.Timeout | undefined;
+  readonly #self = process.cpuUsage();
+  readonly #startedAt = performance.now();
+
+  constructor(groups: Record<string, () => number[]>) {
+    this.#meters = Object.entries(groups).map(([name, pids]) => [name, new CpuMeter(pids).start()]);
+    this.#timer = setInterval(() => this.#meters.forEach(([, m]) => m.sample()), 500);
+  }
+
+  /** Percent of one core per group, plus this process ('bench'). */
+  stop(): Record<string, number> {
+    clearInterval(this.#timer);
+    const out: Record<string, number> = {};
+    for (const [name, meter] of this.#meters) out[name] = Math.round(meter.stop().percentOfCore * 10) / 10;
+    const used = process.cpuUsage(this.#self);
+    out.bench = Math.round(((used.user + used.system) / 1000 / (performance.now() - this.#startedAt)) * 1000) / 10;
+    return out;
+  }
+}

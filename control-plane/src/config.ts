@@ -19,6 +19,10 @@ export interface ControlPlaneConfig {
   readonly restartGraceMs: number;
   /** Lifetime of enrolled agents' certificates; agents renew after two thirds of it. */
   readonly agentCertHours: number;
+  /** Master key for secrets at rest (base64, 32 bytes); generated into the data dir when unset. */
+  readonly encryptionKey?: string;
+  /** Keys that still decrypt during a rotation. */
+  readonly oldEncryptionKeys: readonly string[];
   /** Agent id whose credentials are written to `<dataDir>/agents/<id>` for the embedded orchestrator. */
   readonly embeddedAgentId: string;
 }
@@ -56,6 +60,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ControlPlan
     jobLogLimitBytes: int(env, 'CRONIUM_JOB_LOG_LIMIT_BYTES', 10 * 1024 * 1024),
     restartGraceMs: int(env, 'CRONIUM_RESTART_GRACE_MS', 60_000),
     agentCertHours: positive(env, 'CRONIUM_AGENT_CERT_HOURS', 30 * 24),
+    encryptionKey: env.CRONIUM_ENCRYPTION_KEY || undefined,
+    oldEncryptionKeys: (env.CRONIUM_ENCRYPTION_OLD_KEYS ?? '').split(',').map((s) => s.trim()).filter(Boolean),
     embeddedAgentId: env.CRONIUM_EMBEDDED_AGENT_ID || 'local-orchestrator',
   });
 }

@@ -11,6 +11,8 @@ import { createMemoryBus } from './bus/memory-bus.ts';
 import { createNatsBus } from './bus/nats-bus.ts';
 import { loadOrCreateCa, writeAgentCredentials, type CertificateAuthority } from './pki/ca.ts';
 import { loadOrCreateSigner } from './enrollment/join-tokens.ts';
+import { loadSealer } from './secrets/sealer.ts';
+import { resealServers } from './servers/reseal.ts';
 import { LinkServer } from './link/server.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { expireLeases, failUnscheduled, requeueExpiredOffers } from './queue/transitions.ts';
@@ -71,6 +73,9 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
   const ca = await loadOrCreateCa(pkiDir);
   await ensureEmbeddedAgentCredentials(ca, join(config.dataDir, 'agents', config.embeddedAgentId), config.embeddedAgentId);
   const joinTokens = await loadOrCreateSigner(pkiDir);
+  const sealer = loadSealer({ current: config.encryptionKey, old: config.oldEncryptionKeys }, config.dataDir);
+  const resealed = await resealServers(db, sealer);
+  if (resealed > 0) logger.info({ servers: resealed }, 'server credentials sealed again with the current encryption key');
   const log = (message: string, fields?: Record<string, unknown>) => logger.info(fields ?? {}, message);
 
   let dispatcher: Dispatcher | undefined;
@@ -97,6 +102,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     db,
     agents: () => link.sessions.values(),
     offerTimeoutMs: config.offerTimeoutMs,
+    sealer,
     onError: (error) => logger.error({ error: String(error) }, 'dispatch pass failed'),
   });
   const stopDispatchKicks = bus.subscribe(subjects.dispatch, () => dispatcher.kick());
@@ -110,7 +116,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
       .where('connected', '=', true)
       .where('revoked_at', 'is', null)
       .execute();
-    const executor = executorFor(job.spec.kind);
+    const executor = executorFor(job.spec.kind, job.server_id);
     const able = agents.filter(
       (agent) => (!job.pinned_agent_id || agent.id === job.pinned_agent_id) && agent.executors.includes(executor) && selectorMatches(job.selector, agent.labels),
     );
@@ -119,7 +125,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     return free ? 'about to be offered' : 'all matching agents are busy';
   };
   const api = await startApiServer(
-    { db, bus, waitingReason, enrollment: { signer: joinTokens, caFingerprint: ca.fingerprint }, leaseTtlMs: config.leaseTtlMs }, { host: config.host, httpPort: config.httpPort, grpcPort: config.grpcPort });
+    { db, bus, waitingReason, enrollment: { signer: joinTokens, caFingerprint: ca.fingerprint }, leaseTtlMs: config.leaseTtlMs, sealer }, { host: config.host, httpPort: config.httpPort, grpcPort: config.grpcPort });
 
   // Leases are not judged until agents had time to reconnect after this start.
   const leasesJudgedFrom = Date.now() + Math.max(config.leaseTtlMs, config.restartGraceMs);

@@ -2,9 +2,28 @@ import type { Db } from './store/database.ts';
 import type { JobRow } from './store/schema.ts';
 import { claimJobs } from './queue/claim.ts';
 import type { AgentCandidate } from './domain/selector.ts';
+import type { Sealer } from './secrets/sealer.ts';
+import { openCredentials } from './servers/credentials.ts';
+
+/** An SSH server's address and credentials, opened for one offer. */
+export interface SshTarget {
+  readonly serverId: string;
+  readonly host: string;
+  readonly port: number;
+  readonly username: string;
+  readonly privateKey: string;
+  readonly password: string;
+  readonly hostKeyFingerprint: string;
+}
+
+/** What an offer carries besides the job's own spec. */
+export interface OfferContext {
+  readonly variables: Readonly<Record<string, string>>;
+  readonly ssh?: SshTarget;
+}
 
 export interface DispatchTarget extends AgentCandidate {
-  offer(job: JobRow, variables: Readonly<Record<string, string>>): void;
+  offer(job: JobRow, context: OfferContext): void;
 }
 
 export interface DispatcherOptions {
@@ -12,6 +31,7 @@ export interface DispatcherOptions {
   /** Agents connected to this replica. */
   readonly agents: () => Iterable<DispatchTarget>;
   readonly offerTimeoutMs: number;
+  readonly sealer: Sealer;
   readonly onError: (error: unknown) => void;
 }
 
@@ -47,7 +67,10 @@ export class Dispatcher {
         const claimed = await claimJobs(this.#options.db, [...targets.values()], this.#options.offerTimeoutMs);
         if (claimed.length === 0) continue;
         const variables = await this.#variables(claimed);
-        for (const job of claimed) targets.get(job.agent_id!)?.offer(job, variables.get(job.owner_id) ?? {});
+        const servers = await this.#servers(claimed);
+        for (const job of claimed) {
+          targets.get(job.agent_id!)?.offer(job, { variables: variables.get(job.owner_id) ?? {}, ssh: job.server_id ? servers.get(job.server_id) : undefined });
+        }
         this.#again = true;
       } while (this.#again);
     } catch (error) {
@@ -55,6 +78,18 @@ export class Dispatcher {
     } finally {
       this.#running = false;
     }
+  }
+
+  async #servers(jobs: readonly JobRow[]): Promise<Map<string, SshTarget>> {
+    const ids = [...new Set(jobs.map((job) => job.server_id).filter((id) => id !== null))];
+    if (ids.length === 0) return new Map();
+    const rows = await this.#options.db.selectFrom('servers').selectAll().where('id', 'in', ids).execute();
+    return new Map(
+      rows.map((row) => [
+        row.id,
+        { serverId: row.id, host: row.host, port: row.port, username: row.username, hostKeyFingerprint: row.host_key_fingerprint, ...openCredentials(this.#options.sealer, row) },
+      ]),
+    );
   }
 
   async #variables(jobs: readonly JobRow[]): Promise<Map<string, Record<string, string>>> {

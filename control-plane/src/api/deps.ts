@@ -2,6 +2,7 @@ import type { Bus } from '../bus/bus.ts';
 import type { Db } from '../store/database.ts';
 import type { JobRow } from '../store/schema.ts';
 import type { JoinTokenSigner } from '../enrollment/join-tokens.ts';
+import type { Sealer } from '../secrets/sealer.ts';
 
 export interface ApiDeps {
   readonly db: Db;
@@ -11,4 +12,5 @@ export interface ApiDeps {
   readonly enrollment: { readonly signer: JoinTokenSigner; readonly caFingerprint: string };
   /** An agent silent for longer is shown offline. */
   readonly leaseTtlMs: number;
+  readonly sealer: Sealer;
 }

@@ -98,7 +98,10 @@ function termFields(term: LabelTermMessage | undefined, field: string): LabelTer
 
 function targetFields(target: Target | undefined): TargetRow {
   if (target?.kind.case === 'servers') {
-    throw invalid('event.target.servers', 'SSH server targets are not available yet');
+    const ids = target.kind.value.serverIds;
+    if (ids.length === 0) throw invalid('event.target.servers.serverIds', 'at least one server');
+    if (new Set(ids).size !== ids.length) throw invalid('event.target.servers.serverIds', 'a server is listed twice');
+    return { serverIds: [...ids] };
   }
   const selector = target?.kind.case === 'selector' ? target.kind.value : undefined;
   const result: Selector = {

@@ -23,6 +23,17 @@ export async function findEvent(deps: ApiDeps, principal: Principal, id: string)
   return query.executeTakeFirstOrThrow(() => notFound('event', id));
 }
 
+/** An event's servers must exist and belong to the caller (or the caller is an admin). */
+async function checkServers(deps: ApiDeps, principal: Principal, fields: ReturnType<typeof eventFields>): Promise<void> {
+  const target = JSON.parse(fields.target) as { serverIds?: string[] };
+  if (!target.serverIds) return;
+  let query = deps.db.selectFrom('servers').select('id').where('id', 'in', target.serverIds).where('deleted_at', 'is', null);
+  if (principal.role !== 'admin') query = query.where('owner_id', '=', principal.ownerId);
+  const found = new Set((await query.execute()).map((row) => row.id));
+  const missing = target.serverIds.find((id) => !found.has(id));
+  if (missing !== undefined) throw invalid('event.target.servers.serverIds', `server ${JSON.stringify(missing)} not found`);
+}
+
 export function eventService(deps: ApiDeps): ServiceImpl<typeof EventService> {
   const { db, bus } = deps;
   return {
@@ -30,6 +41,7 @@ export function eventService(deps: ApiDeps): ServiceImpl<typeof EventService> {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const fields = eventFields(req.event);
+      await checkServers(deps, principal, fields);
       const row = await db
         .insertInto('events')
         .values({ ...fields, id: randomUUID(), owner_id: principal.ownerId })
@@ -51,6 +63,7 @@ export function eventService(deps: ApiDeps): ServiceImpl<typeof EventService> {
       mustChange(principal);
       const existing = await findEvent(deps, principal, req.event?.id ?? '');
       const fields = eventFields(req.event);
+      await checkServers(deps, principal, fields);
       const row = await db
         .updateTable('events')
         .set({ ...fields, updated_at: sql<Date>`now()` })

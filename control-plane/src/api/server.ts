@@ -12,6 +12,8 @@ import { runService } from './run-service.ts';
 import { jobService } from './job-service.ts';
 import { agentService } from './agent-service.ts';
 import { AgentService } from '@cronium/proto/api/v1/agent';
+import { ServerService } from '@cronium/proto/api/v1/server';
+import { serverService } from './server-service.ts';
 import type { ApiDeps } from './deps.ts';
 
 export interface ApiServerOptions {
@@ -36,6 +38,7 @@ export async function startApiServer(deps: ApiDeps, options: ApiServerOptions): 
     router.service(RunService, runService(deps));
     router.service(JobService, jobService(deps));
     router.service(AgentService, agentService(deps));
+    router.service(ServerService, serverService(deps));
   };
   const adapter = connectNodeAdapter({
     routes,

@@ -14,7 +14,7 @@ import {
 import type { Bus } from '../bus/bus.ts';
 import type { Db } from '../store/database.ts';
 import type { JobRow } from '../store/schema.ts';
-import type { DispatchTarget } from '../dispatcher.ts';
+import type { DispatchTarget, OfferContext } from '../dispatcher.ts';
 import { acceptOffer, completeAttempt, markStarted, rejectOffer, renewLeases, type Finished } from '../queue/transitions.ts';
 import { appendLogs, type LogChunkRow } from '../queue/logs.ts';
 import { publishJob, publishLog, kickDispatch } from '../job-events.ts';
@@ -93,9 +93,9 @@ export class AgentSession implements DispatchTarget {
     if (job.cancel_requested) this.#send(cancelMessage(refOf(job), 'cancelled', false));
   }
 
-  offer(job: JobRow, variables: Readonly<Record<string, string>>): void {
+  offer(job: JobRow, context: OfferContext): void {
     this.#leases.set(job.lease_id!, { ref: refOf(job), offeredAt: Date.now(), accepted: false });
-    this.#send(offerMessage(job, variables, this.#deps.timings.jobLogLimitBytes));
+    this.#send(offerMessage(job, context, this.#deps.timings.jobLogLimitBytes));
     publishJob(this.#deps.bus, job);
   }
 

@@ -7,8 +7,9 @@ import { pickAgent, type AgentCandidate } from '../domain/selector.ts';
 const CLAIM_WINDOW = 200;
 const MAX_WINDOWS = 10;
 
-export function executorFor(kind: EventType): string {
-  return kind === 'http' ? 'http' : 'docker';
+/** The executor an agent needs for a job: SSH for a server job, else by kind. */
+export function executorFor(kind: EventType, serverId: string | null): string {
+  return serverId ? 'ssh' : kind === 'http' ? 'http' : 'docker';
 }
 
 /**
@@ -33,7 +34,7 @@ export async function claimJobs(db: Db, agents: readonly AgentCandidate[], offer
   for (let window = 0; window < MAX_WINDOWS && slotsLeft() > 0; window++) {
     const query = db
       .selectFrom('jobs')
-      .select(['id', 'spec', 'selector', 'pinned_agent_id'])
+      .select(['id', 'spec', 'selector', 'pinned_agent_id', 'server_id'])
       .where('status', '=', 'queued')
       .where('run_after', '<=', sql<Date>`now()`)
       .where((eb) => eb.or([eb('pinned_agent_id', 'is', null), eb('pinned_agent_id', 'in', pinnable)]))
@@ -45,7 +46,7 @@ export async function claimJobs(db: Db, agents: readonly AgentCandidate[], offer
     const candidates = await query.execute();
     for (const job of candidates) {
       const pool = job.pinned_agent_id ? [free.get(job.pinned_agent_id)].filter((a) => a !== undefined) : free.values();
-      const agent = pickAgent(job.selector, executorFor(job.spec.kind), pool);
+      const agent = pickAgent(job.selector, executorFor(job.spec.kind, job.server_id), pool);
       if (!agent) continue;
       agent.freeSlots -= 1;
       byAgent.set(agent.id, [...(byAgent.get(agent.id) ?? []), job.id]);

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Db } from '../store/database.ts';
 import type { EventRow, JobSpec, NewJobRow, RunRow, Selector } from '../store/schema.ts';
 import { EMPTY_SELECTOR, selectorMatches } from '../domain/selector.ts';
+import { finishLocked } from './transitions.ts';
 
 export interface RegisteredAgent {
   readonly id: string;
@@ -11,7 +12,9 @@ export interface RegisteredAgent {
 /**
  * Creates a run and its jobs in one transaction. A selector with `all` or
  * `count` fans out to that many of the matching registered agents, one job
- * pinned to each; otherwise one job goes to whichever agent matches first.
+ * pinned to each; otherwise one job goes to whichever agent matches first. A
+ * servers target makes one SSH job per server; a server that is gone or whose
+ * host key is not approved fails its job at once, with the reason.
  */
 export async function enqueueRun(
   db: Db,
@@ -20,7 +23,8 @@ export async function enqueueRun(
   agents: readonly RegisteredAgent[],
 ): Promise<{ run: RunRow; jobIds: string[] }> {
   const selector: Selector = 'selector' in event.target ? event.target.selector : EMPTY_SELECTOR;
-  const pins = fanOutTargets(selector, agents);
+  const serverIds = 'serverIds' in event.target ? [...event.target.serverIds] : undefined;
+  const targets = serverIds ? serverIds.map((serverId) => ({ pinnedAgentId: null, serverId })) : fanOutTargets(selector, agents).map((pinnedAgentId) => ({ pinnedAgentId, serverId: null }));
   const spec: JobSpec = {
     eventName: event.name,
     kind: event.type,
@@ -46,7 +50,7 @@ export async function enqueueRun(
       })
       .returningAll()
       .executeTakeFirstOrThrow();
-    const jobs: NewJobRow[] = pins.map((pinnedAgentId) => ({
+    const jobs: NewJobRow[] = targets.map(({ pinnedAgentId, serverId }) => ({
       id: randomUUID(),
       run_id: run.id,
       event_id: event.id,
@@ -57,10 +61,21 @@ export async function enqueueRun(
       spec: JSON.stringify(spec),
       selector: JSON.stringify(selector),
       pinned_agent_id: pinnedAgentId,
+      server_id: serverId,
       error: '',
       scheduling_deadline: new Date(Date.now() + event.scheduling_timeout_seconds * 1000),
     }));
-    await tx.insertInto('jobs').values(jobs).execute();
+    const inserted = await tx.insertInto('jobs').values(jobs).returningAll().execute();
+    if (serverIds) {
+      const usable = await tx.selectFrom('servers').select(['id', 'host_key_fingerprint']).where('id', 'in', serverIds).where('deleted_at', 'is', null).execute();
+      const approved = new Map(usable.map((server) => [server.id, server.host_key_fingerprint !== '']));
+      for (const job of inserted) {
+        const state = approved.get(job.server_id!);
+        if (state) continue;
+        const error = state === undefined ? `server ${job.server_id} does not exist` : `server ${job.server_id}: host key not approved (TestServer, then ApproveHostKey)`;
+        await finishLocked(tx, job, { status: 'failed', exitCode: null, error }, { retry: false });
+      }
+    }
     return { run, jobIds: jobs.map((job) => job.id) };
   });
 }

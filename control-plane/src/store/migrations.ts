@@ -144,6 +144,30 @@ const migrations: Record<string, Migration> = {
       `);
     },
   },
+  '0003_servers': {
+    async up(db: Kysely<any>) {
+      await runStatements(db, `
+        create table servers (
+          id text primary key,
+          owner_id text not null,
+          name text not null,
+          host text not null,
+          port integer not null,
+          username text not null,
+          private_key_sealed text,
+          password_sealed text,
+          host_key_fingerprint text not null default '',
+          seen_host_key_fingerprint text not null default '',
+          labels jsonb not null default '{}',
+          created_at timestamptz not null default now(),
+          updated_at timestamptz not null default now(),
+          deleted_at timestamptz
+        );
+        create index servers_owner on servers (owner_id) where deleted_at is null;
+        alter table jobs add column server_id text references servers (id);
+      `);
+    },
+  },
 };
 
 // PGlite's extended protocol takes one statement per query.

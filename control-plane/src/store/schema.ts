@@ -119,7 +119,29 @@ export interface JobsTable {
   started_at: NullableTimestamp;
   finished_at: NullableTimestamp;
   scheduling_deadline: NullableTimestamp;
+  /** Set for jobs that run on a server over SSH. */
+  server_id: ColumnType<string | null, string | null | undefined, string | null>;
 }
+
+export interface ServersTable {
+  id: string;
+  owner_id: string;
+  name: string;
+  host: string;
+  port: number;
+  username: string;
+  /** AES-256-GCM, bound to the row (see secrets/sealer.ts). */
+  private_key_sealed: string | null;
+  password_sealed: string | null;
+  host_key_fingerprint: Defaulted<string>;
+  seen_host_key_fingerprint: Defaulted<string>;
+  labels: Json<Record<string, string>>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  deleted_at: NullableTimestamp;
+}
+
+export type ServerRow = Selectable<ServersTable>;
 
 export interface JobLogsTable {
   id: Generated<string>;
@@ -185,6 +207,7 @@ export interface Database {
   agents: AgentsTable;
   api_tokens: ApiTokensTable;
   join_tokens: JoinTokensTable;
+  servers: ServersTable;
 }
 
 export type EventRow = Selectable<EventsTable>;

@@ -12,6 +12,7 @@ import type { EventType, JobRow } from '../store/schema.ts';
 import type { AttemptResult, Fence } from '../queue/transitions.ts';
 import { jsonValue } from './api-messages.ts';
 import { LOG_STREAMS } from '../queue/logs.ts';
+import type { OfferContext } from '../dispatcher.ts';
 
 const jobKinds: Record<EventType, JobKind> = {
   bash: JobKind.BASH,
@@ -41,7 +42,7 @@ export function fenceOf(ref: JobRef | undefined): Fence {
   return { jobId: ref?.jobId ?? '', attempt: ref?.attempt ?? 0, leaseId: ref?.leaseId ?? '' };
 }
 
-export function offerMessage(job: JobRow, variables: Readonly<Record<string, string>>, logLimitBytes: number): ConnectResponse {
+export function offerMessage(job: JobRow, { variables, ssh }: OfferContext, logLimitBytes: number): ConnectResponse {
   const spec = job.spec;
   return create(ConnectResponseSchema, {
     kind: {
@@ -63,6 +64,7 @@ export function offerMessage(job: JobRow, variables: Readonly<Record<string, str
           network: spec.network,
           http: spec.http ? { ...spec.http, headers: { ...spec.http.headers } } : undefined,
           logLimitBytes: BigInt(logLimitBytes),
+          ssh: ssh ? { ...ssh } : undefined,
         },
       },
     },
