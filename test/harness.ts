@@ -263,6 +263,41 @@ export class Stack {
     return this.waitForJob(id, (job) => ['JOB_STATUS_SUCCEEDED', 'JOB_STATUS_FAILED', 'JOB_STATUS_TIMED_OUT', 'JOB_STATUS_CANCELLED'].includes(job.status), timeoutMs);
   }
 
+  /** Follows WatchJob live until `until` returns true for a message; resolves with the messages so far. */
+  async watchJobUntil(id: string, until: (message: any) => boolean, timeoutMs = 30_000): Promise<any[]> {
+    const payload = Buffer.from(JSON.stringify({ id }));
+    const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), payload]);
+    frame.writeUInt32BE(payload.length, 1);
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), timeoutMs);
+    const messages: any[] = [];
+    try {
+      const res = await fetch(`${this.baseUrl}/api/cronium.api.v1.JobService/WatchJob`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/connect+json', authorization: `Bearer ${ADMIN_TOKEN}` },
+        body: frame,
+        signal: abort.signal,
+      });
+      let buffer = Buffer.alloc(0);
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        buffer = Buffer.concat([buffer, chunk]);
+        while (buffer.length >= 5 && buffer.length >= 5 + buffer.readUInt32BE(1)) {
+          const length = buffer.readUInt32BE(1);
+          const flags = buffer[0]!;
+          const body = JSON.parse(buffer.subarray(5, 5 + length).toString());
+          buffer = buffer.subarray(5 + length);
+          if (flags & 0x02) return messages;
+          messages.push(body);
+          if (until(body)) return messages;
+        }
+      }
+      return messages;
+    } finally {
+      clearTimeout(timer);
+      abort.abort();
+    }
+  }
+
   /** WatchJob over the Connect protocol's JSON streaming framing, as curl would send it. */
   async watchJob(id: string, token: string = ADMIN_TOKEN): Promise<any[]> {
     const payload = Buffer.from(JSON.stringify({ id }));

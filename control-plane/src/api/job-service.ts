@@ -9,7 +9,7 @@ import { isTerminal } from '../domain/run-status.ts';
 import { jobStatuses, jobToProto, reverse } from '../wire/api-messages.ts';
 import { principalOf, type Principal } from './auth.ts';
 import { invalid, notFound } from './errors.ts';
-import { decodeCursor, encodeCursor, pageSize } from './pagination.ts';
+import { afterCursor, encodeCursor, pageSize } from './pagination.ts';
 import type { ApiDeps } from './deps.ts';
 import { mustChange } from './event-service.ts';
 import { cancelJobs } from './cancel.ts';
@@ -65,7 +65,7 @@ export function jobService(deps: ApiDeps): ServiceImpl<typeof JobService> {
     async listJobs(req, ctx) {
       const principal = principalOf(ctx.values);
       const size = pageSize(req.pageSize);
-      const cursor = decodeCursor(req.pageToken);
+      const cursor = afterCursor('jobs', req.pageToken);
       let query = deps.db.selectFrom('jobs').selectAll().orderBy('created_at', 'desc').orderBy('id', 'desc').limit(size + 1);
       if (req.eventId) query = query.where('event_id', '=', req.eventId);
       if (req.status !== JobStatus.UNSPECIFIED) {
@@ -74,14 +74,7 @@ export function jobService(deps: ApiDeps): ServiceImpl<typeof JobService> {
         query = query.where('status', '=', status);
       }
       if (principal.role !== 'admin') query = query.where('owner_id', '=', principal.ownerId);
-      if (cursor) {
-        query = query.where((eb) =>
-          eb.or([
-            eb('created_at', '<', new Date(cursor.createdAt)),
-            eb.and([eb('created_at', '=', new Date(cursor.createdAt)), eb('id', '<', cursor.id)]),
-          ]),
-        );
-      }
+      if (cursor) query = query.where(cursor);
       const rows = await query.execute();
       const page = rows.slice(0, size);
       return {

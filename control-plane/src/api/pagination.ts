@@ -1,9 +1,5 @@
+import { sql, type RawBuilder } from 'kysely';
 import { invalid } from './errors.ts';
-
-export interface Cursor {
-  readonly createdAt: string;
-  readonly id: string;
-}
 
 export const DEFAULT_PAGE_SIZE = 50;
 export const MAX_PAGE_SIZE = 500;
@@ -12,17 +8,24 @@ export function pageSize(requested: number): number {
   return Math.min(MAX_PAGE_SIZE, requested || DEFAULT_PAGE_SIZE);
 }
 
-export function encodeCursor(row: { created_at: Date; id: string }): string {
-  return Buffer.from(JSON.stringify({ createdAt: new Date(row.created_at).toISOString(), id: row.id })).toString('base64url');
+/** The token for the page after `row`: the id of the last row shown. */
+export function encodeCursor(row: { id: string }): string {
+  return Buffer.from(JSON.stringify({ after: row.id })).toString('base64url');
 }
 
-export function decodeCursor(token: string): Cursor | undefined {
+/**
+ * Rows after the cursor in (created_at desc, id desc) order. The comparison
+ * reads the cursor row's own timestamp from the table, so no precision is lost
+ * in the token (Postgres keeps microseconds, JavaScript dates milliseconds).
+ */
+export function afterCursor(table: 'runs' | 'jobs', token: string): RawBuilder<boolean> | undefined {
   if (!token) return undefined;
+  let after: unknown;
   try {
-    const cursor = JSON.parse(Buffer.from(token, 'base64url').toString()) as Cursor;
-    if (typeof cursor.createdAt === 'string' && typeof cursor.id === 'string' && !Number.isNaN(Date.parse(cursor.createdAt))) return cursor;
+    after = (JSON.parse(Buffer.from(token, 'base64url').toString()) as { after?: unknown }).after;
   } catch {
     // fall through
   }
-  throw invalid('pageToken', 'not a token this API returned');
+  if (typeof after !== 'string') throw invalid('pageToken', 'not a token this API returned');
+  return sql<boolean>`(created_at, id) < (select c.created_at, c.id from ${sql.table(table)} c where c.id = ${after})`;
 }

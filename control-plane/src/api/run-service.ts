@@ -4,7 +4,7 @@ import type { JobRow, RunRow } from '../store/schema.ts';
 import { runToProto } from '../wire/api-messages.ts';
 import { principalOf, type Principal } from './auth.ts';
 import { invalid, notFound } from './errors.ts';
-import { decodeCursor, encodeCursor, pageSize } from './pagination.ts';
+import { afterCursor, encodeCursor, pageSize } from './pagination.ts';
 import type { ApiDeps } from './deps.ts';
 import { mustChange } from './event-service.ts';
 import { cancelJobs } from './cancel.ts';
@@ -33,18 +33,11 @@ export function runService(deps: ApiDeps): ServiceImpl<typeof RunService> {
     async listRuns(req, ctx) {
       const principal = principalOf(ctx.values);
       const size = pageSize(req.pageSize);
-      const cursor = decodeCursor(req.pageToken);
+      const cursor = afterCursor('runs', req.pageToken);
       let query = deps.db.selectFrom('runs').selectAll().orderBy('created_at', 'desc').orderBy('id', 'desc').limit(size + 1);
       if (req.eventId) query = query.where('event_id', '=', req.eventId);
       if (principal.role !== 'admin') query = query.where('owner_id', '=', principal.ownerId);
-      if (cursor) {
-        query = query.where((eb) =>
-          eb.or([
-            eb('created_at', '<', new Date(cursor.createdAt)),
-            eb.and([eb('created_at', '=', new Date(cursor.createdAt)), eb('id', '<', cursor.id)]),
-          ]),
-        );
-      }
+      if (cursor) query = query.where(cursor);
       const rows = await query.execute();
       const page = rows.slice(0, size);
       const jobs = await jobsOf(deps, page.map((run) => run.id));
