@@ -25,7 +25,7 @@ const TARGET_SECONDS = 30;
 /** Hard stop for the measured batch. */
 const MAX_MEASURE_MS = 60_000;
 const BASELINE_MS = 4_000;
-const BASELINE_ROWS = 40_000;
+const BASELINE_ROWS = 30_000;
 
 /** Inserts n queued jobs (one run each, as RunEvent makes them) copied from a template job, in one transaction. */
 async function enqueueBulk(url: string, templateJobId: string, n: number): Promise<void> {

@@ -193,7 +193,7 @@ describe('jobs through the API (Postgres + NATS store)', () => {
   });
 
   test('bad input is refused with the field named, and nothing is written', async () => {
-    const before = (await stack.ok('cronium.api.v1.EventService/ListEvents', {})).events.length;
+    const before = ((await stack.ok('cronium.api.v1.EventService/ListEvents', {})).events ?? []).length;
     const missingName = await stack.call('cronium.api.v1.EventService/CreateEvent', { event: { type: 'EVENT_TYPE_BASH', script: 'true' } });
     assert.equal(missingName.status, 400);
     assert.equal(missingName.body.code, 'invalid_argument');
@@ -207,7 +207,7 @@ describe('jobs through the API (Postgres + NATS store)', () => {
     const badCron = await stack.call('cronium.api.v1.EventService/CreateEvent', { event: { name: 'x', type: 'EVENT_TYPE_BASH', script: 'true', schedule: { cron: '0 0 31 2 *' } } });
     assert.equal(badCron.body.code, 'invalid_argument');
     assert.match(badCron.body.message, /event\.schedule/);
-    assert.equal((await stack.ok('cronium.api.v1.EventService/ListEvents', {})).events.length, before);
+    assert.equal(((await stack.ok('cronium.api.v1.EventService/ListEvents', {})).events ?? []).length, before);
 
     const unknownEvent = await stack.call('cronium.api.v1.EventService/RunEvent', { id: '00000000-0000-0000-0000-000000000000' });
     assert.equal(unknownEvent.status, 404);
