@@ -12,7 +12,7 @@ import {
   type LogChunk,
 } from '@cronium/proto/agent/v1';
 import type { Bus } from '../bus/bus.ts';
-import type { Db } from '../store/database.ts';
+import { inTransaction, type Db } from '../store/database.ts';
 import type { JobRow } from '../store/schema.ts';
 import type { DispatchTarget, OfferContext } from '../dispatcher.ts';
 import { acceptOffer, completeAttempt, markStarted, rejectOffer, renewLeases, type Finished } from '../queue/transitions.ts';
@@ -63,6 +63,8 @@ export class AgentSession implements DispatchTarget {
   readonly #send: (message: ConnectResponse) => void;
   readonly #leases = new Map<string, Lease>();
   #draining = false;
+  /** While a batch is handled: its transaction, and what to do once it commits. */
+  #batch: { readonly db: Db; readonly afterCommit: (() => void)[] } | undefined;
 
   /** `pinned` labels come from enrollment and win over what the agent says. */
   constructor(hello: Hello, deps: SessionDeps, send: (message: ConnectResponse) => void, pinned: Readonly<Record<string, string>> = {}) {
@@ -119,8 +121,34 @@ export class AgentSession implements DispatchTarget {
     }
   }
 
-  /** Handles a batch of consecutive messages; log chunks in it are stored in one write. */
+  /**
+   * Handles a batch of consecutive messages in one transaction (one commit for
+   * many jobs' accepts, starts, results and log chunks). Acks and bus messages
+   * go out only after the commit: nothing is acknowledged that was not stored.
+   */
   async handle(batch: readonly ConnectRequest[]): Promise<void> {
+    const afterCommit: (() => void)[] = [];
+    await inTransaction(this.#deps.db, async (db) => {
+      this.#batch = { db, afterCommit };
+      try {
+        await this.#handleBatch(batch);
+      } finally {
+        this.#batch = undefined;
+      }
+    });
+    for (const effect of afterCommit) effect();
+  }
+
+  get #db(): Db {
+    return this.#batch?.db ?? this.#deps.db;
+  }
+
+  #later(effect: () => void): void {
+    if (this.#batch) this.#batch.afterCommit.push(effect);
+    else effect();
+  }
+
+  async #handleBatch(batch: readonly ConnectRequest[]): Promise<void> {
     const logs: LogChunk[] = [];
     for (const message of batch) {
       if (message.kind.case === 'logChunk') {
@@ -150,16 +178,16 @@ export class AgentSession implements DispatchTarget {
 
   async #heartbeat(running: readonly JobRef[]): Promise<void> {
     const held = running.filter((ref) => this.#leases.has(ref.leaseId)).map((ref) => ref.leaseId);
-    await renewLeases(this.#deps.db, this.id, held, this.#deps.timings.leaseTtlMs);
-    await this.#deps.db.updateTable('agents').set({ last_heartbeat_at: new Date() }).where('id', '=', this.id).execute();
+    await renewLeases(this.#db, this.id, held, this.#deps.timings.leaseTtlMs);
+    await this.#db.updateTable('agents').set({ last_heartbeat_at: new Date() }).where('id', '=', this.id).execute();
   }
 
   async #accept(ref: JobRef | undefined): Promise<void> {
-    const outcome = await acceptOffer(this.#deps.db, fenceOf(ref), this.#deps.timings.leaseTtlMs);
+    const outcome = await acceptOffer(this.#db, fenceOf(ref), this.#deps.timings.leaseTtlMs);
     const lease = ref && this.#leases.get(ref.leaseId);
     if (outcome === 'stale' || !lease) {
       if (ref) this.#leases.delete(ref.leaseId);
-      if (ref) this.#send(cancelMessage(ref, 'offer expired before it was accepted', true));
+      if (ref) this.#later(() => this.#send(cancelMessage(ref, 'offer expired before it was accepted', true)));
       return;
     }
     lease.accepted = true;
@@ -168,27 +196,28 @@ export class AgentSession implements DispatchTarget {
   async #reject(ref: JobRef | undefined, reason: string): Promise<void> {
     this.#deps.log('agent rejected an offer', { agentId: this.id, jobId: ref?.jobId, reason });
     if (ref) this.#leases.delete(ref.leaseId);
-    if ((await rejectOffer(this.#deps.db, fenceOf(ref))) === 'applied') kickDispatch(this.#deps.bus);
+    if ((await rejectOffer(this.#db, fenceOf(ref))) === 'applied') this.#later(() => kickDispatch(this.#deps.bus));
   }
 
   async #status(status: JobStatus): Promise<void> {
     const ref = status.job;
     if (!ref) return;
     const fence = fenceOf(ref);
-    const ack = () => this.#send(create(ConnectResponseSchema, { kind: { case: 'statusAck', value: { job: ref, state: status.state } } }));
+    const ack = () =>
+      this.#later(() => this.#send(create(ConnectResponseSchema, { kind: { case: 'statusAck', value: { job: ref, state: status.state } } })));
     if (status.state === JobState.STARTED) {
       const at = status.at ? timestampDate(status.at) : new Date();
-      const { outcome, job } = await markStarted(this.#deps.db, fence, at, this.#deps.timings.leaseTtlMs);
+      const { outcome, job } = await markStarted(this.#db, fence, at, this.#deps.timings.leaseTtlMs);
       ack();
       if (outcome === 'stale') return this.#fencedOut(ref);
       const lease = this.#leases.get(ref.leaseId);
       if (lease) lease.accepted = true;
-      if (outcome === 'applied' && job) publishJob(this.#deps.bus, job);
+      if (outcome === 'applied' && job) this.#later(() => publishJob(this.#deps.bus, job));
       return;
     }
     const terminal = terminalStates.get(status.state);
     if (!terminal) return ack();
-    const { outcome, finished } = await completeAttempt(this.#deps.db, fence, {
+    const { outcome, finished } = await completeAttempt(this.#db, fence, {
       status: terminal,
       exitCode: status.exitCode,
       error: status.error,
@@ -201,8 +230,8 @@ export class AgentSession implements DispatchTarget {
     });
     ack();
     this.#leases.delete(ref.leaseId);
-    if (outcome === 'applied' && finished) this.#announce(finished);
-    kickDispatch(this.#deps.bus);
+    if (outcome === 'applied' && finished) this.#later(() => this.#announce(finished));
+    this.#later(() => kickDispatch(this.#deps.bus));
   }
 
   #announce(finished: Finished): void {
@@ -218,7 +247,7 @@ export class AgentSession implements DispatchTarget {
 
   #fencedOut(ref: JobRef): void {
     this.#leases.delete(ref.leaseId);
-    this.#send(cancelMessage(ref, 'this attempt is no longer current', true));
+    this.#later(() => this.#send(cancelMessage(ref, 'this attempt is no longer current', true)));
   }
 
   async #storeLogs(chunks: readonly LogChunk[]): Promise<void> {
@@ -230,18 +259,17 @@ export class AgentSession implements DispatchTarget {
       rows.push({ jobId: ref.jobId, attempt: ref.attempt, stream: logStreamNumbers.get(chunk.stream) ?? 3, offset: Number(chunk.offset), data: chunk.data });
     }
     if (rows.length > 0) {
-      await appendLogs(this.#deps.db, rows);
-      for (const row of rows) publishLog(this.#deps.bus, row);
+      await appendLogs(this.#db, rows);
+      this.#later(() => rows.forEach((row) => publishLog(this.#deps.bus, row)));
     }
     // Cumulative ack per (job, stream): the end of the last chunk stored.
     const acked = new Map<string, LogChunk>();
     for (const chunk of chunks) acked.set(`${chunk.job?.leaseId}/${chunk.stream}`, chunk);
     for (const chunk of acked.values()) {
-      this.#send(
-        create(ConnectResponseSchema, {
-          kind: { case: 'logAck', value: { job: chunk.job, stream: chunk.stream, offset: chunk.offset + BigInt(chunk.data.length) } },
-        }),
-      );
+      const ack = create(ConnectResponseSchema, {
+        kind: { case: 'logAck', value: { job: chunk.job, stream: chunk.stream, offset: chunk.offset + BigInt(chunk.data.length) } },
+      });
+      this.#later(() => this.#send(ack));
     }
   }
 }

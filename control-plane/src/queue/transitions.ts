@@ -1,6 +1,6 @@
-import { sql, type Transaction } from 'kysely';
-import type { Db } from '../store/database.ts';
-import type { Database, JobRow, JobStatus, RunRow } from '../store/schema.ts';
+import { sql } from 'kysely';
+import { inTransaction, type Db } from '../store/database.ts';
+import type { JobRow, JobStatus, RunRow } from '../store/schema.ts';
 import { isTerminal, retryDelayMs, runOutcome } from '../domain/run-status.ts';
 
 /** Identifies one attempt under one lease; every state change is guarded by it. */
@@ -33,7 +33,7 @@ export interface Finished {
   readonly retried: boolean;
 }
 
-type Tx = Transaction<Database>;
+type Tx = Db;
 
 async function lockFenced(tx: Tx, fence: Fence): Promise<JobRow | undefined> {
   return tx
@@ -51,7 +51,7 @@ function interval(ms: number) {
 }
 
 export async function acceptOffer(db: Db, fence: Fence, leaseTtlMs: number): Promise<FenceOutcome> {
-  return db.transaction().execute(async (tx) => {
+  return inTransaction(db, async (tx) => {
     const job = await lockFenced(tx, fence);
     if (!job || job.status === 'queued' || isTerminal(job.status)) return 'stale';
     if (job.accepted_at) return 'duplicate';
@@ -78,7 +78,7 @@ export async function rejectOffer(db: Db, fence: Fence): Promise<FenceOutcome> {
 }
 
 export async function markStarted(db: Db, fence: Fence, at: Date, leaseTtlMs: number): Promise<{ outcome: FenceOutcome; job?: JobRow }> {
-  return db.transaction().execute(async (tx) => {
+  return inTransaction(db, async (tx) => {
     const job = await lockFenced(tx, fence);
     // A start for an attempt that already ended (e.g. its lease expired) is stale: the agent must stop it.
     if (!job || job.status === 'queued' || isTerminal(job.status)) return { outcome: 'stale' };
@@ -103,7 +103,7 @@ export async function completeAttempt(
   fence: Fence,
   result: AttemptResult,
 ): Promise<{ outcome: FenceOutcome; finished?: Finished }> {
-  return db.transaction().execute(async (tx) => {
+  return inTransaction(db, async (tx) => {
     const job = await lockFenced(tx, fence);
     if (!job || job.status === 'queued') return { outcome: 'stale' };
     if (isTerminal(job.status)) return { outcome: 'duplicate' };
@@ -214,7 +214,7 @@ export async function requeueExpiredOffers(db: Db): Promise<number> {
  * retries are left, else failed; a job being cancelled ends cancelled.
  */
 export async function expireLeases(db: Db): Promise<Finished[]> {
-  return db.transaction().execute(async (tx) => {
+  return inTransaction(db, async (tx) => {
     const expired = await tx
       .selectFrom('jobs')
       .selectAll()
@@ -243,7 +243,7 @@ export async function expireLeases(db: Db): Promise<Finished[]> {
 
 /** Queued attempts past their scheduling deadline fail, with the reason they waited. */
 export async function failUnscheduled(db: Db, reason: (job: JobRow) => Promise<string>): Promise<Finished[]> {
-  return db.transaction().execute(async (tx) => {
+  return inTransaction(db, async (tx) => {
     const overdue = await tx
       .selectFrom('jobs')
       .selectAll()
@@ -268,7 +268,7 @@ export async function failUnscheduled(db: Db, reason: (job: JobRow) => Promise<s
  * is marked and the caller asks its agent to stop it.
  */
 export async function cancelJob(db: Db, jobId: string): Promise<{ job: JobRow; finished?: Finished; notifyAgent: boolean } | undefined> {
-  return db.transaction().execute(async (tx) => {
+  return inTransaction(db, async (tx) => {
     const job = await tx.selectFrom('jobs').selectAll().where('id', '=', jobId).forUpdate().executeTakeFirst();
     if (!job) return undefined;
     if (isTerminal(job.status)) return { job, notifyAgent: false };

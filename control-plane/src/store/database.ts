@@ -7,6 +7,11 @@ import { migrationProvider } from './migrations.ts';
 
 export type Db = Kysely<Database>;
 
+/** Runs fn in a transaction, or in the caller's when db already is one (so several changes can share one commit). */
+export function inTransaction<T>(db: Db, fn: (tx: Db) => Promise<T>): Promise<T> {
+  return db.isTransaction ? fn(db) : db.transaction().execute(fn);
+}
+
 export interface DatabaseOptions {
   /** Postgres connection string; when absent an embedded PGlite database is used. */
   readonly url?: string;
