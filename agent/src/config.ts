@@ -109,7 +109,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     controlPlanes,
     joinToken: (pick(values['join-token'], 'CRONIUM_JOIN_TOKEN', 'join_token') as string | undefined) || undefined,
     labels: labelsFrom(pick(values.labels, 'CRONIUM_AGENT_LABELS', 'labels'), 'labels'),
-    enableSsh: enableSsh === true || enableSsh === 'true' || enableSsh === '1',
+    // SSH targets are the orchestrator's job; a remote executor offers SSH only when asked.
+    enableSsh: enableSsh === undefined ? mode === 'orchestrator' : enableSsh === true || enableSsh === 'true' || enableSsh === '1',
     dataDir,
     slots,
     name: String(pick(values.name, 'CRONIUM_AGENT_NAME', 'name') ?? hostname()),
