@@ -3,7 +3,7 @@ import type { Db } from '../store/database.ts';
 import type { EventType, JobRow } from '../store/schema.ts';
 import { pickAgent, type AgentCandidate } from '../domain/selector.ts';
 
-/** Queued jobs read per step; jobs no agent can take are passed over, up to MAX_WINDOWS steps. */
+/** The most queued jobs read per step; jobs no agent can take are passed over, up to MAX_WINDOWS steps. */
 const CLAIM_WINDOW = 200;
 const MAX_WINDOWS = 10;
 
@@ -31,6 +31,10 @@ export async function claimJobs(db: Db, agents: readonly AgentCandidate[], offer
   if (slotsLeft() === 0) return [];
   const pinnable = [...free.keys()];
   const byAgent = new Map<string, string[]>();
+  // Most jobs match most agents: read a few candidates per free slot, not the whole window, on the hot path.
+  // Windows double up to CLAIM_WINDOW when they find too little (jobs nothing matches at the head).
+  let windowSize = Math.min(CLAIM_WINDOW, Math.max(32, 4 * slotsLeft()));
+  let offset = 0;
   for (let window = 0; window < MAX_WINDOWS && slotsLeft() > 0; window++) {
     const query = db
       .selectFrom('jobs')
@@ -41,8 +45,8 @@ export async function claimJobs(db: Db, agents: readonly AgentCandidate[], offer
       .orderBy('priority', 'desc')
       .orderBy('created_at')
       .orderBy('id')
-      .limit(CLAIM_WINDOW)
-      .offset(window * CLAIM_WINDOW);
+      .limit(windowSize)
+      .offset(offset);
     const candidates = await query.execute();
     for (const job of candidates) {
       const pool = job.pinned_agent_id ? [free.get(job.pinned_agent_id)].filter((a) => a !== undefined) : free.values();
@@ -52,7 +56,9 @@ export async function claimJobs(db: Db, agents: readonly AgentCandidate[], offer
       byAgent.set(agent.id, [...(byAgent.get(agent.id) ?? []), job.id]);
       if (slotsLeft() === 0) break;
     }
-    if (candidates.length < CLAIM_WINDOW) break;
+    if (candidates.length < windowSize) break;
+    offset += windowSize;
+    windowSize = Math.min(CLAIM_WINDOW, windowSize * 2);
   }
   if (byAgent.size === 0) return [];
   return db.transaction().execute(async (tx) => {
