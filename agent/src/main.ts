@@ -8,6 +8,7 @@ import { Runner } from './runner.ts';
 import { Connection } from './link/connection.ts';
 import { DockerExecutor, removeLeftoverContainers } from './executors/docker.ts';
 import { HttpExecutor } from './executors/http.ts';
+import { SshExecutor } from './executors/ssh.ts';
 import { runtimeDir } from './runtime-dir.ts';
 import { enroll, EnrollmentError, renew, renewalTime } from './enrollment.ts';
 import { Spool } from './spool.ts';
@@ -53,11 +54,22 @@ async function main(): Promise<number> {
   if (removed > 0) log('removed containers left by an earlier run', { count: removed });
 
   let connection: Connection | undefined;
+  const helpers = runtimeDir(config.dataDir);
+  const ssh = config.enableSsh ? new SshExecutor({ runtimeDir: helpers, stopGraceSeconds: config.stopGraceSeconds }) : undefined;
   const runner = new Runner({
     slots: config.slots,
     executors: [
-      new DockerExecutor({ docker, images: config.images, workRoot: join(config.dataDir, 'jobs'), runtimeDir: runtimeDir(config.dataDir), stopGraceSeconds: config.stopGraceSeconds, labels: ownLabels, networkMode: config.dockerNetwork }),
+      new DockerExecutor({
+        docker,
+        images: config.images,
+        workRoot: join(config.dataDir, 'jobs'),
+        runtimeDir: helpers,
+        stopGraceSeconds: config.stopGraceSeconds,
+        labels: ownLabels,
+        networkMode: config.dockerNetwork,
+      }),
       new HttpExecutor(),
+      ...(ssh ? [ssh] : []),
     ],
     send: (message) => connection?.send(message),
     log,
@@ -110,6 +122,7 @@ async function main(): Promise<number> {
     // Give the last results a moment to be acknowledged.
     const deadline = Date.now() + 5_000;
     while ([...runner.outbox.pending()].length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await ssh?.close();
     connection.stop();
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
