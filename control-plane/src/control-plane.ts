@@ -13,6 +13,7 @@ import { loadOrCreateCa, writeAgentCredentials, type CertificateAuthority } from
 import { loadOrCreateSigner } from './enrollment/join-tokens.ts';
 import { loadSealer } from './secrets/sealer.ts';
 import { resealServers } from './servers/reseal.ts';
+import { purgeDeletedServers } from './servers/purge.ts';
 import { LinkServer } from './link/server.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { expireLeases, failUnscheduled, requeueExpiredOffers } from './queue/transitions.ts';
@@ -155,6 +156,13 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     }
   }, REAP_INTERVAL_MS);
   const poll = setInterval(() => dispatcher.kick(), DISPATCH_POLL_MS);
+  const purge = setInterval(() => {
+    purgeDeletedServers(db).then(
+      (count) => count > 0 && logger.info({ servers: count }, 'purged servers deleted more than 30 days ago'),
+      (error: unknown) => logger.error({ error: String(error) }, 'server purge failed'),
+    );
+  }, 3_600_000);
+  purge.unref();
 
   logger.info(
     { store: kind, bus: config.natsUrl ? 'nats' : 'memory', http: api.httpPort, grpc: api.grpcPort, agentLink: link.port, dataDir: config.dataDir },
@@ -169,6 +177,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     async stop() {
       clearInterval(reaper);
       clearInterval(poll);
+      clearInterval(purge);
       stopDispatchKicks();
       await api.close();
       await link.stop();
