@@ -14,12 +14,14 @@ import { loadOrCreateSigner } from './enrollment/join-tokens.ts';
 import { loadSealer } from './secrets/sealer.ts';
 import { resealServers } from './servers/reseal.ts';
 import { purgeDeletedServers } from './servers/purge.ts';
+import { Scheduler } from './scheduler/scheduler.ts';
+import { advisoryLeadership, soleLeader } from './scheduler/leader.ts';
 import { LinkServer } from './link/server.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { expireLeases, failUnscheduled, requeueExpiredOffers } from './queue/transitions.ts';
 import { executorFor } from './queue/claim.ts';
 import { pickAgent, selectorMatches } from './domain/selector.ts';
-import { publishJob } from './job-events.ts';
+import { kickDispatch, publishJob } from './job-events.ts';
 import { ensureAdminToken } from './api/auth.ts';
 import { startApiServer, type ApiServer } from './api/server.ts';
 import type { JobRow } from './store/schema.ts';
@@ -156,6 +158,14 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     }
   }, REAP_INTERVAL_MS);
   const poll = setInterval(() => dispatcher.kick(), DISPATCH_POLL_MS);
+  const scheduler = new Scheduler({
+    db,
+    leadership: config.databaseUrl ? advisoryLeadership(config.databaseUrl, (error) => logger.warn({ error: String(error) }, 'scheduler lock connection failed')) : soleLeader,
+    leaseTtlMs: config.leaseTtlMs,
+    onRun: () => kickDispatch(bus),
+    log,
+  });
+  scheduler.start();
   const purge = setInterval(() => {
     purgeDeletedServers(db).then(
       (count) => count > 0 && logger.info({ servers: count }, 'purged servers deleted more than 30 days ago'),
@@ -178,6 +188,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
       clearInterval(reaper);
       clearInterval(poll);
       clearInterval(purge);
+      await scheduler.stop();
       stopDispatchKicks();
       await api.close();
       await link.stop();

@@ -3,7 +3,7 @@ import type { ServiceImpl } from '@connectrpc/connect';
 import { sql } from 'kysely';
 import { EventService } from '@cronium/proto/api/v1/event';
 import { eventToProto, plainJson, runToProto } from '../wire/api-messages.ts';
-import { enqueueRun } from '../queue/enqueue.ts';
+import { enqueueRun, fanOutAgents } from '../queue/enqueue.ts';
 import { kickDispatch } from '../job-events.ts';
 import type { EventRow } from '../store/schema.ts';
 import { principalOf, type Principal } from './auth.ts';
@@ -83,18 +83,7 @@ export function eventService(deps: ApiDeps): ServiceImpl<typeof EventService> {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const event = await findEvent(deps, principal, req.id);
-      const agents = await db
-        .selectFrom('agents')
-        .select(['id', 'labels', 'pinned_labels'])
-        // Online, or reconnecting: an agent that heartbeated within one lease still counts for fan-out.
-        .where((eb) =>
-          eb.or([eb('connected', '=', true), eb('last_heartbeat_at', '>', new Date(Date.now() - deps.leaseTtlMs))]),
-        )
-        .where('draining', '=', false)
-        .where('revoked_at', 'is', null)
-        .orderBy('id')
-        .execute()
-        .then((rows) => rows.map((row) => ({ id: row.id, labels: { ...row.labels, ...row.pinned_labels } })));
+      const agents = await fanOutAgents(db, deps.leaseTtlMs);
       const { run } = await enqueueRun(db, event, plainJson(req.input), agents);
       kickDispatch(bus);
       const jobs = await db.selectFrom('jobs').selectAll().where('run_id', '=', run.id).execute();

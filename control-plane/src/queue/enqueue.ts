@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Db } from '../store/database.ts';
+import { inTransaction, type Db } from '../store/database.ts';
 import type { EventRow, JobSpec, NewJobRow, RunRow, Selector } from '../store/schema.ts';
 import { EMPTY_SELECTOR, selectorMatches } from '../domain/selector.ts';
 import { finishLocked } from './transitions.ts';
@@ -38,7 +38,7 @@ export async function enqueueRun(
     http: event.http,
     schedulingTimeoutSeconds: event.scheduling_timeout_seconds,
   };
-  return db.transaction().execute(async (tx) => {
+  return inTransaction(db, async (tx) => {
     const run = await tx
       .insertInto('runs')
       .values({
@@ -78,6 +78,19 @@ export async function enqueueRun(
     }
     return { run, jobIds: jobs.map((job) => job.id) };
   });
+}
+
+/** Agents a fan-out may pick: online, or reconnecting (heartbeated within one lease); not draining or revoked. */
+export async function fanOutAgents(db: Db, leaseTtlMs: number): Promise<RegisteredAgent[]> {
+  const rows = await db
+    .selectFrom('agents')
+    .select(['id', 'labels', 'pinned_labels'])
+    .where((eb) => eb.or([eb('connected', '=', true), eb('last_heartbeat_at', '>', new Date(Date.now() - leaseTtlMs))]))
+    .where('draining', '=', false)
+    .where('revoked_at', 'is', null)
+    .orderBy('id')
+    .execute();
+  return rows.map((row) => ({ id: row.id, labels: { ...row.labels, ...row.pinned_labels } }));
 }
 
 /** One entry per job: the agent it is pinned to, or null for "any matching agent". */

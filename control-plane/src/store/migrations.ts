@@ -168,6 +168,19 @@ const migrations: Record<string, Migration> = {
       `);
     },
   },
+  '0004_schedule_fires': {
+    async up(db: Kysely<any>) {
+      await runStatements(db, `
+        create table schedule_fires (
+          event_id text not null references events (id),
+          fire_at timestamptz not null,
+          run_id text references runs (id),
+          created_at timestamptz not null default now(),
+          primary key (event_id, fire_at)
+        );
+      `);
+    },
+  },
 };
 
 // PGlite's extended protocol takes one statement per query.

@@ -143,6 +143,14 @@ export interface ServersTable {
 
 export type ServerRow = Selectable<ServersTable>;
 
+/** One row per (event, scheduled instant): a fire happens at most once, whoever leads. */
+export interface ScheduleFiresTable {
+  event_id: string;
+  fire_at: Date;
+  run_id: string | null;
+  created_at: Timestamp;
+}
+
 export interface JobLogsTable {
   id: Generated<string>;
   job_id: string;
@@ -208,6 +216,7 @@ export interface Database {
   api_tokens: ApiTokensTable;
   join_tokens: JoinTokensTable;
   servers: ServersTable;
+  schedule_fires: ScheduleFiresTable;
 }
 
 export type EventRow = Selectable<EventsTable>;
