@@ -148,6 +148,8 @@ async function phase(p: Phase, ctx: BenchContext, r: ResultBuilder): Promise<voi
     const cutoff = nowMs();
 
     const records = new Map<string, JobRecord>((await fleet.records()).map((rec) => [rec.jobId, rec]));
+    const { stats: fleetStats, failures } = await fleet.stats();
+    if (failures.length > 0) throw new Error(`lean agent failed: ${failures.join('; ')}`);
     const jobs = await jobTimes(database.url, measured.id);
     const total: number[] = [];
     const queued: number[] = [];
@@ -201,6 +203,9 @@ async function phase(p: Phase, ctx: BenchContext, r: ResultBuilder): Promise<voi
       errors: load.errors,
       succeededByCutoff: done,
       notStarted,
+      leanAgent: fleetStats.map(({ offers, rejects, terminalAcked, staleCancels, heartbeats, maxExecuting, unacked }) => ({
+        offers, rejects, terminalAcked, staleCancels, heartbeats, maxExecuting, unacked,
+      })),
       cpuPercentOfOneCore: {
         controlPlane: round(cpu.controlPlane.percentOfCore),
         postgresBackends: round(cpu.postgres.percentOfCore),

@@ -288,11 +288,17 @@ export interface FleetOptions {
   readonly labels: Readonly<Record<string, string>>;
   readonly record: boolean;
   readonly holdMs?: number;
+  /** Connect this many agents at a time (default: all at once). */
+  readonly connectConcurrency?: number;
+  /** Resolve start() even if some agents could not connect (default: throw). */
+  readonly tolerateFailures?: boolean;
+  /** Start no new connection after this many milliseconds (the rest are left out, not counted as failures). */
+  readonly connectWithinMs?: number;
 }
 
 type ParentMessage = { type: 'start'; options: FleetOptions } | { type: 'stats' } | { type: 'records' } | { type: 'stop' };
 type ChildMessage =
-  | { type: 'ready' }
+  | { type: 'ready'; connected: number; failed: number; errors: string[] }
   | { type: 'error'; error: string }
   | { type: 'stats'; stats: LeanAgentStats[]; failures: string[] }
   | { type: 'records'; records: JobRecord[] };
@@ -301,6 +307,10 @@ type ChildMessage =
 export class LeanFleet {
   readonly #child: ChildProcess;
   readonly #waiting: ((message: ChildMessage) => void)[] = [];
+  /** Agents that connected (got their Welcome). */
+  connected = 0;
+  failed = 0;
+  errors: string[] = [];
 
   private constructor(child: ChildProcess) {
     this.#child = child;
@@ -311,11 +321,21 @@ export class LeanFleet {
     return this.#child.pid!;
   }
 
-  static async start(options: FleetOptions): Promise<LeanFleet> {
+  /** `onSpawned` gets the child's pid before its agents connect (to meter it while they do). */
+  static async start(options: FleetOptions, onSpawned?: (pid: number) => void): Promise<LeanFleet> {
     const child = fork(new URL(import.meta.url).pathname, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
     const fleet = new LeanFleet(child);
+    onSpawned?.(child.pid!);
     const answer = await fleet.#ask({ type: 'start', options });
-    if (answer.type === 'error') throw new Error(answer.error);
+    if (answer.type === 'error') {
+      await fleet.stop();
+      throw new Error(answer.error);
+    }
+    if (answer.type === 'ready') {
+      fleet.connected = answer.connected;
+      fleet.failed = answer.failed;
+      fleet.errors = answer.errors;
+    }
     return fleet;
   }
 
@@ -376,12 +396,25 @@ function serveFleet(): void {
               holdMs: o.holdMs,
             }),
         );
-        try {
-          await Promise.all(agents.map((agent) => agent.start()));
-          reply({ type: 'ready' });
-        } catch (error) {
-          reply({ type: 'error', error: String(error) });
-        }
+        const errors: string[] = [];
+        let connected = 0;
+        let next = 0;
+        const deadline = performance.now() + (o.connectWithinMs ?? Infinity);
+        const worker = async () => {
+          while (next < agents.length && performance.now() < deadline) {
+            const agent = agents[next++]!;
+            try {
+              await agent.start();
+              connected++;
+            } catch (error) {
+              errors.push(String(error));
+            }
+          }
+        };
+        await Promise.all(Array.from({ length: Math.min(agents.length, o.connectConcurrency ?? agents.length) }, worker));
+        agents = agents.slice(0, next);
+        if (errors.length > 0 && !o.tolerateFailures) reply({ type: 'error', error: `${errors.length} agents could not connect: ${errors.slice(0, 3).join('; ')}` });
+        else reply({ type: 'ready', connected, failed: errors.length, errors: errors.slice(0, 5) });
         return;
       }
       case 'stats':

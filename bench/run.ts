@@ -1,6 +1,8 @@
 // npm run bench [-- <name> ...]: runs the benchmarks in turn (or the named ones),
 // writes bench/results/<name>.json for each and regenerates BENCHMARKS.md from
 // every result file. `--report` only regenerates BENCHMARKS.md. `--list` lists them.
+import { readdirSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Benchmark } from './lib/context.ts';
 import { describeMachine } from './lib/machine.ts';
 import { ResultBuilder, writeResult, type BenchResult } from './lib/result.ts';
@@ -10,11 +12,35 @@ import { throughput } from './throughput.ts';
 import { dockerJob } from './docker-job.ts';
 import { logStream } from './log-stream.ts';
 import { idle } from './idle.ts';
+import { agentsScale } from './agents.ts';
 
-const benchmarks: readonly Benchmark[] = [dispatchLatency, throughput, dockerJob, logStream, idle];
+const benchmarks: readonly Benchmark[] = [dispatchLatency, throughput, dockerJob, logStream, idle, agentsScale];
 
-/** Past its budget plus this grace, a benchmark is abandoned (its processes are left to the harness's cleanup). */
+/** Past its budget plus this grace, a benchmark is abandoned and the processes it started are killed. */
 const GRACE_MS = 60_000;
+
+/** Processes this run started (control planes, agents, lean-agent fleets): the direct children of this process. */
+function ownChildren(): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === process.pid) pids.push(Number(entry));
+    } catch {
+      // gone
+    }
+  }
+  return pids;
+}
+
+async function killOwnChildren(): Promise<void> {
+  const pids = ownChildren();
+  for (const pid of pids) process.kill(pid, 'SIGTERM');
+  await sleep(3_000);
+  for (const pid of ownChildren()) process.kill(pid, 'SIGKILL');
+}
 
 function usage(): string {
   return `usage: npm run bench [-- <name> ...] | --report | --list\nbenchmarks: ${benchmarks.map((b) => b.name).join(', ')}`;
@@ -36,6 +62,10 @@ async function runOne(benchmark: Benchmark): Promise<BenchResult> {
   });
   try {
     await Promise.race([benchmark.run({ timeLeft: () => benchmark.budgetMs - (performance.now() - started), log }, builder), overrun]);
+  } catch (error) {
+    // A benchmark that overran or failed may have left processes behind: they are ours, stop them.
+    await killOwnChildren();
+    throw error;
   } finally {
     clearTimeout(timer);
   }

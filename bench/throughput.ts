@@ -197,6 +197,10 @@ async function run(ctx: BenchContext, r: ResultBuilder): Promise<void> {
       ).rows.map((row) => row.n as number),
     );
     const left = await countStatus(database.url, event.id, 'queued');
+    const fleetStats = (await fleet.stats()).stats;
+    r.details.leanAgents = fleetStats.map(({ agentId, offers, rejects, terminalAcked, staleCancels, heartbeats, maxExecuting, unacked }) => ({
+      agentId, offers, rejects, terminalAcked, staleCancels, heartbeats, maxExecuting, unacked,
+    }));
 
     r.value('cronium', `Cronium: ${main.jobs} no-op jobs, ${AGENTS} lean agents × ${SLOTS} slots, first offer → last terminal status acknowledged`, 'jobs/s', rate);
     r.value('cronium.warm', `Cronium: warm-up batch of ${WARMUP_JOBS} jobs`, 'jobs/s', warmRate);

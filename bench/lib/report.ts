@@ -23,7 +23,6 @@ const TARGET_ROWS: readonly { figure: string; target: string; why?: string }[] =
   {
     figure: 'agents on one control plane, heartbeats every 5 s',
     target: '5,000 agents, ≤ 15% of one core, RSS ≤ 600 MB',
-    why: 'no benchmark for it yet (the lean agent of bench/lean-agent.ts could drive it)',
   },
   { figure: 'log streaming, one job to one watcher', target: '≥ 50 MB/s, p99 line latency ≤ 50 ms' },
   { figure: 'idle cost', target: 'control plane ≤ 1% CPU, ≤ 150 MB; agent ≤ 80 MB' },
@@ -36,7 +35,7 @@ export function loadResults(): BenchResult[] {
     .map((file) => JSON.parse(readFileSync(join(RESULTS_DIR, file), 'utf8')) as BenchResult);
 }
 
-const ORDER = ['dispatch-latency', 'throughput', 'docker-job', 'log-stream', 'idle'];
+const ORDER = ['dispatch-latency', 'throughput', 'docker-job', 'log-stream', 'idle', 'agents'];
 
 function byOrder(a: BenchResult, b: BenchResult): number {
   const ia = ORDER.indexOf(a.name);
@@ -105,8 +104,8 @@ export function renderReport(results: readonly BenchResult[]): string {
     'nothing here passes or fails a build.',
     '',
     '```sh',
-    'npm run bench                       # every benchmark in turn (about 6 minutes on 2 cores)',
-    'npm run bench -- dispatch-latency   # one: dispatch-latency, throughput, docker-job, log-stream, idle',
+    'npm run bench                       # every benchmark in turn (about 8 minutes on 2 cores)',
+    'npm run bench -- dispatch-latency   # one: dispatch-latency, throughput, docker-job, log-stream, idle, agents',
     'sh scripts/node.sh bench/run.ts --report   # only rebuild this file from the JSON results',
     '```',
     '',
@@ -162,7 +161,12 @@ export function renderReport(results: readonly BenchResult[]): string {
   return out.join('\n');
 }
 
+/** Hand-written findings kept beside the generated figures (dated, so a reader can tell when they may be stale). */
+const ANALYSIS_PATH = join(root, 'bench', 'analysis.md');
+
 export function writeReport(): string {
-  writeFileSync(REPORT_PATH, renderReport(loadResults()));
+  let text = renderReport(loadResults());
+  if (existsSync(ANALYSIS_PATH)) text += '\n' + readFileSync(ANALYSIS_PATH, 'utf8');
+  writeFileSync(REPORT_PATH, text);
   return REPORT_PATH;
 }
