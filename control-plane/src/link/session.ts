@@ -183,14 +183,15 @@ export class AgentSession implements DispatchTarget {
   }
 
   async #accept(ref: JobRef | undefined): Promise<void> {
+    if (!ref) return;
     const outcome = await acceptOffer(this.#db, fenceOf(ref), this.#deps.timings.leaseTtlMs);
-    const lease = ref && this.#leases.get(ref.leaseId);
-    if (outcome === 'stale' || !lease) {
-      if (ref) this.#leases.delete(ref.leaseId);
-      if (ref) this.#later(() => this.#send(cancelMessage(ref, 'offer expired before it was accepted', true)));
+    if (outcome === 'stale') {
+      this.#leases.delete(ref.leaseId);
+      this.#later(() => this.#send(cancelMessage(ref, 'offer expired before it was accepted', true)));
       return;
     }
-    lease.accepted = true;
+    // The database is the judge: an accept it took counts even if this session had already given up on the offer.
+    this.#leases.set(ref.leaseId, { ref, offeredAt: this.#leases.get(ref.leaseId)?.offeredAt ?? Date.now(), accepted: true });
   }
 
   async #reject(ref: JobRef | undefined, reason: string): Promise<void> {

@@ -51,17 +51,25 @@ function interval(ms: number) {
 }
 
 export async function acceptOffer(db: Db, fence: Fence, leaseTtlMs: number): Promise<FenceOutcome> {
-  return inTransaction(db, async (tx) => {
-    const job = await lockFenced(tx, fence);
-    if (!job || job.status === 'queued' || isTerminal(job.status)) return 'stale';
-    if (job.accepted_at) return 'duplicate';
-    await tx
-      .updateTable('jobs')
-      .set({ accepted_at: sql<Date>`now()`, lease_expires_at: interval(leaseTtlMs) })
-      .where('id', '=', job.id)
-      .execute();
-    return 'applied';
-  });
+  // One guarded UPDATE takes the accept; only when it matches nothing is the row read to tell a duplicate from a stale fence.
+  const accepted = await db
+    .updateTable('jobs')
+    .set({ accepted_at: sql<Date>`now()`, lease_expires_at: interval(leaseTtlMs) })
+    .where('id', '=', fence.jobId)
+    .where('attempt', '=', fence.attempt)
+    .where('lease_id', '=', fence.leaseId)
+    .where('status', 'in', ['offered', 'running'])
+    .where('accepted_at', 'is', null)
+    .executeTakeFirst();
+  if (accepted.numUpdatedRows > 0n) return 'applied';
+  const job = await db
+    .selectFrom('jobs')
+    .select(['status', 'accepted_at'])
+    .where('id', '=', fence.jobId)
+    .where('attempt', '=', fence.attempt)
+    .where('lease_id', '=', fence.leaseId)
+    .executeTakeFirst();
+  return job && job.accepted_at && (job.status === 'offered' || job.status === 'running') ? 'duplicate' : 'stale';
 }
 
 /** The agent turned the offer down: the job goes back to the queue, same attempt. */
@@ -78,24 +86,30 @@ export async function rejectOffer(db: Db, fence: Fence): Promise<FenceOutcome> {
 }
 
 export async function markStarted(db: Db, fence: Fence, at: Date, leaseTtlMs: number): Promise<{ outcome: FenceOutcome; job?: JobRow }> {
-  return inTransaction(db, async (tx) => {
-    const job = await lockFenced(tx, fence);
-    // A start for an attempt that already ended (e.g. its lease expired) is stale: the agent must stop it.
-    if (!job || job.status === 'queued' || isTerminal(job.status)) return { outcome: 'stale' };
-    if (job.status !== 'offered') return { outcome: 'duplicate', job };
-    const updated = await tx
-      .updateTable('jobs')
-      .set({
-        status: 'running',
-        started_at: at,
-        accepted_at: sql<Date>`coalesce(accepted_at, now())`,
-        lease_expires_at: interval(leaseTtlMs),
-      })
-      .where('id', '=', job.id)
-      .returningAll()
-      .executeTakeFirstOrThrow();
-    return { outcome: 'applied', job: updated };
-  });
+  const started = await db
+    .updateTable('jobs')
+    .set({
+      status: 'running',
+      started_at: at,
+      accepted_at: sql<Date>`coalesce(accepted_at, now())`,
+      lease_expires_at: interval(leaseTtlMs),
+    })
+    .where('id', '=', fence.jobId)
+    .where('attempt', '=', fence.attempt)
+    .where('lease_id', '=', fence.leaseId)
+    .where('status', '=', 'offered')
+    .returningAll()
+    .executeTakeFirst();
+  if (started) return { outcome: 'applied', job: started };
+  const job = await db
+    .selectFrom('jobs')
+    .selectAll()
+    .where('id', '=', fence.jobId)
+    .where('attempt', '=', fence.attempt)
+    .where('lease_id', '=', fence.leaseId)
+    .executeTakeFirst();
+  // A start for an attempt that already ended (e.g. its lease expired) is stale: the agent must stop it.
+  return job?.status === 'running' ? { outcome: 'duplicate', job } : { outcome: 'stale' };
 }
 
 export async function completeAttempt(
