@@ -149,6 +149,7 @@ export class LinkServer {
     };
 
     call.on('data', (message: ConnectRequest) => {
+      if (session?.releaseSlot(message)) this.#options.onSessionsChanged();
       queue.push(message);
       if (queue.length >= HIGH_WATER) call.pause();
       void drainQueue();

@@ -41,6 +41,8 @@ interface Lease {
   readonly ref: JobRef;
   readonly offeredAt: number;
   accepted: boolean;
+  /** Its terminal status has arrived but is not stored yet: the slot is already free. */
+  finishing?: boolean;
 }
 
 const executorNames = new Map<Executor, string>([
@@ -78,7 +80,22 @@ export class AgentSession implements DispatchTarget {
   }
 
   get freeSlots(): number {
-    return this.#draining ? 0 : this.slots - this.#leases.size;
+    if (this.#draining) return 0;
+    let busy = 0;
+    for (const lease of this.#leases.values()) if (!lease.finishing) busy++;
+    return this.slots - busy;
+  }
+
+  /**
+   * A terminal status arrived (it is stored with the next batch): the agent's
+   * slot is free now, so the dispatcher need not wait for the store.
+   */
+  releaseSlot(message: ConnectRequest): boolean {
+    if (message.kind.case !== 'jobStatus' || !terminalStates.has(message.kind.value.state)) return false;
+    const lease = this.#leases.get(message.kind.value.job?.leaseId ?? '');
+    if (!lease || lease.finishing) return false;
+    lease.finishing = true;
+    return true;
   }
 
   get running(): number {
@@ -260,8 +277,9 @@ export class AgentSession implements DispatchTarget {
       rows.push({ jobId: ref.jobId, attempt: ref.attempt, stream: logStreamNumbers.get(chunk.stream) ?? 3, offset: Number(chunk.offset), data: chunk.data });
     }
     if (rows.length > 0) {
+      // Watchers get the chunks now (they drop repeats by offset); the ack waits for the commit.
+      for (const row of rows) publishLog(this.#deps.bus, row);
       await appendLogs(this.#db, rows);
-      this.#later(() => rows.forEach((row) => publishLog(this.#deps.bus, row)));
     }
     // Cumulative ack per (job, stream): the end of the last chunk stored.
     const acked = new Map<string, LogChunk>();
