@@ -68,6 +68,8 @@ async function loadServerCredentials(config: ControlPlaneConfig, ca: Certificate
 export async function startControlPlane(config: ControlPlaneConfig, logger: Logger): Promise<ControlPlane> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const { db, kind } = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
+  // On Postgres the agent link and dispatcher get their own pool, so API traffic never queues ahead of agents' results.
+  const linkDb = config.databaseUrl ? (await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir })).db : db;
   await migrate(db);
   const bus = config.natsUrl ? await createNatsBus(config.natsUrl, `cronium-control-plane-${hostname()}`) : createMemoryBus();
   const generatedAdminToken = await ensureAdminToken(db, config.adminToken);
@@ -83,7 +85,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
 
   let dispatcher: Dispatcher | undefined;
   const link = new LinkServer({
-    db,
+    db: linkDb,
     bus,
     log,
     port: config.agentPort,
@@ -102,7 +104,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     onSessionsChanged: () => dispatcher?.kick(),
   });
   dispatcher = new Dispatcher({
-    db,
+    db: linkDb,
     agents: () => link.sessions.values(),
     offerTimeoutMs: config.offerTimeoutMs,
     sealer,
@@ -193,6 +195,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
       await api.close();
       await link.stop();
       await bus.close();
+      if (linkDb !== db) await linkDb.destroy();
       await db.destroy();
     },
   };
