@@ -13,8 +13,10 @@ import { dockerJob } from './docker-job.ts';
 import { logStream } from './log-stream.ts';
 import { idle } from './idle.ts';
 import { agentsScale } from './agents.ts';
+import { schedulerPrecision } from './scheduler.ts';
+import { sshJob } from './ssh-job.ts';
 
-const benchmarks: readonly Benchmark[] = [dispatchLatency, throughput, dockerJob, logStream, idle, agentsScale];
+const benchmarks: readonly Benchmark[] = [dispatchLatency, throughput, dockerJob, sshJob, logStream, idle, schedulerPrecision, agentsScale];
 
 /** Past its budget plus this grace, a benchmark is abandoned and the processes it started are killed. */
 const GRACE_MS = 60_000;
