@@ -203,8 +203,8 @@ async function phase(p: Phase, ctx: BenchContext, r: ResultBuilder): Promise<voi
       errors: load.errors,
       succeededByCutoff: done,
       notStarted,
-      leanAgent: fleetStats.map(({ offers, rejects, terminalAcked, staleCancels, heartbeats, maxExecuting, unacked }) => ({
-        offers, rejects, terminalAcked, staleCancels, heartbeats, maxExecuting, unacked,
+      leanAgent: fleetStats.map(({ offers, rejects, terminalAcked, staleCancels, heartbeats, reconnects, lastDisconnect, maxExecuting, unacked }) => ({
+        offers, rejects, terminalAcked, staleCancels, heartbeats, reconnects, lastDisconnect, maxExecuting, unacked,
       })),
       cpuPercentOfOneCore: {
         controlPlane: round(cpu.controlPlane.percentOfCore),
@@ -213,6 +213,8 @@ async function phase(p: Phase, ctx: BenchContext, r: ResultBuilder): Promise<voi
         benchProcess: round(benchPercent),
       },
     };
+    const reconnects = fleetStats.reduce((sum, s) => sum + s.reconnects, 0);
+    if (reconnects > 0) r.note(`${label}: the control plane ended the agent's stream ${reconnects} times (${fleetStats[0]?.lastDisconnect}); the lean agent reconnected and resent, as the real agent does.`);
     const behind = startedInWindow / windowS < 0.95 * rate;
     r.note(
       `${label}: ${load.issued} jobs created at ${round(load.issued / windowS)}/s, ${round(startedInWindow / windowS)}/s started during the load` +

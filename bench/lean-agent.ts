@@ -3,8 +3,10 @@
 // once with JobAccept, JobStatus STARTED and JobStatus SUCCEEDED (each status
 // with an `at` timestamp), keeps every status until the control plane
 // acknowledges it (the outbox rule of agent/src/runner.ts), heartbeats at the
-// interval the Welcome asks for, never takes more jobs than its slots, and
-// drops an attempt the control plane fences out (CancelJob stale).
+// interval the Welcome asks for, never takes more jobs than its slots, drops
+// an attempt the control plane fences out (CancelJob stale), and reopens a
+// stream the control plane ends (Hello with the attempts it holds, then the
+// unacknowledged statuses again), as agent/src/link/connection.ts does.
 //
 // It is used in two ways: `LeanAgent` in this process, or `LeanFleet`, which
 // forks this file as a child process hosting several agents, so that the load
@@ -63,11 +65,14 @@ export interface LeanAgentStats {
   terminalAcked: number;
   staleCancels: number;
   heartbeats: number;
+  /** Streams reopened after the control plane ended one. */
+  reconnects: number;
   maxExecuting: number;
   firstOfferAt: number;
   lastTerminalAckAt: number;
   /** Statuses still waiting for their ack. */
   unacked: number;
+  lastDisconnect?: string;
 }
 
 function timestampAt(ms: number): Timestamp {
@@ -88,7 +93,7 @@ export class LeanAgent {
   #call: grpc.ClientDuplexStream<ConnectRequest, ConnectResponse> | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
   #stopping = false;
-  /** Set when the stream ends without stop(): the benchmark must not trust later figures. */
+  /** Set when the first connection fails (later drops are reconnected and counted in stats.reconnects). */
   failure: string | undefined;
 
   constructor(options: LeanAgentOptions) {
@@ -102,6 +107,7 @@ export class LeanAgent {
       terminalAcked: 0,
       staleCancels: 0,
       heartbeats: 0,
+      reconnects: 0,
       maxExecuting: 0,
       firstOfferAt: 0,
       lastTerminalAckAt: 0,
@@ -109,7 +115,12 @@ export class LeanAgent {
     };
   }
 
-  /** Connects and resolves after the Welcome. */
+  /**
+   * Connects and resolves after the first Welcome (rejects if that fails).
+   * Afterwards, a stream the control plane ends is reopened like the real
+   * agent does (full-jitter delay up to 1 s): Hello lists the attempts still
+   * held, and unacknowledged statuses are resent after the Welcome.
+   */
   start(): Promise<void> {
     const { options } = this;
     const credentials = grpc.credentials.createSsl(Buffer.from(options.ca), Buffer.from(options.key), Buffer.from(options.cert));
@@ -119,49 +130,78 @@ export class LeanAgent {
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.max_receive_message_length': 8 * 1024 * 1024,
     });
+    return new Promise<void>((resolve, reject) => this.#open(resolve, reject));
+  }
+
+  #open(onWelcome: () => void, onFirstFailure?: (error: Error) => void): void {
+    const { options } = this;
     const call = (this.#client as unknown as { connect(): grpc.ClientDuplexStream<ConnectRequest, ConnectResponse> }).connect();
     this.#call = call;
-    return new Promise<void>((resolve, reject) => {
-      let welcomed = false;
-      const end = (reason: string) => {
-        clearInterval(this.#heartbeat);
-        if (!this.#stopping) this.failure = reason;
-        if (!welcomed) reject(new Error(`lean agent ${options.agentId}: ${reason}`));
-      };
-      call.on('error', (error: grpc.ServiceError) => end(error.details || error.message));
-      call.on('end', () => end('stream ended by the control plane'));
-      call.on('data', (message: ConnectResponse) => {
-        if (message.kind.case === 'welcome') {
-          welcomed = true;
-          const interval = message.kind.value.heartbeatIntervalMs || 5_000;
-          this.#heartbeat = setInterval(() => this.#beat(), interval);
-          // A fresh agent holds nothing; a resumed one would resend its outbox here.
-          for (const pending of this.#outbox.values()) call.write(pending);
-          resolve();
-          return;
-        }
-        this.#receive(message);
-      });
-      call.write(
-        create(ConnectRequestSchema, {
-          kind: {
-            case: 'hello',
-            value: {
-              agentId: options.agentId,
-              name: options.agentId,
-              version: 'bench-lean-agent',
-              protocolVersion: 1,
-              mode: AgentMode.REMOTE_EXECUTOR,
-              executors: [Executor.DOCKER, Executor.HTTP],
-              labels: { ...options.labels },
-              slots: options.slots,
-              jobs: [],
-            },
-          },
-        }),
-      );
+    let welcomed = false;
+    let ended = false;
+    const end = (reason: string) => {
+      if (ended) return;
+      ended = true;
+      clearInterval(this.#heartbeat);
+      call.removeAllListeners();
+      call.on('error', () => {});
+      if (this.#stopping) return;
+      if (!welcomed && onFirstFailure) {
+        this.failure = reason;
+        onFirstFailure(new Error(`lean agent ${options.agentId}: ${reason}`));
+        return;
+      }
+      this.stats.reconnects++;
+      this.lastDisconnect = reason;
+      setTimeout(() => {
+        if (!this.#stopping) this.#open(() => {});
+      }, Math.random() * 1_000);
+    };
+    call.on('error', (error: grpc.ServiceError) => end(error.details || error.message));
+    call.on('end', () => end('stream ended by the control plane'));
+    call.on('data', (message: ConnectResponse) => {
+      if (message.kind.case === 'welcome') {
+        welcomed = true;
+        const welcome = message.kind.value;
+        for (const decision of welcome.resume) if (decision.job && !decision.keep) this.#drop(decision.job.leaseId);
+        this.#heartbeat = setInterval(() => this.#beat(), welcome.heartbeatIntervalMs || 5_000);
+        for (const pending of this.#outbox.values()) call.write(pending);
+        onWelcome();
+        return;
+      }
+      this.#receive(message);
     });
+    call.write(
+      create(ConnectRequestSchema, {
+        kind: {
+          case: 'hello',
+          value: {
+            agentId: options.agentId,
+            name: options.agentId,
+            version: 'bench-lean-agent',
+            protocolVersion: 1,
+            mode: AgentMode.REMOTE_EXECUTOR,
+            executors: [Executor.DOCKER, Executor.HTTP],
+            labels: { ...options.labels },
+            slots: options.slots,
+            // Attempts running here or holding unacknowledged statuses.
+            jobs: [...this.#refs.values()],
+          },
+        },
+      }),
+    );
   }
+
+  /** Forgets an attempt the control plane fenced out: no more statuses for it. */
+  #drop(leaseId: string): void {
+    this.#executing.delete(leaseId);
+    this.#refs.delete(leaseId);
+    for (const key of [...this.#outbox.keys()]) if (key.startsWith(`${leaseId}/`)) this.#outbox.delete(key);
+    this.stats.unacked = this.#outbox.size;
+  }
+
+  /** Why the stream last ended, when it was reopened. */
+  lastDisconnect: string | undefined;
 
   stop(): void {
     this.#stopping = true;
@@ -258,8 +298,7 @@ export class LeanAgent {
         this.#executing.delete(job.leaseId);
         if (stale) {
           stats.staleCancels++;
-          for (const key of [...this.#outbox.keys()]) if (key.startsWith(`${job.leaseId}/`)) this.#outbox.delete(key);
-          stats.unacked = this.#outbox.size;
+          this.#drop(job.leaseId);
         } else {
           this.#status(job, JobState.CANCELLED, nowMs());
         }
@@ -418,7 +457,11 @@ function serveFleet(): void {
         return;
       }
       case 'stats':
-        reply({ type: 'stats', stats: agents.map((a) => ({ ...a.stats })), failures: agents.flatMap((a) => (a.failure ? [`${a.options.agentId}: ${a.failure}`] : [])) });
+        reply({
+          type: 'stats',
+          stats: agents.map((a) => ({ ...a.stats, lastDisconnect: a.lastDisconnect })),
+          failures: agents.flatMap((a) => (a.failure ? [`${a.options.agentId}: ${a.failure}`] : [])),
+        });
         return;
       case 'records':
         reply({ type: 'records', records: agents.flatMap((a) => [...a.records.values()]) });

@@ -2,7 +2,6 @@
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { root } from '../../test/harness.ts';
-import { RESULTS_DIR } from './result.ts';
 
 export const profiling = process.env.BENCH_CPU_PROF === '1';
 
@@ -32,7 +31,8 @@ export interface ProfileSummary {
 
 /** Env for a process to write its CPU profile into a fresh folder on exit. */
 export function profileEnv(label: string): { env: Record<string, string>; dir: string } {
-  const dir = join(RESULTS_DIR, 'profiles', label);
+  // Kept out of bench/results (and out of git: .cache is ignored); a profile is several MB.
+  const dir = join(root, 'bench', '.cache', 'profiles', label);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   return { env: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${dir}` }, dir };
