@@ -3,7 +3,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect as tlsConnect } from 'node:tls';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -225,19 +225,24 @@ describe('remote agents', () => {
 describe('certificate renewal', () => {
   let stack: Stack;
   before(async () => {
-    // Certificates live 10.8 s, so the agent renews after 7.2 s.
-    stack = new Stack({ env: { CRONIUM_AGENT_CERT_HOURS: '0.003' } });
+    // Certificates live 18 s, so the agent renews after 12 s.
+    stack = new Stack({ env: { CRONIUM_AGENT_CERT_HOURS: '0.005' } });
     await stack.start();
   });
   after(async () => {
     await stack?.stop();
   });
 
-  test('an agent renews its certificate over the mTLS link and reconnects with the new one', { timeout: 60_000 }, async () => {
-    const agent = await stack.remoteAgent({ labels: { renew: 'yes' } });
+  test('an agent renews its certificate over the mTLS link and reconnects with the new one', { timeout: 90_000 }, async () => {
+    const agent = new RemoteAgent(`localhost:${stack.agentPort}`, ['--join-token', await stack.joinToken(), '--labels', 'renew=yes']).start();
+    stack.remoteAgents.push(agent);
     const certPath = join(agent.dataDir, 'client.crt');
+    // Read the enrolled certificate as soon as it is written, before any renewal can replace it.
+    while (!existsSync(certPath)) await sleep(20);
+    await sleep(50);
     const first = new X509Certificate(readFileSync(certPath));
-    const deadline = Date.now() + 20_000;
+    await agent.connected();
+    const deadline = Date.now() + 30_000;
     while (!/certificate renewed/.test(agent.log()) && Date.now() < deadline) await sleep(200);
     assert.match(agent.log(), /certificate renewed/);
     const renewed = new X509Certificate(readFileSync(certPath));

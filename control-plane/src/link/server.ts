@@ -137,7 +137,7 @@ export class LinkServer {
           }
           const batch = queue.splice(0, MAX_BATCH);
           if (call.isPaused() && queue.length < HIGH_WATER / 2) call.resume();
-          await session.handle(batch);
+          await handleWithRetry(session, batch);
         }
       } catch (error) {
         log('agent stream failed', { agentId: session?.id, error: String(error) });
@@ -149,6 +149,14 @@ export class LinkServer {
     };
 
     call.on('data', (message: ConnectRequest) => {
+      if (session && message.kind.case === 'jobAccept') {
+        const current = session;
+        current.acceptNow(message).catch((error: unknown) => {
+          log('agent accept failed', { agentId: current.id, error: String(error) });
+          call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'control plane could not store the accept; reconnect' });
+        });
+        return;
+      }
       if (session?.releaseSlot(message)) this.#options.onSessionsChanged();
       queue.push(message);
       if (queue.length >= HIGH_WATER) call.pause();
@@ -297,3 +305,16 @@ export class LinkServer {
 }
 
 const sessionCleanup = new WeakMap<AgentSession, () => void>();
+
+/** Postgres deadlock and serialization failures: the batch's transaction rolled back whole, so it can simply run again. */
+const RETRYABLE = new Set(['40P01', '40001']);
+
+async function handleWithRetry(session: AgentSession, batch: readonly ConnectRequest[]): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await session.handle(batch);
+    } catch (error) {
+      if (attempt >= 3 || !RETRYABLE.has((error as { code?: string }).code ?? '')) throw error;
+    }
+  }
+}

@@ -178,6 +178,7 @@ export class AgentSession implements DispatchTarget {
           await this.#heartbeat(message.kind.value.running);
           break;
         case 'jobAccept':
+          // Normally taken on arrival (acceptNow); one queued before the session existed is taken here.
           await this.#accept(message.kind.value.job);
           break;
         case 'jobReject':
@@ -199,12 +200,23 @@ export class AgentSession implements DispatchTarget {
     await this.#db.updateTable('agents').set({ last_heartbeat_at: new Date() }).where('id', '=', this.id).execute();
   }
 
+  /**
+   * Takes an accept the moment it arrives, on its own, ahead of the batch
+   * queue: an accept that waited behind a backlog could miss the offer
+   * deadline, and the job would be offered (and started) a second time.
+   */
+  async acceptNow(message: ConnectRequest): Promise<boolean> {
+    if (message.kind.case !== 'jobAccept') return false;
+    await this.#accept(message.kind.value.job);
+    return true;
+  }
+
   async #accept(ref: JobRef | undefined): Promise<void> {
     if (!ref) return;
-    const outcome = await acceptOffer(this.#db, fenceOf(ref), this.#deps.timings.leaseTtlMs);
+    const outcome = await acceptOffer(this.#deps.db, fenceOf(ref), this.#deps.timings.leaseTtlMs);
     if (outcome === 'stale') {
       this.#leases.delete(ref.leaseId);
-      this.#later(() => this.#send(cancelMessage(ref, 'offer expired before it was accepted', true)));
+      this.#send(cancelMessage(ref, 'offer expired before it was accepted', true));
       return;
     }
     // The database is the judge: an accept it took counts even if this session had already given up on the offer.

@@ -81,7 +81,8 @@ export async function loadOrCreateCa(dir: string): Promise<CertificateAuthority>
       serialNumber: serial(),
       subject,
       issuer: caCert.subject,
-      notBefore: new Date(now - 60_000),
+      // Backdated a little for clock skew, never by more than a tenth of the lifetime.
+      notBefore: new Date(now - Math.min(60_000, (days * DAY_MS) / 10)),
       notAfter: new Date(now + days * DAY_MS),
       publicKey,
       signingKey: caKey,

@@ -213,12 +213,22 @@ export async function renewLeases(db: Db, agentId: string, leaseIds: readonly st
 
 /** Offers nobody accepted in time go back to the queue, same attempt. */
 export async function requeueExpiredOffers(db: Db): Promise<number> {
+  // Rows an agent session is changing right now are skipped, never waited for (no deadlock with a session's batch).
   const result = await db
     .updateTable('jobs')
     .set({ status: 'queued', agent_id: null, lease_id: null, offer_expires_at: null })
+    .where('id', 'in', (eb) =>
+      eb
+        .selectFrom('jobs')
+        .select('id')
+        .where('status', '=', 'offered')
+        .where('accepted_at', 'is', null)
+        .where('offer_expires_at', '<', sql<Date>`now()`)
+        .forUpdate()
+        .skipLocked(),
+    )
     .where('status', '=', 'offered')
     .where('accepted_at', 'is', null)
-    .where('offer_expires_at', '<', sql<Date>`now()`)
     .executeTakeFirst();
   return Number(result.numUpdatedRows);
 }
