@@ -18,7 +18,7 @@ import { Scheduler } from './scheduler/scheduler.ts';
 import { advisoryLeadership, soleLeader } from './scheduler/leader.ts';
 import { LinkServer } from './link/server.ts';
 import { Dispatcher } from './dispatcher.ts';
-import { expireLeases, failUnscheduled, requeueExpiredOffers } from './queue/transitions.ts';
+import { expireLeases, failUnscheduled, requeueExpiredOffers, settleOpenRuns } from './queue/transitions.ts';
 import { executorFor } from './queue/claim.ts';
 import { pickAgent, selectorMatches } from './domain/selector.ts';
 import { kickDispatch, publishJob } from './job-events.ts';
@@ -141,6 +141,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     try {
       for (const session of link.sessions.values()) session.expireOffers();
       if ((await requeueExpiredOffers(db)) > 0) dispatcher.kick();
+      for (const run of await settleOpenRuns(db)) logger.warn({ runId: run.id, status: run.status }, 'run settled by the reaper');
       for (const finished of await failUnscheduled(db, waitingReason)) {
         publishJob(bus, finished.job);
         logger.warn({ jobId: finished.job.id, error: finished.job.error }, 'job not scheduled in time');

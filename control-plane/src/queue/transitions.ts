@@ -185,7 +185,14 @@ export async function finishLocked(tx: Tx, job: JobRow, result: AttemptResult, o
   return { job: finished, run, retried: false };
 }
 
+/**
+ * Ends the run when its last job ended. The run row is locked first: jobs of
+ * one run finishing at once in different transactions take turns, and the
+ * last one reads the others' committed states (READ COMMITTED takes a fresh
+ * snapshot per statement), so some transaction always sees every job ended.
+ */
 async function settleRun(tx: Tx, runId: string): Promise<RunRow | undefined> {
+  await tx.selectFrom('runs').select('id').where('id', '=', runId).forUpdate().execute();
   const jobs = await tx.selectFrom('jobs').select(['status', 'exit_code']).where('run_id', '=', runId).execute();
   const outcome = runOutcome(jobs.map((job) => ({ status: job.status, exitCode: job.exit_code })));
   if (!outcome) return undefined;
@@ -196,6 +203,25 @@ async function settleRun(tx: Tx, runId: string): Promise<RunRow | undefined> {
     .where('status', '=', 'running')
     .returningAll()
     .executeTakeFirst();
+}
+
+/** A safety net for the reaper: runs still open although none of their jobs is. */
+export async function settleOpenRuns(db: Db): Promise<RunRow[]> {
+  const open = await db
+    .selectFrom('runs')
+    .select('id')
+    .where('status', '=', 'running')
+    .where(({ not, exists, selectFrom }) =>
+      not(exists(selectFrom('jobs').select('id').whereRef('jobs.run_id', '=', 'runs.id').where('status', 'in', ['queued', 'offered', 'running']))),
+    )
+    .limit(100)
+    .execute();
+  const settled: RunRow[] = [];
+  for (const { id } of open) {
+    const run = await inTransaction(db, (tx) => settleRun(tx, id));
+    if (run) settled.push(run);
+  }
+  return settled;
 }
 
 /** Heartbeat: extends the leases the agent still holds. */
