@@ -15,12 +15,18 @@ export interface OutboxEntry<M> {
  */
 export class Outbox<M> {
   readonly #entries = new Map<string, OutboxEntry<M>>();
-  readonly #bytesByLease = new Map<string, number>();
+  /** Per lease: entries waiting and their log bytes, so lookups stay O(1) on the hot path. */
+  readonly #byLease = new Map<string, { count: number; bytes: number }>();
   readonly #waiters = new Set<() => void>();
 
   add(entry: OutboxEntry<M>): void {
+    const previous = this.#entries.get(entry.key);
+    if (previous) this.#release(previous);
     this.#entries.set(entry.key, entry);
-    this.#bytesByLease.set(entry.leaseId, (this.#bytesByLease.get(entry.leaseId) ?? 0) + entry.bytes);
+    const lease = this.#byLease.get(entry.leaseId) ?? { count: 0, bytes: 0 };
+    lease.count += 1;
+    lease.bytes += entry.bytes;
+    this.#byLease.set(entry.leaseId, lease);
   }
 
   ack(key: string): void {
@@ -49,11 +55,11 @@ export class Outbox<M> {
   }
 
   has(leaseId: string): boolean {
-    return (this.#bytesByLease.get(leaseId) ?? 0) > 0 || [...this.#entries.values()].some((e) => e.leaseId === leaseId);
+    return this.#byLease.has(leaseId);
   }
 
   unackedBytes(leaseId: string): number {
-    return this.#bytesByLease.get(leaseId) ?? 0;
+    return this.#byLease.get(leaseId)?.bytes ?? 0;
   }
 
   /** Resolves when some entry is acknowledged (used for backpressure). */
@@ -62,9 +68,12 @@ export class Outbox<M> {
   }
 
   #release(entry: OutboxEntry<M>): void {
-    const left = (this.#bytesByLease.get(entry.leaseId) ?? 0) - entry.bytes;
-    if (left > 0) this.#bytesByLease.set(entry.leaseId, left);
-    else this.#bytesByLease.delete(entry.leaseId);
+    const lease = this.#byLease.get(entry.leaseId);
+    if (lease) {
+      lease.count -= 1;
+      lease.bytes -= entry.bytes;
+      if (lease.count <= 0) this.#byLease.delete(entry.leaseId);
+    }
     for (const wake of this.#waiters) wake();
     this.#waiters.clear();
   }

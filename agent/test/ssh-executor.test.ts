@@ -17,7 +17,6 @@ import {
   isSafeRemoteDir,
   keyTypeOf,
   normalizeFingerprint,
-  probeServer,
   shellQuote,
   SshExecutor,
   SshPool,
@@ -354,25 +353,6 @@ describe('SshExecutor jobs (server A)', { concurrency: 4, timeout: 120_000 }, ()
     assert.match(r.logs.stderr, /python3.*not found/);
   });
 
-  test('probeServer reports the host key and whether the login works', async () => {
-    const ok = await probeServer({ host: A.host, port: A.port, username: A.username, privateKey: A.privateKey });
-    assert.equal(ok.ok, true, ok.error);
-    assert.equal(ok.hostKeyFingerprint, A.hostKeyFingerprint);
-    assert.equal(ok.error, '');
-    assert.ok(ok.latencyMs > 0);
-
-    const bad = await probeServer({ host: A.host, port: A.port, username: A.username, password: 'wrong' });
-    assert.equal(bad.ok, false);
-    assert.equal(bad.hostKeyFingerprint, A.hostKeyFingerprint, 'the key is learnt even when the login fails');
-    assert.equal(bad.error, `authentication failed for user ${A.username} on 127.0.0.1:${A.port}`);
-
-    const port = await closedPort();
-    const down = await probeServer({ host: '127.0.0.1', port, username: 'x', password: 'y' });
-    assert.deepEqual({ ...down, latencyMs: 0 }, { ok: false, hostKeyFingerprint: '', error: `cannot connect to 127.0.0.1:${port}: ECONNREFUSED`, latencyMs: 0 });
-  });
-});
-
-describe('helpers', () => {
   test('fingerprintOf matches ssh-keygen -l -E sha256', async () => {
     const pub = (await readFile(`${A.dir}/ssh_host_ed25519_key.pub`, 'utf8')).split(' ');
     assert.equal(fingerprintOf(Buffer.from(pub[1]!, 'base64')), A.hostKeyFingerprint);

@@ -183,39 +183,3 @@ export function connectSsh(endpoint: SshEndpoint, options: ConnectOptions): Prom
     }
   });
 }
-
-export interface ProbeResult {
-  /** Connected and authenticated. */
-  readonly ok: boolean;
-  /** The key the server presented ('' if the handshake did not get that far). */
-  readonly hostKeyFingerprint: string;
-  readonly error: string;
-  /** Time to connect and authenticate (or to fail). */
-  readonly latencyMs: number;
-}
-
-/**
- * Connects accepting any host key, reports the key's fingerprint, and tries to
- * authenticate; then disconnects. Never throws. For the control plane's
- * TestServer: compare `hostKeyFingerprint` with the pinned one (or offer it
- * for approval when none is pinned yet).
- */
-export async function probeServer(endpoint: SshEndpoint & { readonly timeoutMs?: number }): Promise<ProbeResult> {
-  const started = performance.now();
-  const latency = () => Math.round((performance.now() - started) * 10) / 10;
-  try {
-    const { client, hostKeyFingerprint } = await connectSsh(endpoint, {
-      expectedFingerprint: null,
-      requireCredentials: false,
-      timeoutMs: endpoint.timeoutMs,
-      keepaliveIntervalMs: 0,
-    });
-    const latencyMs = latency();
-    client.on('error', () => {});
-    client.end();
-    return { ok: true, hostKeyFingerprint, error: '', latencyMs };
-  } catch (err) {
-    const e = err as SshConnectError;
-    return { ok: false, hostKeyFingerprint: e.hostKeyFingerprint ?? '', error: e.message, latencyMs: latency() };
-  }
-}

@@ -44,8 +44,8 @@ import type { ScriptKind } from './job-files.ts';
 import { SshPool, type SshLease } from './ssh-pool.ts';
 import { formatAddress, SshConnectError } from './ssh-fingerprint.ts';
 
-export { fingerprintOf, keyTypeOf, normalizeFingerprint, probeServer, SshConnectError } from './ssh-fingerprint.ts';
-export type { ProbeResult, SshEndpoint } from './ssh-fingerprint.ts';
+export { fingerprintOf, keyTypeOf, normalizeFingerprint, SshConnectError } from './ssh-fingerprint.ts';
+export type { SshEndpoint } from './ssh-fingerprint.ts';
 export { SshPool } from './ssh-pool.ts';
 export type { SshLease, SshPoolOptions, SshPoolStats } from './ssh-pool.ts';
 
