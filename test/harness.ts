@@ -124,6 +124,8 @@ export class Stack {
           CRONIUM_IMAGE_PYTHON: TEST_IMAGE,
           CRONIUM_IMAGE_NODE: TEST_IMAGE,
           CRONIUM_AGENT_STOP_GRACE_SECONDS: '2',
+          // Below the control plane's 15 s restart grace, so a restart never outlasts an agent's backoff.
+          CRONIUM_AGENT_RECONNECT_MAX_SECONDS: '4',
           ...this.options.agentEnv,
         },
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -359,6 +361,8 @@ export class RemoteAgent {
           CRONIUM_IMAGE_PYTHON: TEST_IMAGE,
           CRONIUM_IMAGE_NODE: TEST_IMAGE,
           CRONIUM_AGENT_STOP_GRACE_SECONDS: '2',
+          // Below the control plane's 15 s restart grace, so a restart never outlasts an agent's backoff.
+          CRONIUM_AGENT_RECONNECT_MAX_SECONDS: '4',
           ...this.env,
         },
         stdio: ['ignore', 'pipe', 'pipe'],

@@ -21,6 +21,8 @@ export interface AgentConfig {
   readonly spoolMaxBytes: number;
   /** Docker network for jobs that ask for network access (default: Docker's bridge). */
   readonly dockerNetwork: string;
+  /** Ceiling of the reconnect backoff; keep it below the control plane's restart grace. */
+  readonly reconnectMaxMs: number;
 }
 
 export const USAGE = `Usage: cronium-agent [options]
@@ -38,6 +40,7 @@ Options (each also settable in the YAML file given by --config, or by environmen
   --name NAME              display name                     (CRONIUM_AGENT_NAME, default the host name)
   --ca/--cert/--key FILE   TLS files (default DATA_DIR/ca.crt, client.crt, client.key)
   --enable-ssh             offer the SSH executor           (CRONIUM_AGENT_ENABLE_SSH)
+  --reconnect-max-seconds N  ceiling of the reconnect backoff (CRONIUM_AGENT_RECONNECT_MAX_SECONDS, default 30)
   --version                print the version
   --help                   print this help
 
@@ -76,6 +79,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       cert: { type: 'string' },
       key: { type: 'string' },
       'enable-ssh': { type: 'boolean' },
+      'reconnect-max-seconds': { type: 'string' },
       version: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -101,6 +105,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
   const slots = Number(pick(values.slots, 'CRONIUM_AGENT_SLOTS', 'slots') ?? 4);
   if (!Number.isInteger(slots) || slots < 1 || slots > 1024) throw new ConfigError(`slots: expected an integer from 1 to 1024`);
+  const reconnectMax = Number(pick(values['reconnect-max-seconds'], 'CRONIUM_AGENT_RECONNECT_MAX_SECONDS', 'reconnect_max_seconds') ?? 30);
+  if (!Number.isFinite(reconnectMax) || reconnectMax < 1 || reconnectMax > 3600) throw new ConfigError('reconnect_max_seconds: expected a number of seconds from 1 to 3600');
   const dataDir = resolve(String(pick(values['data-dir'], 'CRONIUM_AGENT_DATA_DIR', 'data_dir') ?? '.cronium-agent'));
   const tlsFile = (file.tls ?? {}) as Record<string, string>;
   const enableSsh = pick(values['enable-ssh'], 'CRONIUM_AGENT_ENABLE_SSH', 'enable_ssh');
@@ -126,6 +132,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     },
     stopGraceSeconds: Number(env.CRONIUM_AGENT_STOP_GRACE_SECONDS ?? 10),
     dockerNetwork: String(pick(undefined, 'CRONIUM_DOCKER_NETWORK', 'docker_network') ?? 'bridge'),
+    reconnectMaxMs: reconnectMax * 1000,
     spoolMaxBytes: Number(pick(undefined, 'CRONIUM_AGENT_SPOOL_MAX_MB', 'spool_max_mb') ?? 1024) * 1024 * 1024,
   });
 }

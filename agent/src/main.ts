@@ -84,6 +84,7 @@ async function main(): Promise<number> {
     mode: config.mode,
     labels: config.labels,
     slots: config.slots,
+    reconnectMaxMs: config.reconnectMaxMs,
     controlPlanes: config.controlPlanes,
     tls: () => readTls(config.tls),
     runner,

@@ -20,6 +20,8 @@ export interface ConnectionOptions {
   readonly mode: 'orchestrator' | 'remote-executor';
   readonly labels: Readonly<Record<string, string>>;
   readonly slots: number;
+  /** Ceiling of the full-jitter reconnect backoff. */
+  readonly reconnectMaxMs: number;
   /** host:port of each control plane; tried in turn. */
   readonly controlPlanes: readonly string[];
   /** Read at each connect, so a renewed certificate is used from the next stream on. */
@@ -34,7 +36,6 @@ const definition = grpcServiceDefinition(AgentLinkService) as unknown as grpc.Se
 const LinkClient = grpc.makeGenericClientConstructor(definition, 'AgentLinkService');
 
 const BACKOFF_BASE_MS = 1_000;
-const BACKOFF_MAX_MS = 60_000;
 /** A connection that lasted this long resets the backoff. */
 const STABLE_MS = 30_000;
 
@@ -78,7 +79,7 @@ export class Connection {
       if (Date.now() - openedAt > STABLE_MS) this.#failures = 0;
       this.#failures += 1;
       this.#target += 1;
-      const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(this.#failures - 1, 10));
+      const ceiling = Math.min(this.#options.reconnectMaxMs, BACKOFF_BASE_MS * 2 ** Math.min(this.#failures - 1, 10));
       const delay = Math.round(Math.random() * ceiling);
       this.#options.log('disconnected from control plane; reconnecting', { address, reason, retryInMs: delay });
       await new Promise<void>((resolve) => {
