@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { inTransaction, type Db } from '../store/database.ts';
 import type { JobRow, JobStatus, RunRow } from '../store/schema.ts';
 import { isTerminal, retryDelayMs, runOutcome } from '../domain/run-status.ts';
+import { afterRunSettled } from './after-run.ts';
 
 /** Identifies one attempt under one lease; every state change is guarded by it. */
 export interface Fence {
@@ -196,13 +197,15 @@ async function settleRun(tx: Tx, runId: string): Promise<RunRow | undefined> {
   const jobs = await tx.selectFrom('jobs').select(['status', 'exit_code']).where('run_id', '=', runId).execute();
   const outcome = runOutcome(jobs.map((job) => ({ status: job.status, exitCode: job.exit_code })));
   if (!outcome) return undefined;
-  return tx
+  const settled = await tx
     .updateTable('runs')
     .set({ status: outcome.status, exit_code: outcome.exitCode, finished_at: sql<Date>`now()` })
     .where('id', '=', runId)
     .where('status', '=', 'running')
     .returningAll()
     .executeTakeFirst();
+  if (settled) await afterRunSettled(tx, settled);
+  return settled;
 }
 
 /** A safety net for the reaper: runs still open although none of their jobs is. */
