@@ -10,6 +10,7 @@ import { subjects } from './bus/bus.ts';
 import { createMemoryBus } from './bus/memory-bus.ts';
 import { createNatsBus } from './bus/nats-bus.ts';
 import { loadOrCreateCa, writeAgentCredentials, type CertificateAuthority } from './pki/ca.ts';
+import { resealClusterKeys, syncClusterKeys } from './pki/cluster-keys.ts';
 import { loadOrCreateSigner } from './enrollment/join-tokens.ts';
 import { loadSealer } from './secrets/sealer.ts';
 import { resealServers } from './servers/reseal.ts';
@@ -39,13 +40,19 @@ export interface ControlPlane {
 const REAP_INTERVAL_MS = 1_000;
 const DISPATCH_POLL_MS = 1_000;
 
+/** By signature, not by name: two CAs made on one host carry the same subject. */
+function signedBy(cert: X509Certificate, ca: CertificateAuthority): boolean {
+  const caCert = new X509Certificate(ca.certPem);
+  return cert.checkIssued(caCert) && cert.verify(caCert.publicKey);
+}
+
 /** Issues (or renews, when within a week of expiry) the embedded orchestrator agent's client certificate. */
 async function ensureEmbeddedAgentCredentials(ca: CertificateAuthority, dir: string, agentId: string): Promise<void> {
   const certPath = join(dir, 'client.crt');
   if (existsSync(certPath)) {
     const cert = new X509Certificate(readFileSync(certPath));
     const fresh = Date.parse(cert.validTo) - Date.now() > 7 * 86_400_000;
-    if (fresh && cert.checkIssued(new X509Certificate(ca.certPem)) && cert.subject === `CN=${agentId}`) return;
+    if (fresh && signedBy(cert, ca) && cert.subject === `CN=${agentId}`) return;
   }
   writeAgentCredentials(dir, await ca.issueAgent(agentId), ca.certPem);
 }
@@ -56,7 +63,13 @@ async function loadServerCredentials(config: ControlPlaneConfig, ca: Certificate
   const keyPath = join(dir, 'server.key');
   const wanted = JSON.stringify(names);
   const namesPath = join(dir, 'server.names');
-  if (!existsSync(certPath) || !existsSync(namesPath) || readFileSync(namesPath, 'utf8') !== wanted) {
+  const current = () => {
+    if (!existsSync(certPath) || !existsSync(keyPath) || !existsSync(namesPath) || readFileSync(namesPath, 'utf8') !== wanted) return false;
+    const cert = new X509Certificate(readFileSync(certPath));
+    return Date.parse(cert.validTo) - Date.now() > 7 * 86_400_000 && signedBy(cert, ca);
+  };
+  // Issued again when the names change, when it nears expiry, or when the cluster's CA is not the one that signed it.
+  if (!current()) {
     const pair = await ca.issueServer(names);
     writeFileSync(keyPath, pair.key, { mode: 0o600 });
     writeFileSync(certPath, pair.cert);
@@ -74,13 +87,18 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
   const bus = config.natsUrl ? await createNatsBus(config.natsUrl, `cronium-control-plane-${hostname()}`) : createMemoryBus();
   const generatedAdminToken = await ensureAdminToken(db, config.adminToken);
 
+  const sealer = loadSealer({ current: config.encryptionKey, old: config.oldEncryptionKeys }, config.dataDir);
   const pkiDir = join(config.dataDir, 'pki');
+  mkdirSync(pkiDir, { recursive: true, mode: 0o700 });
+  await syncClusterKeys(db, sealer, pkiDir, async () => {
+    await loadOrCreateCa(pkiDir);
+    await loadOrCreateSigner(pkiDir);
+  });
   const ca = await loadOrCreateCa(pkiDir);
   await ensureEmbeddedAgentCredentials(ca, join(config.dataDir, 'agents', config.embeddedAgentId), config.embeddedAgentId);
   const joinTokens = await loadOrCreateSigner(pkiDir);
-  const sealer = loadSealer({ current: config.encryptionKey, old: config.oldEncryptionKeys }, config.dataDir);
-  const resealed = await resealServers(db, sealer);
-  if (resealed > 0) logger.info({ servers: resealed }, 'server credentials sealed again with the current encryption key');
+  const resealed = (await resealServers(db, sealer)) + (await resealClusterKeys(db, sealer));
+  if (resealed > 0) logger.info({ rows: resealed }, 'secrets sealed again with the current encryption key');
   const log = (message: string, fields?: Record<string, unknown>) => logger.info(fields ?? {}, message);
 
   let dispatcher: Dispatcher | undefined;

@@ -181,6 +181,18 @@ const migrations: Record<string, Migration> = {
       `);
     },
   },
+  '0008_cluster_keys': {
+    async up(db: Kysely<any>) {
+      await runStatements(db, `
+        create table cluster_keys (
+          name text primary key,
+          public_pem text not null,
+          private_sealed text not null,
+          created_at timestamptz not null default now()
+        );
+      `);
+    },
+  },
 };
 
 // PGlite's extended protocol takes one statement per query.

@@ -217,6 +217,15 @@ export interface Database {
   join_tokens: JoinTokensTable;
   servers: ServersTable;
   schedule_fires: ScheduleFiresTable;
+  cluster_keys: ClusterKeysTable;
+}
+
+/** Key pairs all replicas share (agent CA, join-token signer); private halves sealed with the master key. */
+export interface ClusterKeysTable {
+  name: string;
+  public_pem: string;
+  private_sealed: string;
+  created_at: Generated<Date>;
 }
 
 export type EventRow = Selectable<EventsTable>;
