@@ -26,6 +26,10 @@ import { kickDispatch, publishJob } from './job-events.ts';
 import { ensureAdminToken } from './api/auth.ts';
 import { startApiServer, type ApiServer } from './api/server.ts';
 import type { JobRow } from './store/schema.ts';
+import { sql } from 'kysely';
+import { AgentStatus } from '@cronium/proto/api/v1/agent';
+import { agentStatus } from './api/agent-service.ts';
+import { Metrics } from './metrics.ts';
 
 export interface ControlPlane {
   readonly db: Db;
@@ -102,7 +106,22 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
   const log = (message: string, fields?: Record<string, unknown>) => logger.info(fields ?? {}, message);
 
   let dispatcher: Dispatcher | undefined;
-  const link = new LinkServer({
+  // Read at scrape time only, so the link can be made after.
+  let link: LinkServer | undefined;
+  const metrics = new Metrics({
+    db,
+    streams: () => link?.sessions.size ?? 0,
+    async agentsByStatus() {
+      const counts: Record<string, number> = { online: 0, draining: 0, offline: 0, revoked: 0 };
+      for (const row of await db.selectFrom('agents').selectAll().execute()) {
+        const name = AgentStatus[agentStatus(row, config.leaseTtlMs)]!.toLowerCase();
+        counts[name] = (counts[name] ?? 0) + 1;
+      }
+      return counts;
+    },
+    bus: () => ({ kind: bus.kind, connected: bus.connected() }),
+  });
+  link = new LinkServer({
     db: linkDb,
     bus,
     log,
@@ -120,6 +139,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
       jobLogLimitBytes: config.jobLogLimitBytes,
     },
     onSessionsChanged: () => dispatcher?.kick(),
+    metrics,
   });
   dispatcher = new Dispatcher({
     db: linkDb,
@@ -127,6 +147,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     offerTimeoutMs: config.offerTimeoutMs,
     sealer,
     onError: (error) => logger.error({ error: String(error) }, 'dispatch pass failed'),
+    onOffered: (job) => metrics.observeOffered(job),
   });
   const stopDispatchKicks = bus.subscribe(subjects.dispatch, () => dispatcher.kick());
   await link.start();
@@ -144,11 +165,18 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
       (agent) => (!job.pinned_agent_id || agent.id === job.pinned_agent_id) && agent.executors.includes(executor) && selectorMatches(job.selector, agent.labels),
     );
     if (able.length === 0) return `no connected agent has the ${executor} executor and matches the job's selector`;
-    const free = pickAgent(job.selector, executor, [...link.sessions.values()]);
+    const free = pickAgent(job.selector, executor, [...link!.sessions.values()]);
     return free ? 'about to be offered' : 'all matching agents are busy';
   };
   const api = await startApiServer(
-    { db, bus, waitingReason, enrollment: { signer: joinTokens, caFingerprint: ca.fingerprint }, leaseTtlMs: config.leaseTtlMs, sealer }, { host: config.host, httpPort: config.httpPort, grpcPort: config.grpcPort });
+    { db, bus, waitingReason, enrollment: { signer: joinTokens, caFingerprint: ca.fingerprint }, leaseTtlMs: config.leaseTtlMs,
+      sealer,
+      metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
+      ready: async () => {
+        await sql`select 1`.execute(db);
+      },
+    },
+    { host: config.host, httpPort: config.httpPort, grpcPort: config.grpcPort });
 
   // Leases are not judged until agents had time to reconnect after this start.
   const leasesJudgedFrom = Date.now() + Math.max(config.leaseTtlMs, config.restartGraceMs);

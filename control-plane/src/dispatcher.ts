@@ -33,6 +33,7 @@ export interface DispatcherOptions {
   readonly offerTimeoutMs: number;
   readonly sealer: Sealer;
   readonly onError: (error: unknown) => void;
+  readonly onOffered?: (job: JobRow) => void;
 }
 
 /**
@@ -69,6 +70,7 @@ export class Dispatcher {
         const variables = await this.#variables(claimed);
         const servers = await this.#servers(claimed);
         for (const job of claimed) {
+          this.#options.onOffered?.(job);
           targets.get(job.agent_id!)?.offer(job, { variables: variables.get(job.owner_id) ?? {}, ssh: job.server_id ? servers.get(job.server_id) : undefined });
         }
         this.#again = true;

@@ -13,4 +13,8 @@ export interface ApiDeps {
   /** An agent silent for longer is shown offline. */
   readonly leaseTtlMs: number;
   readonly sealer: Sealer;
+  /** Prometheus text for /metrics. */
+  readonly metrics?: () => Promise<{ readonly contentType: string; readonly body: string }>;
+  /** For /readyz: throws when this replica cannot serve (database unreachable). */
+  readonly ready?: () => Promise<void>;
 }

@@ -15,6 +15,7 @@ import { AgentService } from '@cronium/proto/api/v1/agent';
 import { ServerService } from '@cronium/proto/api/v1/server';
 import { serverService } from './server-service.ts';
 import type { ApiDeps } from './deps.ts';
+import { opsRoutes } from './ops-routes.ts';
 
 export interface ApiServerOptions {
   readonly host: string;
@@ -40,13 +41,15 @@ export async function startApiServer(deps: ApiDeps, options: ApiServerOptions): 
     router.service(AgentService, agentService(deps));
     router.service(ServerService, serverService(deps));
   };
+  const ops = opsRoutes(deps);
   const adapter = connectNodeAdapter({
     routes,
     requestPathPrefix: '/api',
     interceptors: [authInterceptor(deps.db)],
     readMaxBytes: MAX_MESSAGE_BYTES,
     writeMaxBytes: MAX_MESSAGE_BYTES,
-    fallback: (_req, res) => {
+    fallback: (req, res) => {
+      if (ops(req, res)) return;
       res.writeHead(404, { 'content-type': 'text/plain' });
       res.end('not found: the API is under /api/<service>/<method>\n');
     },

@@ -1,5 +1,8 @@
 /** Carries what every control-plane replica must see fast. Losing a message may delay work, never lose it. */
 export interface Bus {
+  readonly kind: 'nats' | 'memory';
+  /** False while NATS is unreachable (messages are dropped meanwhile; the database catches up). */
+  connected(): boolean;
   publish(subject: string, data: Uint8Array): void;
   /** Returns a function that ends the subscription. */
   subscribe(subject: string, handler: (data: Uint8Array) => void): () => void;

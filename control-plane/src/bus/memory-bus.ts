@@ -4,6 +4,8 @@ import type { Bus } from './bus.ts';
 export function createMemoryBus(): Bus {
   const handlers = new Map<string, Set<(data: Uint8Array) => void>>();
   return {
+    kind: 'memory',
+    connected: () => true,
     publish(subject, data) {
       for (const handler of handlers.get(subject) ?? []) handler(data);
     },

@@ -20,6 +20,7 @@ import { appendLogs, type LogChunkRow } from '../queue/logs.ts';
 import { publishJob, publishLog, kickDispatch } from '../job-events.ts';
 import { cancelMessage, fenceOf, logStreamNumbers, offerMessage, refOf, terminalStates } from '../wire/agent-messages.ts';
 import { plainJson } from '../wire/api-messages.ts';
+import type { Metrics } from '../metrics.ts';
 
 export interface SessionTimings {
   readonly heartbeatIntervalMs: number;
@@ -35,6 +36,7 @@ export interface SessionDeps {
   readonly bus: Bus;
   readonly timings: SessionTimings;
   readonly log: (message: string, fields?: Record<string, unknown>) => void;
+  readonly metrics?: Metrics;
 }
 
 interface Lease {
@@ -242,7 +244,10 @@ export class AgentSession implements DispatchTarget {
       if (outcome === 'stale') return this.#fencedOut(ref);
       const lease = this.#leases.get(ref.leaseId);
       if (lease) lease.accepted = true;
-      if (outcome === 'applied' && job) this.#later(() => publishJob(this.#deps.bus, job));
+      if (outcome === 'applied' && job) {
+        this.#later(() => publishJob(this.#deps.bus, job));
+        this.#deps.metrics?.observeStarted(job);
+      }
       return;
     }
     const terminal = terminalStates.get(status.state);
@@ -266,6 +271,8 @@ export class AgentSession implements DispatchTarget {
 
   #announce(finished: Finished): void {
     publishJob(this.#deps.bus, finished.job);
+    if (finished.retried) this.#deps.metrics?.attemptsRetried.inc();
+    else this.#deps.metrics?.jobsFinished.inc({ status: finished.job.status });
     this.#deps.log(finished.retried ? 'attempt failed; job queued for another attempt' : 'job finished', {
       jobId: finished.job.id,
       runId: finished.job.run_id,
@@ -291,6 +298,7 @@ export class AgentSession implements DispatchTarget {
     if (rows.length > 0) {
       // Watchers get the chunks now (they drop repeats by offset); the ack waits for the commit.
       for (const row of rows) publishLog(this.#deps.bus, row);
+      this.#deps.metrics?.logBytes.inc(rows.reduce((sum, row) => sum + row.data.length, 0));
       await appendLogs(this.#db, rows);
     }
     // Cumulative ack per (job, stream): the end of the last chunk stored.
