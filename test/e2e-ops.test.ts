@@ -3,7 +3,15 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { create } from '@bufbuild/protobuf';
+import { AgentLinkService, ConnectRequestSchema, type ConnectRequest, type ConnectResponse } from '@cronium/proto/agent/v1';
+import { grpcServiceDefinition } from '@cronium/proto/grpc';
 import { Stack } from './harness.ts';
+
+const LinkClient = grpc.makeGenericClientConstructor(grpcServiceDefinition(AgentLinkService) as unknown as grpc.ServiceDefinition, 'AgentLinkService');
 
 const parsePrometheus: (text: string) => { name: string; type: string; metrics: { value?: string; count?: string; labels?: Record<string, string> }[] }[] =
   createRequire(import.meta.url)('parse-prometheus-text-format');
@@ -55,5 +63,40 @@ describe('operations endpoints', () => {
     assert.ok(value(after, 'cronium_log_bytes_total') - value(before, 'cronium_log_bytes_total') >= 'counted\n'.length);
     assert.equal(value(after, 'cronium_jobs', { status: 'queued' }), 0);
     assert.ok(value(after, 'cronium_process_resident_memory_bytes') > 0);
+  });
+
+  /** Opens the agent link with the orchestrator agent's certificate and sends one Hello; resolves with how the server answered. */
+  function hello(protocolVersion: number): Promise<{ code?: number; details?: string; welcome?: boolean }> {
+    const dir = join(stack.dataDir, 'agents', 'local-orchestrator');
+    const credentials = grpc.credentials.createSsl(
+      readFileSync(join(dir, 'ca.crt')),
+      readFileSync(join(dir, 'client.key')),
+      readFileSync(join(dir, 'client.crt')),
+    );
+    const client = new LinkClient(`localhost:${stack.agentPort}`, credentials) as unknown as grpc.Client & {
+      connect(): grpc.ClientDuplexStream<ConnectRequest, ConnectResponse>;
+    };
+    return new Promise((resolve) => {
+      const call = client.connect();
+      call.on('data', (message: ConnectResponse) => {
+        call.cancel();
+        resolve({ welcome: message.kind.case === 'welcome' });
+      });
+      call.on('error', (error: grpc.ServiceError) => {
+        client.close();
+        resolve({ code: error.code, details: error.details });
+      });
+      call.write(create(ConnectRequestSchema, { kind: { case: 'hello', value: { agentId: 'local-orchestrator', protocolVersion, slots: 1 } } }));
+    });
+  }
+
+  test('an agent speaking another link protocol is refused with a message that says which side to upgrade', async () => {
+    const older = await hello(0);
+    assert.equal(older.code, grpc.status.FAILED_PRECONDITION);
+    assert.match(older.details!, /link protocol 0; this control plane speaks 1 to 1: upgrade the agent/);
+    const newer = await hello(99);
+    assert.equal(newer.code, grpc.status.FAILED_PRECONDITION);
+    assert.match(newer.details!, /newer than this control plane's 1 to 1: upgrade the control plane first/);
+    assert.equal(value(await scrape(), 'cronium_agent_streams'), 1, 'the real agent kept its stream');
   });
 });

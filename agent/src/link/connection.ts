@@ -166,7 +166,7 @@ export class Connection {
         const beat = () =>
           call.write(create(ConnectRequestSchema, { kind: { case: 'heartbeat', value: { running: runner.running(), freeSlots: runner.freeSlots } } }));
         this.#heartbeat = setInterval(beat, welcome.heartbeatIntervalMs || 5_000);
-        log('connected to control plane', { agentId: this.#options.agentId, resumed: welcome.resume.length });
+        log('connected to control plane', { agentId: this.#options.agentId, resumed: welcome.resume.length, protocol: welcome.protocolVersion });
         this.#markConnected();
         return;
       }

@@ -37,6 +37,19 @@ export interface LinkServerOptions extends SessionDeps {
 }
 
 const HELLO_TIMEOUT_MS = 10_000;
+/**
+ * Link protocol versions this control plane speaks. An agent one version
+ * behind keeps working (the control plane talks down to it); others are
+ * refused with a message that says which side to upgrade.
+ */
+export const LINK_PROTOCOL = { oldest: 1, newest: 1 } as const;
+
+function protocolRefusal(version: number): string | undefined {
+  const range = `${LINK_PROTOCOL.oldest} to ${LINK_PROTOCOL.newest}`;
+  if (version < LINK_PROTOCOL.oldest) return `the agent speaks link protocol ${version}; this control plane speaks ${range}: upgrade the agent`;
+  if (version > LINK_PROTOCOL.newest) return `the agent speaks link protocol ${version}, newer than this control plane's ${range}: upgrade the control plane first`;
+  return undefined;
+}
 /** Messages handled per database round; log chunks in a batch become one insert. */
 const MAX_BATCH = 256;
 /** Pause reading from an agent when this many messages wait, so memory stays bounded. */
@@ -130,6 +143,8 @@ export class LinkServer {
             if (first.kind.value.agentId !== certificateName) {
               return fail(grpc.status.PERMISSION_DENIED, `Hello names agent ${first.kind.value.agentId} but the certificate names ${certificateName}`);
             }
+            const outdated = protocolRefusal(first.kind.value.protocolVersion);
+            if (outdated) return fail(grpc.status.FAILED_PRECONDITION, outdated);
             const refusal = await this.#refusal(certificateName);
             if (refusal) return fail(grpc.status.PERMISSION_DENIED, refusal);
             session = await this.#open(first.kind.value, call);
@@ -195,6 +210,7 @@ export class LinkServer {
             leaseTtlMs: timings.leaseTtlMs,
             maxLogChunkBytes: timings.maxLogChunkBytes,
             maxOffersInFlight: session.slots,
+            protocolVersion: Math.min(hello.protocolVersion, LINK_PROTOCOL.newest),
             resume: hello.jobs.map((job) => ({ job, keep: decisions.get(job.leaseId) !== undefined })),
           },
         },

@@ -321,6 +321,13 @@ export declare type Welcome = Message<"cronium.agent.v1.Welcome"> & {
    * @generated from field: repeated cronium.agent.v1.ResumeDecision resume = 5;
    */
   resume: ResumeDecision[];
+
+  /**
+   * The link protocol both sides speak from now on: the lower of the agent's and the control plane's.
+   *
+   * @generated from field: uint32 protocol_version = 6;
+   */
+  protocolVersion: number;
 };
 
 /**
