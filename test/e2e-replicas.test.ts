@@ -93,6 +93,30 @@ describe('two control-plane replicas', () => {
     }
   });
 
+  test('SIGTERM of a replica: it exits within seconds, its agents move to the other, their running jobs finish once', { timeout: 120_000 }, async () => {
+    const script = 'for i in $(seq 1 6); do echo "line $i"; sleep 0.5; done';
+    const event = await a.createEvent({ name: 'outlives a graceful stop', type: 'EVENT_TYPE_BASH', script, target: onName('r1') });
+    const jobId = (await a.runEvent(event.id)).jobs[0].id;
+    await a.waitForJob(jobId, (job) => job.status === 'JOB_STATUS_RUNNING');
+
+    const child = b.controlPlane!;
+    const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+    const stoppedAt = Date.now();
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0, 'exits cleanly');
+    assert.ok(Date.now() - stoppedAt < 10_000, `exited ${Date.now() - stoppedAt} ms after SIGTERM`);
+    await Promise.all(['r1', 'r3'].map((name) => agents.get(name)!.connected(30_000)));
+
+    const job = await a.waitForTerminal(jobId, 60_000);
+    assert.equal(job.status, 'JOB_STATUS_SUCCEEDED', JSON.stringify(job));
+    assert.equal(job.attempt, 1, 'not run twice');
+    const lines = (await a.watchJob(jobId)).filter((m) => m.log?.stream === 'LOG_STREAM_STDOUT').map((m) => m.log.data).join('');
+    assert.equal(lines, Array.from({ length: 6 }, (_, i) => `line ${i + 1}\n`).join(''));
+    const listed = new Map((await a.agents()).map((agent: any) => [agent.id, agent.status]));
+    for (const name of ['r1', 'r3']) assert.equal(listed.get(idOf(agents.get(name)!)), 'AGENT_STATUS_ONLINE', `${name} online through A`);
+    await b.startControlPlane();
+  });
+
   test('kill -9 of a replica: its agents move to the other, the running job finishes once, schedules keep firing', { timeout: 120_000 }, async () => {
     const scheduled = await b.createEvent({
       name: 'every second',

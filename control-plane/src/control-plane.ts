@@ -233,14 +233,17 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     api,
     link,
     generatedAdminToken,
+    // Stops taking work first (schedules go to another replica, no new offers), then ends the agents' streams
+    // so they move to another replica with their running jobs, then closes the API.
     async stop() {
       clearInterval(reaper);
       clearInterval(poll);
       clearInterval(purge);
       await scheduler.stop();
       stopDispatchKicks();
-      await api.close();
+      await dispatcher.stop();
       await link.stop();
+      await api.close();
       await bus.close();
       if (linkDb !== db) await linkDb.destroy();
       await db.destroy();

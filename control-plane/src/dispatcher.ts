@@ -44,18 +44,27 @@ export class Dispatcher {
   readonly #options: DispatcherOptions;
   #running = false;
   #again = false;
+  #stopped = false;
+  #pass: Promise<void> = Promise.resolve();
 
   constructor(options: DispatcherOptions) {
     this.#options = options;
   }
 
   kick(): void {
+    if (this.#stopped) return;
     if (this.#running) {
       this.#again = true;
       return;
     }
     this.#running = true;
-    void this.#loop();
+    this.#pass = this.#loop();
+  }
+
+  /** No offers after this; resolves when the pass under way has sent its offers. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await this.#pass;
   }
 
   async #loop(): Promise<void> {
@@ -74,7 +83,7 @@ export class Dispatcher {
           targets.get(job.agent_id!)?.offer(job, { variables: variables.get(job.owner_id) ?? {}, ssh: job.server_id ? servers.get(job.server_id) : undefined });
         }
         this.#again = true;
-      } while (this.#again);
+      } while (this.#again && !this.#stopped);
     } catch (error) {
       this.#options.onError(error);
     } finally {

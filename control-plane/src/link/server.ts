@@ -228,6 +228,7 @@ export class LinkServer {
         slots: session.slots,
         version: hello.version,
         connected: true,
+        stream_id: session.streamId,
         last_heartbeat_at: new Date(),
       })
       .onConflict((oc) =>
@@ -239,6 +240,7 @@ export class LinkServer {
           slots: eb.ref('excluded.slots'),
           version: eb.ref('excluded.version'),
           connected: true,
+          stream_id: eb.ref('excluded.stream_id'),
           last_heartbeat_at: eb.ref('excluded.last_heartbeat_at'),
         })),
       )
@@ -316,7 +318,7 @@ export class LinkServer {
     if (this.sessions.get(session.id) !== session) return;
     this.sessions.delete(session.id);
     this.#options.log('agent disconnected', { agentId: session.id });
-    await this.#options.db.updateTable('agents').set({ connected: false }).where('id', '=', session.id).execute().catch(() => {});
+    await this.#options.db.updateTable('agents').set({ connected: false }).where('id', '=', session.id).where('stream_id', '=', session.streamId).execute().catch(() => {});
   }
 }
 

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import {
@@ -59,6 +60,8 @@ const executorNames = new Map<Executor, string>([
  */
 export class AgentSession implements DispatchTarget {
   readonly id: string;
+  /** Names this stream in the registry, so a replica closing an old stream never marks a reconnected agent offline. */
+  readonly streamId = randomUUID();
   readonly name: string;
   readonly labels: Readonly<Record<string, string>>;
   readonly executors: readonly string[];

@@ -190,6 +190,7 @@ const migrations: Record<string, Migration> = {
           private_sealed text not null,
           created_at timestamptz not null default now()
         );
+        alter table agents add column stream_id text;
       `);
     },
   },

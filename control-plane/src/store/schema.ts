@@ -182,6 +182,8 @@ export interface AgentsTable {
   pinned_labels: ColumnType<Record<string, string>, string | undefined, string>;
   revoked_at: NullableTimestamp;
   certificate_serial: string | null;
+  /** The stream (on whichever replica) that set `connected`; only it may clear it. */
+  stream_id: string | null;
 }
 
 export interface JoinTokensTable {
