@@ -167,6 +167,24 @@ describe('remote agents', () => {
     assert.equal(await bad.exited(), 2);
   });
 
+  test('a token with maxUses 2 enrolls two agents, each with its own id, and refuses a third', async () => {
+    const { token } = await stack.ok('cronium.api.v1.AgentService/CreateJoinToken', { labels: { fleet: 'daemonset' }, maxUses: 2 });
+    const fleet = [0, 1].map(() => new RemoteAgent(`localhost:${stack.agentPort}`, ['--join-token', token]).start());
+    stack.remoteAgents.push(...fleet);
+    await Promise.all(fleet.map((agent) => agent.connected()));
+    const ids = fleet.map(idOf);
+    assert.notEqual(ids[0], ids[1], 'each agent has its own identity');
+    const listed = new Map((await stack.agents()).map((agent: any) => [agent.id, agent]));
+    for (const id of ids) assert.equal((listed.get(id) as any)?.pinnedLabels.fleet, 'daemonset', `${id} carries the token's pinned labels`);
+    const third = new RemoteAgent(`localhost:${stack.agentPort}`, ['--join-token', token]).start();
+    stack.remoteAgents.push(third);
+    assert.equal(await third.exited(), 2);
+    assert.match(third.log(), /already used or expired/);
+    const { status, body } = await stack.call('cronium.api.v1.AgentService/CreateJoinToken', { maxUses: 10_001 });
+    assert.equal(status, 400);
+    assert.match(body.message, /maxUses/);
+  });
+
   test('a client certificate from another CA is refused', async () => {
     const other = new Stack();
     const { loadOrCreateCa, writeAgentCredentials } = await import('../control-plane/src/pki/ca.ts');

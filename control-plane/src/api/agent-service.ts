@@ -6,7 +6,7 @@ import { AgentSchema, AgentService, AgentStatus, type Agent } from '@cronium/pro
 import { sql } from 'kysely';
 import { subjects } from '../bus/bus.ts';
 import type { AgentRow } from '../store/schema.ts';
-import { createJoinToken, DEFAULT_TOKEN_TTL_SECONDS, MAX_TOKEN_TTL_SECONDS } from '../enrollment/join-tokens.ts';
+import { createJoinToken, DEFAULT_TOKEN_TTL_SECONDS, MAX_TOKEN_TTL_SECONDS, MAX_TOKEN_USES } from '../enrollment/join-tokens.ts';
 import { principalOf, type Principal } from './auth.ts';
 import { invalid, notFound } from './errors.ts';
 import type { ApiDeps } from './deps.ts';
@@ -69,12 +69,14 @@ export function agentService(deps: ApiDeps): ServiceImpl<typeof AgentService> {
       mustAdmin(principal);
       for (const key of Object.keys(req.labels)) if (!LABEL_KEY.test(key)) throw invalid(`labels.${key}`, 'not a valid label key');
       if (req.ttlSeconds > MAX_TOKEN_TTL_SECONDS) throw invalid('ttlSeconds', `at most ${MAX_TOKEN_TTL_SECONDS}`);
+      if (req.maxUses > MAX_TOKEN_USES) throw invalid('maxUses', `at most ${MAX_TOKEN_USES}`);
       const token = await createJoinToken(db, deps.enrollment.signer, {
         labels: req.labels,
         ttlSeconds: req.ttlSeconds || DEFAULT_TOKEN_TTL_SECONDS,
         name: req.name,
         createdBy: principal.ownerId,
         caFingerprint: deps.enrollment.caFingerprint,
+        maxUses: req.maxUses,
       });
       return { token: token.token, agentId: token.agentId, expiresAt: timestampFromDate(token.expiresAt) };
     },

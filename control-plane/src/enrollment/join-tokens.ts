@@ -9,6 +9,7 @@ const ISSUER = 'cronium-control-plane';
 const AUDIENCE = 'cronium-enrollment';
 export const DEFAULT_TOKEN_TTL_SECONDS = 3600;
 export const MAX_TOKEN_TTL_SECONDS = 7 * 86_400;
+export const MAX_TOKEN_USES = 10_000;
 
 export interface JoinTokenSigner {
   readonly privateKey: CryptoKey;
@@ -44,14 +45,22 @@ export interface NewJoinToken {
 export async function createJoinToken(
   db: Db,
   signer: JoinTokenSigner,
-  options: { labels: Readonly<Record<string, string>>; ttlSeconds: number; name: string; createdBy: string; caFingerprint: string },
+  options: { labels: Readonly<Record<string, string>>; ttlSeconds: number; name: string; createdBy: string; caFingerprint: string; maxUses?: number },
 ): Promise<NewJoinToken> {
   const id = randomUUID();
-  const agentId = `agent-${randomBytes(6).toString('hex')}`;
+  const agentId = newAgentId();
   const expiresAt = new Date(Date.now() + options.ttlSeconds * 1000);
   await db
     .insertInto('join_tokens')
-    .values({ id, agent_id: agentId, name: options.name, labels: JSON.stringify(options.labels), created_by: options.createdBy, expires_at: expiresAt })
+    .values({
+      id,
+      agent_id: agentId,
+      name: options.name,
+      labels: JSON.stringify(options.labels),
+      created_by: options.createdBy,
+      expires_at: expiresAt,
+      max_uses: options.maxUses || 1,
+    })
     .execute();
   const token = await new SignJWT({ cah: options.caFingerprint })
     .setProtectedHeader({ alg: 'EdDSA' })
@@ -67,7 +76,11 @@ export async function createJoinToken(
 
 export class EnrollmentRefused extends Error {}
 
-/** Checks a join token and marks it used, in one step; a token works once. */
+function newAgentId(): string {
+  return `agent-${randomBytes(6).toString('hex')}`;
+}
+
+/** Checks a join token and counts one use, in one step; a token works as many times as it allows, each time for a new agent. */
 export async function redeemJoinToken(db: Db, signer: JoinTokenSigner, token: string) {
   let jti: string | undefined;
   try {
@@ -78,12 +91,12 @@ export async function redeemJoinToken(db: Db, signer: JoinTokenSigner, token: st
   }
   const row = await db
     .updateTable('join_tokens')
-    .set({ used_at: sql<Date>`now()` })
+    .set({ used_at: sql<Date>`now()`, uses: sql<number>`uses + 1` })
     .where('id', '=', jti ?? '')
-    .where('used_at', 'is', null)
+    .where(sql<boolean>`uses < max_uses`)
     .where('expires_at', '>', sql<Date>`now()`)
     .returningAll()
     .executeTakeFirst();
   if (!row) throw new EnrollmentRefused('join token refused: already used or expired');
-  return { agentId: row.agent_id, labels: row.labels, name: row.name };
+  return { agentId: row.uses === 1 ? row.agent_id : newAgentId(), labels: row.labels, name: row.name };
 }

@@ -191,6 +191,8 @@ const migrations: Record<string, Migration> = {
           created_at timestamptz not null default now()
         );
         alter table agents add column stream_id text;
+        alter table join_tokens add column max_uses integer not null default 1;
+        alter table join_tokens add column uses integer not null default 0;
       `);
     },
   },

@@ -188,7 +188,10 @@ export interface AgentsTable {
 
 export interface JoinTokensTable {
   id: string;
+  /** The first enrolled agent's id; later uses of a multi-use token make new ids. */
   agent_id: string;
+  max_uses: Defaulted<number>;
+  uses: Defaulted<number>;
   name: string;
   labels: Json<Record<string, string>>;
   created_by: string;

@@ -108,6 +108,14 @@ export declare type CreateJoinTokenRequest = Message<"cronium.api.v1.CreateJoinT
    * @generated from field: string name = 3;
    */
   name: string;
+
+  /**
+   * How many agents may enroll with this token (each gets its own id); 0 means 1. At most 10000.
+   * For fleets that start alike, e.g. a Kubernetes DaemonSet.
+   *
+   * @generated from field: uint32 max_uses = 4;
+   */
+  maxUses: number;
 };
 
 /**
