@@ -9,7 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { create } from '@bufbuild/protobuf';
 import { AgentLinkService, ConnectRequestSchema, type ConnectRequest, type ConnectResponse } from '@cronium/proto/agent/v1';
 import { grpcServiceDefinition } from '@cronium/proto/grpc';
-import { Stack } from './harness.ts';
+import { Stack, freePort } from './harness.ts';
 
 const LinkClient = grpc.makeGenericClientConstructor(grpcServiceDefinition(AgentLinkService) as unknown as grpc.ServiceDefinition, 'AgentLinkService');
 
@@ -18,17 +18,19 @@ const parsePrometheus: (text: string) => { name: string; type: string; metrics: 
 
 describe('operations endpoints', () => {
   let stack: Stack;
+  let agentMetricsPort: number;
 
   before(async () => {
-    stack = new Stack();
+    agentMetricsPort = await freePort();
+    stack = new Stack({ agentArgs: ['--metrics-address', `127.0.0.1:${agentMetricsPort}`] });
     await stack.start();
   });
   after(async () => {
     await stack?.stop();
   });
 
-  async function scrape(): Promise<Map<string, ReturnType<typeof parsePrometheus>[number]>> {
-    const res = await fetch(`${stack.baseUrl}/metrics`);
+  async function scrape(url = `${stack.baseUrl}/metrics`): Promise<Map<string, ReturnType<typeof parsePrometheus>[number]>> {
+    const res = await fetch(url);
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
     return new Map(parsePrometheus(await res.text()).map((family) => [family.name, family]));
@@ -63,6 +65,15 @@ describe('operations endpoints', () => {
     assert.ok(value(after, 'cronium_log_bytes_total') - value(before, 'cronium_log_bytes_total') >= 'counted\n'.length);
     assert.equal(value(after, 'cronium_jobs', { status: 'queued' }), 0);
     assert.ok(value(after, 'cronium_process_resident_memory_bytes') > 0);
+  });
+
+  test('the agent serves its own /metrics when asked to', async () => {
+    const families = await scrape(`http://127.0.0.1:${agentMetricsPort}/metrics`);
+    assert.equal(value(families, 'cronium_agent_connected'), 1);
+    assert.equal(value(families, 'cronium_agent_slots'), 4);
+    assert.equal(value(families, 'cronium_agent_running_jobs'), 0);
+    assert.equal(value(families, 'cronium_agent_unacknowledged_messages'), 0);
+    assert.ok(value(families, 'cronium_agent_process_resident_memory_bytes') > 0);
   });
 
   /** Opens the agent link with the orchestrator agent's certificate and sends one Hello; resolves with how the server answered. */

@@ -23,6 +23,8 @@ export interface AgentConfig {
   readonly dockerNetwork: string;
   /** Ceiling of the reconnect backoff; keep it below the control plane's restart grace. */
   readonly reconnectMaxMs: number;
+  /** host:port for Prometheus /metrics; off when unset. */
+  readonly metricsAddress?: string;
 }
 
 export const USAGE = `Usage: cronium-agent [options]
@@ -40,6 +42,7 @@ Options (each also settable in the YAML file given by --config, or by environmen
   --name NAME              display name                     (CRONIUM_AGENT_NAME, default the host name)
   --ca/--cert/--key FILE   TLS files (default DATA_DIR/ca.crt, client.crt, client.key)
   --enable-ssh             offer the SSH executor           (CRONIUM_AGENT_ENABLE_SSH)
+  --metrics-address H:P     serve Prometheus /metrics here  (CRONIUM_AGENT_METRICS_ADDRESS, default off)
   --reconnect-max-seconds N  ceiling of the reconnect backoff (CRONIUM_AGENT_RECONNECT_MAX_SECONDS, default 30)
   --version                print the version
   --help                   print this help
@@ -80,6 +83,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       key: { type: 'string' },
       'enable-ssh': { type: 'boolean' },
       'reconnect-max-seconds': { type: 'string' },
+      'metrics-address': { type: 'string' },
       version: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -107,6 +111,10 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (!Number.isInteger(slots) || slots < 1 || slots > 1024) throw new ConfigError(`slots: expected an integer from 1 to 1024`);
   const reconnectMax = Number(pick(values['reconnect-max-seconds'], 'CRONIUM_AGENT_RECONNECT_MAX_SECONDS', 'reconnect_max_seconds') ?? 30);
   if (!Number.isFinite(reconnectMax) || reconnectMax < 1 || reconnectMax > 3600) throw new ConfigError('reconnect_max_seconds: expected a number of seconds from 1 to 3600');
+  const metricsAddress = pick(values['metrics-address'], 'CRONIUM_AGENT_METRICS_ADDRESS', 'metrics_address') as string | undefined;
+  if (metricsAddress && !/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(String(metricsAddress))) {
+    throw new ConfigError(`metrics_address: ${JSON.stringify(metricsAddress)} is not host:port`);
+  }
   const dataDir = resolve(String(pick(values['data-dir'], 'CRONIUM_AGENT_DATA_DIR', 'data_dir') ?? '.cronium-agent'));
   const tlsFile = (file.tls ?? {}) as Record<string, string>;
   const enableSsh = pick(values['enable-ssh'], 'CRONIUM_AGENT_ENABLE_SSH', 'enable_ssh');
@@ -133,6 +141,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     stopGraceSeconds: Number(env.CRONIUM_AGENT_STOP_GRACE_SECONDS ?? 10),
     dockerNetwork: String(pick(undefined, 'CRONIUM_DOCKER_NETWORK', 'docker_network') ?? 'bridge'),
     reconnectMaxMs: reconnectMax * 1000,
+    metricsAddress: metricsAddress ? String(metricsAddress) : undefined,
     spoolMaxBytes: Number(pick(undefined, 'CRONIUM_AGENT_SPOOL_MAX_MB', 'spool_max_mb') ?? 1024) * 1024 * 1024,
   });
 }

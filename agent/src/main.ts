@@ -12,6 +12,7 @@ import { SshExecutor } from './executors/ssh.ts';
 import { runtimeDir } from './runtime-dir.ts';
 import { enroll, EnrollmentError, renew, renewalTime } from './enrollment.ts';
 import { Spool } from './spool.ts';
+import { startMetricsServer } from './metrics-server.ts';
 
 const VERSION = '0.1.0';
 const logger = pino({ name: 'cronium-agent' }, pino.destination(2));
@@ -56,6 +57,7 @@ async function main(): Promise<number> {
   let connection: Connection | undefined;
   const helpers = runtimeDir(config.dataDir);
   const ssh = config.enableSsh ? new SshExecutor({ runtimeDir: helpers, stopGraceSeconds: config.stopGraceSeconds }) : undefined;
+  const spool = new Spool(config.dataDir, config.spoolMaxBytes);
   const runner = new Runner({
     slots: config.slots,
     executors: [
@@ -73,7 +75,7 @@ async function main(): Promise<number> {
     ],
     send: (message) => connection?.send(message),
     log,
-    spool: new Spool(config.dataDir, config.spoolMaxBytes),
+    spool,
   });
   const recovered = runner.recover();
   if (recovered > 0) log('recovered unacknowledged jobs from the spool', { count: recovered });
@@ -111,6 +113,17 @@ async function main(): Promise<number> {
     }, Math.min(delay, 2 ** 31 - 1));
     renewalTimer.unref();
   };
+  if (config.metricsAddress) {
+    await startMetricsServer(config.metricsAddress, {
+      slots: config.slots,
+      runningJobs: () => runner.executing,
+      freeSlots: () => runner.freeSlots,
+      unacknowledged: () => [...runner.outbox.pending()].length,
+      spoolBytes: () => spool.bytes,
+      connected: () => connection?.connected ?? false,
+    });
+    log('metrics served', { address: config.metricsAddress });
+  }
   log('agent starting', { agentId, mode: config.mode, controlPlanes: config.controlPlanes, slots: config.slots });
 
   let stopping = false;

@@ -29,6 +29,11 @@ export class Spool {
     mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
   }
 
+  /** Bytes of unacknowledged results and logs held on disk. */
+  get bytes(): number {
+    return this.#totalBytes;
+  }
+
   /** Why no new job may be taken, when the spool is full. */
   get fullReason(): string | undefined {
     return this.#totalBytes >= this.#maxBytes
