@@ -25,6 +25,7 @@ import { kickDispatch, publishJob } from './job-events.ts';
 import { ensureAdminToken } from './api/auth.ts';
 import { startApiServer, type ApiServer } from './api/server.ts';
 import type { JobRow } from './store/schema.ts';
+import { setFanOutWindow } from './workflows/engine.ts';
 
 export interface ControlPlane {
   readonly db: Db;
@@ -71,6 +72,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
   // On Postgres the agent link and dispatcher get their own pool, so API traffic never queues ahead of agents' results.
   const linkDb = config.databaseUrl ? (await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir })).db : db;
   await migrate(db);
+  setFanOutWindow(config.leaseTtlMs);
   const bus = config.natsUrl ? await createNatsBus(config.natsUrl, `cronium-control-plane-${hostname()}`) : createMemoryBus();
   const generatedAdminToken = await ensureAdminToken(db, config.adminToken);
 

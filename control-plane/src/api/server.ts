@@ -15,6 +15,9 @@ import { AgentService } from '@cronium/proto/api/v1/agent';
 import { ServerService } from '@cronium/proto/api/v1/server';
 import { serverService } from './server-service.ts';
 import type { ApiDeps } from './deps.ts';
+import { WorkflowService } from '@cronium/proto/api/v1/workflow';
+import { workflowService } from './workflow-service.ts';
+import { webhookHandler } from './webhooks.ts';
 
 export interface ApiServerOptions {
   readonly host: string;
@@ -39,14 +42,17 @@ export async function startApiServer(deps: ApiDeps, options: ApiServerOptions): 
     router.service(JobService, jobService(deps));
     router.service(AgentService, agentService(deps));
     router.service(ServerService, serverService(deps));
+    router.service(WorkflowService, workflowService(deps));
   };
+  const hooks = webhookHandler(deps);
   const adapter = connectNodeAdapter({
     routes,
     requestPathPrefix: '/api',
     interceptors: [authInterceptor(deps.db)],
     readMaxBytes: MAX_MESSAGE_BYTES,
     writeMaxBytes: MAX_MESSAGE_BYTES,
-    fallback: (_req, res) => {
+    fallback: (req, res) => {
+      if (hooks(req, res)) return;
       res.writeHead(404, { 'content-type': 'text/plain' });
       res.end('not found: the API is under /api/<service>/<method>\n');
     },
