@@ -122,13 +122,13 @@ describe('workflows', () => {
     assert.equal((await post('/hooks/workflows/no-such-key', hook.secret, '{}')).status, 404);
     const bad = await post(hook.path, hook.secret, '{"ref": ');
     assert.equal(bad.status, 400);
-    assert.match((await bad.json()).error, /^body: not valid JSON/);
+    assert.match(((await bad.json()) as any).error, /^body: not valid JSON/);
     const { executions: none } = await stack.ok(`${W}/ListExecutions`, { workflowId: workflow.id });
     assert.equal(none?.length ?? 0, 0, 'refused calls start nothing');
 
     const accepted = await post(hook.path, hook.secret, JSON.stringify(payload));
     assert.equal(accepted.status, 202);
-    const { executionId } = await accepted.json();
+    const { executionId } = (await accepted.json()) as any;
     const execution = await waitForExecution(executionId, finished);
     assert.equal(execution.status, 'EXECUTION_STATUS_SUCCEEDED');
     assert.equal(execution.trigger, 'webhook');
@@ -151,7 +151,7 @@ describe('workflows', () => {
     assert.equal((await post(eventHook.path, hook.secret, '{}')).status, 401);
     const ran = await post(eventHook.path, eventHook.secret, JSON.stringify({ n: 7 }));
     assert.equal(ran.status, 202);
-    const { runId, jobIds } = await ran.json();
+    const { runId, jobIds } = (await ran.json()) as any;
     const job = await stack.waitForTerminal(jobIds[0]);
     assert.equal(job.runId, runId);
     assert.equal(job.status, 'JOB_STATUS_SUCCEEDED');
