@@ -98,6 +98,8 @@ describe('workflows', () => {
     }
     const { run: failedRun } = await stack.ok('cronium.api.v1.RunService/GetRun', { id: nodes.F.runId });
     assert.equal(failedRun.jobs[0].exitCode, 3);
+    const watched = await stack.watchJob(failedRun.jobs[0].id);
+    assert.equal(watched.at(-1).job.status, 'JOB_STATUS_FAILED', "a node's job can be watched like any other");
 
     const { executions } = await stack.ok(`${W}/ListExecutions`, { workflowId: workflow.id });
     assert.deepEqual(executions.map((e: any) => e.id), [execution.id]);
