@@ -145,6 +145,14 @@ describe('workflows', () => {
     assert.equal((await post(rotated.path, hook.secret, '{}')).status, 401, 'the old secret does not open the new key');
     assert.equal((await post(rotated.path, rotated.secret, '{}')).status, 202);
 
+    // An update that keeps the webhook keeps its key and secret; a paused workflow refuses it.
+    const current = (await stack.ok(`${W}/GetWorkflow`, { id: workflow.id })).workflow;
+    const paused = (await stack.ok(`${W}/UpdateWorkflow`, { workflow: { ...current, status: 'WORKFLOW_STATUS_PAUSED' } })).workflow;
+    assert.equal(paused.triggers.webhook.key, rotated.key);
+    const refused = await post(rotated.path, rotated.secret, '{}');
+    assert.equal(refused.status, 409);
+    assert.match(((await refused.json()) as any).error, /paused/);
+
     // Events have a webhook of their own.
     const { event } = await stack.ok('cronium.api.v1.EventService/RotateEventWebhook', { id: events.pass });
     const eventHook = event.webhook;
