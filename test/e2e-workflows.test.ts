@@ -5,6 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createHmac } from 'node:crypto';
 import { Stack } from './harness.ts';
 
 const W = 'cronium.api.v1.WorkflowService';
@@ -137,6 +138,17 @@ describe('workflows', () => {
     assert.deepEqual(execution.input, payload);
     assert.deepEqual(execution.nodes[0].input, payload);
     assert.deepEqual(execution.nodes[0].output, { got: payload });
+
+    // A signature of the body does as well as the secret; a wrong one is refused.
+    const body = JSON.stringify({ signed: true });
+    const sign = (text: string) => `sha256=${createHmac('sha256', hook.secret).update(text).digest('hex')}`;
+    const signed = (signature: string) =>
+      fetch(`${stack.baseUrl}${hook.path}`, { method: 'POST', headers: { 'x-cronium-signature-256': signature }, body });
+    assert.equal((await signed(sign('{"signed": false}'))).status, 401);
+    const bySignature = await signed(sign(body));
+    assert.equal(bySignature.status, 202);
+    const signedExecution = await waitForExecution(((await bySignature.json()) as any).executionId, finished);
+    assert.deepEqual(signedExecution.input, { signed: true });
 
     // Rotating makes the old secret useless.
     const rotated = (await stack.ok(`${W}/RotateWorkflowWebhook`, { id: workflow.id })).workflow.triggers.webhook;

@@ -26,6 +26,7 @@ import { ensureAdminToken } from './api/auth.ts';
 import { startApiServer, type ApiServer } from './api/server.ts';
 import type { JobRow } from './store/schema.ts';
 import { setFanOutWindow } from './workflows/engine.ts';
+import { resealWebhooks } from './workflows/reseal-webhooks.ts';
 
 export interface ControlPlane {
   readonly db: Db;
@@ -83,6 +84,8 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
   const sealer = loadSealer({ current: config.encryptionKey, old: config.oldEncryptionKeys }, config.dataDir);
   const resealed = await resealServers(db, sealer);
   if (resealed > 0) logger.info({ servers: resealed }, 'server credentials sealed again with the current encryption key');
+  const resealedHooks = await resealWebhooks(db, sealer);
+  if (resealedHooks > 0) logger.info({ webhooks: resealedHooks }, 'webhook secrets sealed again with the current encryption key');
   const log = (message: string, fields?: Record<string, unknown>) => logger.info(fields ?? {}, message);
 
   let dispatcher: Dispatcher | undefined;

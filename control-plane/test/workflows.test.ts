@@ -16,6 +16,9 @@ import { finishLocked, type AttemptResult } from '../src/queue/transitions.ts';
 import { graphProblem } from '../src/workflows/graph.ts';
 import { executionOutcome, nextSteps, type NodeState } from '../src/workflows/plan.ts';
 import { requestCancel, startExecution } from '../src/workflows/engine.ts';
+import { newWebhook, signBody, webhookAuthorized } from '../src/workflows/webhook-secret.ts';
+import { resealWebhooks } from '../src/workflows/reseal-webhooks.ts';
+import { Sealer } from '../src/secrets/sealer.ts';
 
 const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 const OWNER = 'owner-w';
@@ -131,7 +134,7 @@ for (const store of ['pglite', 'postgres'] as const) {
           nodes: JSON.stringify(Object.entries(nodes).map(([id, event]) => ({ id, eventId: event.id, name: '' }))),
           edges: JSON.stringify(edges),
           webhook_key: null,
-          webhook_secret_hash: null,
+          webhook_secret_sealed: null,
         })
         .returningAll()
         .executeTakeFirstOrThrow();
@@ -198,6 +201,29 @@ for (const store of ['pglite', 'postgres'] as const) {
       const state = await nodes(execution.id);
       assert.equal(state.broken!.status, 'failed');
       assert.equal(state.rescue!.status, 'running');
+    });
+
+    test('webhook secrets are sealed to their row, checked as a secret or a body signature, and resealed on key rotation', async () => {
+      const oldKey = randomBytes(32);
+      const newKey = randomBytes(32);
+      const event = await makeEvent();
+      const { secret, columns } = newWebhook(new Sealer(oldKey), 'events', event.id);
+      assert.doesNotMatch(columns.webhook_secret_sealed!, new RegExp(secret.slice(4)), 'not stored in the clear');
+      await db.updateTable('events').set(columns).where('id', '=', event.id).execute();
+      const body = Buffer.from('{"a": 1}');
+      const row = { id: event.id, webhook_secret_sealed: columns.webhook_secret_sealed };
+      const sealer = new Sealer(oldKey);
+      assert.equal(webhookAuthorized(sealer, 'events', row, { secret }, body), true);
+      assert.equal(webhookAuthorized(sealer, 'events', row, { secret: `${secret}x` }, body), false);
+      assert.equal(webhookAuthorized(sealer, 'events', row, { signature: signBody(secret, body) }, body), true);
+      assert.equal(webhookAuthorized(sealer, 'events', row, { signature: signBody(secret, Buffer.from('{"a": 2}')) }, body), false);
+      assert.equal(webhookAuthorized(sealer, 'events', row, {}, body), false);
+      assert.throws(() => webhookAuthorized(sealer, 'workflows', row, { secret }, body), 'bound to its table and row');
+
+      assert.equal(await resealWebhooks(db, new Sealer(newKey, [oldKey])), 1);
+      const resealed = await db.selectFrom('events').select(['id', 'webhook_secret_sealed']).where('id', '=', event.id).executeTakeFirstOrThrow();
+      assert.equal(webhookAuthorized(new Sealer(newKey), 'events', resealed, { secret }, body), true, 'opens with the new key alone');
+      assert.equal(await resealWebhooks(db, new Sealer(newKey)), 0);
     });
 
     test('a cancel ends pending nodes at once and the execution when its running node ends', async () => {

@@ -1,10 +1,9 @@
 import { sql } from 'kysely';
 import type { ServiceImpl } from '@connectrpc/connect';
 import type { EventService } from '@cronium/proto/api/v1/event';
-import type { EventRow } from '../store/schema.ts';
 import { eventToProto } from '../wire/api-messages.ts';
 import { webhookToProto } from '../wire/webhook-messages.ts';
-import { newWebhookCredentials } from '../workflows/webhook-secret.ts';
+import { NO_WEBHOOK, newWebhook, type WebhookColumns } from '../workflows/webhook-secret.ts';
 import { principalOf } from './auth.ts';
 import { findEvent, mustChange } from './event-service.ts';
 import type { ApiDeps } from './deps.ts';
@@ -13,24 +12,24 @@ type Handlers = Pick<ServiceImpl<typeof EventService>, 'rotateEventWebhook' | 'd
 
 /** EventService's webhook calls: POST /hooks/events/<key> runs the event. */
 export function eventWebhookHandlers(deps: ApiDeps): Handlers {
-  const setWebhook = async (id: string, values: Pick<EventRow, 'webhook_key' | 'webhook_secret_hash'>) =>
+  const setWebhook = async (id: string, values: WebhookColumns) =>
     deps.db.updateTable('events').set({ ...values, updated_at: sql<Date>`now()` }).where('id', '=', id).returningAll().executeTakeFirstOrThrow();
   return {
     async rotateEventWebhook(req, ctx) {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const existing = await findEvent(deps, principal, req.id);
-      const credentials = newWebhookCredentials();
-      const row = await setWebhook(existing.id, { webhook_key: credentials.key, webhook_secret_hash: credentials.secretHash });
+      const { secret, columns } = newWebhook(deps.sealer, 'events', existing.id);
+      const row = await setWebhook(existing.id, columns);
       const event = eventToProto(row);
-      event.webhook = webhookToProto('events', row.webhook_key, credentials.secret);
+      event.webhook = webhookToProto('events', row.webhook_key, secret);
       return { event };
     },
     async disableEventWebhook(req, ctx) {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const existing = await findEvent(deps, principal, req.id);
-      return { event: eventToProto(await setWebhook(existing.id, { webhook_key: null, webhook_secret_hash: null })) };
+      return { event: eventToProto(await setWebhook(existing.id, NO_WEBHOOK)) };
     },
   };
 }

@@ -2,7 +2,7 @@ import type { ConnectNodeAdapterOptions } from '@connectrpc/connect-node';
 import { ConnectError, Code } from '@connectrpc/connect';
 import { enqueueRun, fanOutAgents } from '../queue/enqueue.ts';
 import { kickDispatch } from '../job-events.ts';
-import { secretMatches } from '../workflows/webhook-secret.ts';
+import { webhookAuthorized, type WebhookOwner } from '../workflows/webhook-secret.ts';
 import { runWorkflow } from './workflow-service.ts';
 import type { ApiDeps } from './deps.ts';
 
@@ -21,16 +21,16 @@ class HookError extends Error {
 }
 
 /**
- * POST /hooks/workflows/<key> and /hooks/events/<key>: the header
- * X-Cronium-Secret must hold the trigger's secret; the JSON body (at most
- * 1 MiB; empty means null) becomes the input. Answers 202 with what started.
- * Returns false for paths that are not hooks.
+ * POST /hooks/workflows/<key> and /hooks/events/<key>, authenticated by the
+ * trigger's secret (see authorizedInput); the JSON body (at most 1 MiB; empty
+ * means null) becomes the input. Answers 202 with what started. Returns false
+ * for paths that are not hooks.
  */
 export function webhookHandler(deps: ApiDeps): (req: Request, res: Response) => boolean {
   return (req, res) => {
     const match = HOOK_PATH.exec((req.url ?? '').split('?')[0]!);
     if (!match) return false;
-    handle(deps, req, match[1] as 'workflows' | 'events', match[2]!).then(
+    handle(deps, req, match[1] as WebhookOwner, match[2]!).then(
       (body) => reply(res, 202, body),
       (error: unknown) => {
         if (error instanceof HookError) reply(res, error.status, { error: error.message });
@@ -42,31 +42,40 @@ export function webhookHandler(deps: ApiDeps): (req: Request, res: Response) => 
   };
 }
 
-async function handle(deps: ApiDeps, req: Request, kind: 'workflows' | 'events', key: string): Promise<Record<string, unknown>> {
+async function handle(deps: ApiDeps, req: Request, kind: WebhookOwner, key: string): Promise<Record<string, unknown>> {
   if (req.method !== 'POST') throw new HookError(405, 'use POST');
   if (kind === 'workflows') {
     const workflow = await deps.db.selectFrom('workflows').selectAll().where('webhook_key', '=', key).where('deleted_at', 'is', null).executeTakeFirst();
-    authorize(req, workflow, 'workflow');
-    const execution = await runWorkflow(deps, workflow!, await readJson(req), 'webhook');
+    const input = await authorizedInput(deps, req, kind, workflow);
+    const execution = await runWorkflow(deps, workflow!, input, 'webhook');
     return { executionId: execution.id };
   }
   const event = await deps.db.selectFrom('events').selectAll().where('webhook_key', '=', key).where('deleted_at', 'is', null).executeTakeFirst();
-  authorize(req, event, 'event');
-  const input = await readJson(req);
+  const input = await authorizedInput(deps, req, kind, event);
   if (event!.status !== 'active') throw new HookError(409, `event ${event!.id} is ${event!.status}`);
   const { run, jobIds } = await enqueueRun(deps.db, event!, input, await fanOutAgents(deps.db, deps.leaseTtlMs));
   kickDispatch(deps.bus);
   return { runId: run.id, jobIds };
 }
 
-/** Unknown key: 404; the secret header missing or wrong: 401 (compared in constant time). */
-function authorize(req: Request, target: { webhook_secret_hash: string | null } | undefined, what: string): void {
-  if (!target) throw new HookError(404, `no ${what} webhook with this key`);
-  const secret = req.headers['x-cronium-secret'];
-  if (typeof secret !== 'string' || !secretMatches(secret, target.webhook_secret_hash)) throw new HookError(401, 'missing or wrong X-Cronium-Secret');
+/**
+ * Unknown key: 404. Then the proof: X-Cronium-Secret, or an HMAC-SHA256 of the
+ * body in X-Cronium-Signature-256 (or GitHub's X-Hub-Signature-256), both
+ * compared in constant time; missing or wrong: 401. Then the body as JSON.
+ */
+async function authorizedInput(deps: ApiDeps, req: Request, kind: WebhookOwner, target: { id: string; webhook_secret_sealed: string | null } | undefined): Promise<unknown> {
+  if (!target) throw new HookError(404, `no ${kind === 'workflows' ? 'workflow' : 'event'} webhook with this key`);
+  const body = await readBody(req);
+  const header = (name: string) => {
+    const value = req.headers[name];
+    return typeof value === 'string' ? value : undefined;
+  };
+  const proof = { secret: header('x-cronium-secret'), signature: header('x-cronium-signature-256') ?? header('x-hub-signature-256') };
+  if (!webhookAuthorized(deps.sealer, kind, target, proof, body)) throw new HookError(401, 'missing or wrong X-Cronium-Secret (or X-Cronium-Signature-256)');
+  return parseJson(body);
 }
 
-async function readJson(req: Request): Promise<unknown> {
+async function readBody(req: Request): Promise<Buffer> {
   if (Number(req.headers['content-length'] ?? 0) > MAX_WEBHOOK_BODY_BYTES) throw new HookError(413, `body: larger than ${MAX_WEBHOOK_BODY_BYTES} bytes`);
   const chunks: Buffer[] = [];
   let size = 0;
@@ -75,7 +84,11 @@ async function readJson(req: Request): Promise<unknown> {
     if (size > MAX_WEBHOOK_BODY_BYTES) throw new HookError(413, `body: larger than ${MAX_WEBHOOK_BODY_BYTES} bytes`);
     chunks.push(chunk);
   }
-  const text = Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
+}
+
+function parseJson(body: Buffer): unknown {
+  const text = body.toString('utf8');
   if (!text.trim()) return null;
   try {
     return JSON.parse(text);

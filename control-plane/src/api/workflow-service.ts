@@ -6,7 +6,7 @@ import type { ExecutionRow, WorkflowRow } from '../store/schema.ts';
 import { executionToProto, workflowToProto } from '../wire/workflow-messages.ts';
 import { plainJson } from '../wire/api-messages.ts';
 import { requestCancel, startExecution } from '../workflows/engine.ts';
-import { newWebhookCredentials } from '../workflows/webhook-secret.ts';
+import { NO_WEBHOOK, newWebhook } from '../workflows/webhook-secret.ts';
 import { kickDispatch } from '../job-events.ts';
 import { principalOf, type Principal } from './auth.ts';
 import { invalid, notFound } from './errors.ts';
@@ -52,21 +52,21 @@ export function workflowService(deps: ApiDeps): ServiceImpl<typeof WorkflowServi
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const { webhook, ...fields } = await workflowFields(db, principal.ownerId, req.workflow);
-      const credentials = webhook ? newWebhookCredentials() : undefined;
+      const id = randomUUID();
+      const hook = webhook ? newWebhook(deps.sealer, 'workflows', id) : undefined;
       const row = await db
         .insertInto('workflows')
         .values({
           ...fields,
-          id: randomUUID(),
+          id,
           owner_id: principal.ownerId,
           nodes: JSON.stringify(fields.nodes),
           edges: JSON.stringify(fields.edges),
-          webhook_key: credentials?.key ?? null,
-          webhook_secret_hash: credentials?.secretHash ?? null,
+          ...(hook?.columns ?? NO_WEBHOOK),
         })
         .returningAll()
         .executeTakeFirstOrThrow();
-      return { workflow: workflowToProto(row, credentials?.secret) };
+      return { workflow: workflowToProto(row, hook?.secret) };
     },
     async getWorkflow(req, ctx) {
       return { workflow: workflowToProto(await findWorkflow(deps, principalOf(ctx.values), req.id)) };
@@ -83,7 +83,7 @@ export function workflowService(deps: ApiDeps): ServiceImpl<typeof WorkflowServi
       const existing = await findWorkflow(deps, principal, req.workflow?.id ?? '');
       const { webhook, ...fields } = await workflowFields(db, existing.owner_id, req.workflow);
       // A webhook kept on keeps its key and secret; one turned on now gets new ones.
-      const credentials = webhook && !existing.webhook_key ? newWebhookCredentials() : undefined;
+      const hook = webhook && !existing.webhook_key ? newWebhook(deps.sealer, 'workflows', existing.id) : undefined;
       const row = await db
         .updateTable('workflows')
         .set({
@@ -91,32 +91,32 @@ export function workflowService(deps: ApiDeps): ServiceImpl<typeof WorkflowServi
           nodes: JSON.stringify(fields.nodes),
           edges: JSON.stringify(fields.edges),
           updated_at: sql<Date>`now()`,
-          ...(webhook ? (credentials ? { webhook_key: credentials.key, webhook_secret_hash: credentials.secretHash } : {}) : { webhook_key: null, webhook_secret_hash: null }),
+          ...(webhook ? (hook?.columns ?? {}) : NO_WEBHOOK),
         })
         .where('id', '=', existing.id)
         .returningAll()
         .executeTakeFirstOrThrow();
-      return { workflow: workflowToProto(row, credentials?.secret) };
+      return { workflow: workflowToProto(row, hook?.secret) };
     },
     async deleteWorkflow(req, ctx) {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const existing = await findWorkflow(deps, principal, req.id);
-      await db.updateTable('workflows').set({ deleted_at: sql<Date>`now()`, webhook_key: null, webhook_secret_hash: null }).where('id', '=', existing.id).execute();
+      await db.updateTable('workflows').set({ deleted_at: sql<Date>`now()`, ...NO_WEBHOOK }).where('id', '=', existing.id).execute();
       return {};
     },
     async rotateWorkflowWebhook(req, ctx) {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const existing = await findWorkflow(deps, principal, req.id);
-      const credentials = newWebhookCredentials();
+      const { secret, columns } = newWebhook(deps.sealer, 'workflows', existing.id);
       const row = await db
         .updateTable('workflows')
-        .set({ webhook_key: credentials.key, webhook_secret_hash: credentials.secretHash, updated_at: sql<Date>`now()` })
+        .set({ ...columns, updated_at: sql<Date>`now()` })
         .where('id', '=', existing.id)
         .returningAll()
         .executeTakeFirstOrThrow();
-      return { workflow: workflowToProto(row, credentials.secret) };
+      return { workflow: workflowToProto(row, secret) };
     },
     async runWorkflow(req, ctx) {
       const principal = principalOf(ctx.values);

@@ -193,7 +193,7 @@ const migrations: Record<string, Migration> = {
           nodes jsonb not null,
           edges jsonb not null,
           webhook_key text unique,
-          webhook_secret_hash text,
+          webhook_secret_sealed text,
           created_at timestamptz not null default now(),
           updated_at timestamptz not null default now(),
           deleted_at timestamptz
@@ -231,7 +231,7 @@ const migrations: Record<string, Migration> = {
         );
 
         alter table events add column webhook_key text unique;
-        alter table events add column webhook_secret_hash text;
+        alter table events add column webhook_secret_sealed text;
       `);
     },
   },

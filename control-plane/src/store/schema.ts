@@ -76,9 +76,9 @@ export interface EventsTable {
   created_at: Timestamp;
   updated_at: Timestamp;
   deleted_at: NullableTimestamp;
-  /** POST /hooks/events/<key>; the secret is stored as its SHA-256. */
+  /** POST /hooks/events/<key>; the secret is sealed (secrets/sealer.ts), bound to the row. */
   webhook_key: ColumnType<string | null, string | null | undefined, string | null>;
-  webhook_secret_hash: ColumnType<string | null, string | null | undefined, string | null>;
+  webhook_secret_sealed: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface RunsTable {
@@ -231,8 +231,8 @@ export interface WorkflowsTable {
   nodes: Json<WorkflowNodeSpec[]>;
   edges: Json<WorkflowEdgeSpec[]>;
   webhook_key: string | null;
-  /** SHA-256 of the secret, hex. */
-  webhook_secret_hash: string | null;
+  /** Sealed (secrets/sealer.ts), bound to the row. */
+  webhook_secret_sealed: string | null;
   created_at: Timestamp;
   updated_at: Timestamp;
   deleted_at: NullableTimestamp;

@@ -12,7 +12,8 @@ export declare const file_cronium_api_v1_webhook: GenFile;
 
 /**
  * A webhook that starts a workflow or runs an event: POST <path> with the
- * header `X-Cronium-Secret: <secret>` and a JSON body, which becomes the input.
+ * header `X-Cronium-Secret: <secret>` (or `X-Cronium-Signature-256:
+ * sha256=<HMAC-SHA256 of the body>`) and a JSON body, which becomes the input.
  *
  * @generated from message cronium.api.v1.Webhook
  */
@@ -32,7 +33,7 @@ export declare type Webhook = Message<"cronium.api.v1.Webhook"> & {
   key: string;
 
   /**
-   * Output: shown once, in the answer that created or rotated it; stored hashed.
+   * Output: shown once, in the answer that created or rotated it; stored sealed.
    *
    * @generated from field: string secret = 3;
    */
