@@ -6,17 +6,20 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createHmac } from 'node:crypto';
-import { Stack } from './harness.ts';
+import { Stack, freshDatabase } from './harness.ts';
 
 const W = 'cronium.api.v1.WorkflowService';
 const PASS = 'cronium_output "{\\"got\\": $(cronium_input)}"';
 
 describe('workflows', () => {
   let stack: Stack;
+  let database: Awaited<ReturnType<typeof freshDatabase>>;
   const events: Record<string, string> = {};
 
+  // Postgres, so parents ending together really end in concurrent transactions (the engine on PGlite is in control-plane/test/workflows.test.ts).
   before(async () => {
-    stack = await new Stack().start();
+    database = await freshDatabase('e2e_workflows');
+    stack = await new Stack({ databaseUrl: database.url }).start();
     const make = async (name: string, script: string) => (events[name] = (await stack.createEvent({ name, type: 'EVENT_TYPE_BASH', script })).id);
     await make('pass', PASS);
     await make('pass, condition false', `${PASS}\ncronium_set_condition false`);
@@ -25,6 +28,7 @@ describe('workflows', () => {
   });
   after(async () => {
     await stack?.stop();
+    await database?.drop();
   });
 
   const node = (id: string, event: string) => ({ id, eventId: events[event] });
@@ -156,6 +160,15 @@ describe('workflows', () => {
     assert.equal((await post(hook.path, hook.secret, '{}')).status, 404, 'the old key is gone');
     assert.equal((await post(rotated.path, hook.secret, '{}')).status, 401, 'the old secret does not open the new key');
     assert.equal((await post(rotated.path, rotated.secret, '{}')).status, 202);
+
+    // Three executions so far, newest first, two per page.
+    const first = await stack.ok(`${W}/ListExecutions`, { workflowId: workflow.id, pageSize: 2 });
+    const second = await stack.ok(`${W}/ListExecutions`, { workflowId: workflow.id, pageSize: 2, pageToken: first.nextPageToken });
+    const listed = [...first.executions, ...second.executions];
+    assert.equal(listed.length, 3);
+    assert.equal(second.nextPageToken ?? '', '');
+    assert.deepEqual(listed.map((e: any) => e.createdAt), listed.map((e: any) => e.createdAt).sort().reverse());
+    assert.ok(listed.some((e: any) => e.id === executionId));
 
     // An update that keeps the webhook keeps its key and secret; a paused workflow refuses it.
     const current = (await stack.ok(`${W}/GetWorkflow`, { id: workflow.id })).workflow;
