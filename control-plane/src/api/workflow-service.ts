@@ -5,7 +5,7 @@ import { WorkflowService } from '@cronium/proto/api/v1/workflow';
 import type { ExecutionRow, WorkflowRow } from '../store/schema.ts';
 import { executionToProto, workflowToProto } from '../wire/workflow-messages.ts';
 import { plainJson } from '../wire/api-messages.ts';
-import { requestCancel, startExecution } from '../workflows/engine.ts';
+import { requestCancel, startExecution, type ExecutionTrigger } from '../workflows/engine.ts';
 import { NO_WEBHOOK, newWebhook } from '../workflows/webhook-secret.ts';
 import { kickDispatch } from '../job-events.ts';
 import { principalOf, type Principal } from './auth.ts';
@@ -38,7 +38,7 @@ export async function executionsToProto(deps: ApiDeps, rows: readonly ExecutionR
 }
 
 /** Starts an execution for a caller that may run the workflow (API or webhook), and wakes the dispatcher. */
-export async function runWorkflow(deps: ApiDeps, workflow: WorkflowRow, input: unknown, trigger: 'manual' | 'webhook'): Promise<ExecutionRow> {
+export async function runWorkflow(deps: ApiDeps, workflow: WorkflowRow, input: unknown, trigger: ExecutionTrigger): Promise<ExecutionRow> {
   if (workflow.status !== 'active') throw new ConnectError(`workflow ${workflow.id} is paused`, Code.FailedPrecondition);
   const execution = await startExecution(deps.db, workflow, input, trigger);
   kickDispatch(deps.bus);

@@ -20,8 +20,11 @@ const NODE_STATUS_OF_RUN: Record<RunStatus, NodeStatus> = {
   cancelled: 'cancelled',
 };
 
+/** How an execution was started; 'schedule' is for the scheduler's workflow triggers (not built yet). */
+export type ExecutionTrigger = 'manual' | 'webhook' | 'schedule';
+
 /** Creates an execution of the workflow's current graph and starts its root nodes, in one transaction. */
-export async function startExecution(db: Db, workflow: WorkflowRow, input: unknown, trigger: 'manual' | 'webhook'): Promise<ExecutionRow> {
+export async function startExecution(db: Db, workflow: WorkflowRow, input: unknown, trigger: ExecutionTrigger): Promise<ExecutionRow> {
   return inTransaction(db, async (tx) => {
     const execution = await tx
       .insertInto('workflow_executions')

@@ -254,7 +254,7 @@ export declare type Execution = Message<"cronium.api.v1.Execution"> & {
   nodes: ExecutionNode[];
 
   /**
-   * How it was started: "manual" or "webhook".
+   * How it was started: "manual" or "webhook" ("schedule" is kept for schedule triggers).
    *
    * @generated from field: string trigger = 8;
    */
