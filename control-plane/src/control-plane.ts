@@ -30,6 +30,8 @@ import { sql } from 'kysely';
 import { AgentStatus } from '@cronium/proto/api/v1/agent';
 import { agentStatus } from './api/agent-service.ts';
 import { Metrics } from './metrics.ts';
+import { setFanOutWindow } from './workflows/engine.ts';
+import { resealWebhooks } from './workflows/reseal-webhooks.ts';
 
 export interface ControlPlane {
   readonly db: Db;
@@ -88,6 +90,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
   // On Postgres the agent link and dispatcher get their own pool, so API traffic never queues ahead of agents' results.
   const linkDb = config.databaseUrl ? (await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir })).db : db;
   await migrate(db);
+  setFanOutWindow(config.leaseTtlMs);
   const bus = config.natsUrl ? await createNatsBus(config.natsUrl, `cronium-control-plane-${hostname()}`) : createMemoryBus();
   const generatedAdminToken = await ensureAdminToken(db, config.adminToken);
 
@@ -103,6 +106,8 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
   const joinTokens = await loadOrCreateSigner(pkiDir);
   const resealed = (await resealServers(db, sealer)) + (await resealClusterKeys(db, sealer));
   if (resealed > 0) logger.info({ rows: resealed }, 'secrets sealed again with the current encryption key');
+  const resealedHooks = await resealWebhooks(db, sealer);
+  if (resealedHooks > 0) logger.info({ webhooks: resealedHooks }, 'webhook secrets sealed again with the current encryption key');
   const log = (message: string, fields?: Record<string, unknown>) => logger.info(fields ?? {}, message);
 
   let dispatcher: Dispatcher | undefined;

@@ -11,6 +11,7 @@ import { eventFields } from './event-input.ts';
 import { invalid, notFound } from './errors.ts';
 import type { ApiDeps } from './deps.ts';
 import { Code, ConnectError } from '@connectrpc/connect';
+import { eventWebhookHandlers } from './event-webhook.ts';
 
 export function mustChange(principal: Principal): void {
   if (principal.role === 'viewer') throw new ConnectError('viewers cannot change anything', Code.PermissionDenied);
@@ -37,6 +38,7 @@ async function checkServers(deps: ApiDeps, principal: Principal, fields: ReturnT
 export function eventService(deps: ApiDeps): ServiceImpl<typeof EventService> {
   const { db, bus } = deps;
   return {
+    ...eventWebhookHandlers(deps),
     async createEvent(req, ctx) {
       const principal = principalOf(ctx.values);
       mustChange(principal);

@@ -18,7 +18,7 @@ export function encodeCursor(row: { id: string }): string {
  * reads the cursor row's own timestamp from the table, so no precision is lost
  * in the token (Postgres keeps microseconds, JavaScript dates milliseconds).
  */
-export function afterCursor(table: 'runs' | 'jobs', token: string): RawBuilder<boolean> | undefined {
+export function afterCursor(table: 'runs' | 'jobs' | 'workflow_executions', token: string): RawBuilder<boolean> | undefined {
   if (!token) return undefined;
   let after: unknown;
   try {

@@ -16,6 +16,9 @@ import { ServerService } from '@cronium/proto/api/v1/server';
 import { serverService } from './server-service.ts';
 import type { ApiDeps } from './deps.ts';
 import { opsRoutes } from './ops-routes.ts';
+import { WorkflowService } from '@cronium/proto/api/v1/workflow';
+import { workflowService } from './workflow-service.ts';
+import { webhookHandler } from './webhooks.ts';
 
 export interface ApiServerOptions {
   readonly host: string;
@@ -40,8 +43,10 @@ export async function startApiServer(deps: ApiDeps, options: ApiServerOptions): 
     router.service(JobService, jobService(deps));
     router.service(AgentService, agentService(deps));
     router.service(ServerService, serverService(deps));
+    router.service(WorkflowService, workflowService(deps));
   };
   const ops = opsRoutes(deps);
+  const hooks = webhookHandler(deps);
   const adapter = connectNodeAdapter({
     routes,
     requestPathPrefix: '/api',
@@ -50,6 +55,7 @@ export async function startApiServer(deps: ApiDeps, options: ApiServerOptions): 
     writeMaxBytes: MAX_MESSAGE_BYTES,
     fallback: (req, res) => {
       if (ops(req, res)) return;
+      if (hooks(req, res)) return;
       res.writeHead(404, { 'content-type': 'text/plain' });
       res.end('not found: the API is under /api/<service>/<method>\n');
     },

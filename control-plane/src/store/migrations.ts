@@ -181,6 +181,60 @@ const migrations: Record<string, Migration> = {
       `);
     },
   },
+  '0006_workflows': {
+    async up(db: Kysely<any>) {
+      await runStatements(db, `
+        create table workflows (
+          id text primary key,
+          owner_id text not null,
+          name text not null,
+          description text not null default '',
+          status text not null,
+          nodes jsonb not null,
+          edges jsonb not null,
+          webhook_key text unique,
+          webhook_secret_sealed text,
+          created_at timestamptz not null default now(),
+          updated_at timestamptz not null default now(),
+          deleted_at timestamptz
+        );
+        create index workflows_owner on workflows (owner_id) where deleted_at is null;
+
+        create table workflow_executions (
+          id text primary key,
+          workflow_id text not null references workflows (id),
+          owner_id text not null,
+          status text not null,
+          trigger text not null,
+          input jsonb,
+          nodes jsonb not null,
+          edges jsonb not null,
+          cancel_requested boolean not null default false,
+          created_at timestamptz not null default now(),
+          finished_at timestamptz
+        );
+        create index workflow_executions_workflow on workflow_executions (workflow_id, created_at desc, id desc);
+
+        create table workflow_node_runs (
+          execution_id text not null references workflow_executions (id),
+          node_id text not null,
+          event_id text not null,
+          status text not null,
+          run_id text unique references runs (id),
+          input jsonb,
+          output jsonb,
+          condition boolean,
+          error text not null default '',
+          started_at timestamptz,
+          finished_at timestamptz,
+          primary key (execution_id, node_id)
+        );
+
+        alter table events add column webhook_key text unique;
+        alter table events add column webhook_secret_sealed text;
+      `);
+    },
+  },
   '0008_cluster_keys': {
     async up(db: Kysely<any>) {
       await runStatements(db, `

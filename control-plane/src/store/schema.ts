@@ -76,6 +76,9 @@ export interface EventsTable {
   created_at: Timestamp;
   updated_at: Timestamp;
   deleted_at: NullableTimestamp;
+  /** POST /hooks/events/<key>; the secret is sealed (secrets/sealer.ts), bound to the row. */
+  webhook_key: ColumnType<string | null, string | null | undefined, string | null>;
+  webhook_secret_sealed: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface RunsTable {
@@ -211,6 +214,72 @@ export interface ApiTokensTable {
   revoked_at: NullableTimestamp;
 }
 
+export type EdgeType = 'always' | 'on_success' | 'on_failure' | 'on_condition';
+export interface WorkflowNodeSpec {
+  readonly id: string;
+  readonly eventId: string;
+  readonly name: string;
+}
+export interface WorkflowEdgeSpec {
+  readonly from: string;
+  readonly to: string;
+  readonly type: EdgeType;
+}
+export type WorkflowStatus = 'active' | 'paused';
+
+export interface WorkflowsTable {
+  id: string;
+  owner_id: string;
+  name: string;
+  description: Defaulted<string>;
+  status: WorkflowStatus;
+  nodes: Json<WorkflowNodeSpec[]>;
+  edges: Json<WorkflowEdgeSpec[]>;
+  webhook_key: string | null;
+  /** Sealed (secrets/sealer.ts), bound to the row. */
+  webhook_secret_sealed: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  deleted_at: NullableTimestamp;
+}
+
+export type ExecutionStatus = 'running' | 'succeeded' | 'failed' | 'cancelled';
+export type NodeStatus = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped' | 'cancelled';
+
+/** One start of a workflow; the graph is copied in, so editing the workflow does not change executions under way. */
+export interface WorkflowExecutionsTable {
+  id: string;
+  workflow_id: string;
+  owner_id: string;
+  status: ExecutionStatus;
+  trigger: string;
+  input: Json<unknown>;
+  nodes: Json<WorkflowNodeSpec[]>;
+  edges: Json<WorkflowEdgeSpec[]>;
+  cancel_requested: Defaulted<boolean>;
+  created_at: Timestamp;
+  finished_at: NullableTimestamp;
+}
+
+/** The state of one node in one execution, and the link from its run back to it. */
+export interface WorkflowNodeRunsTable {
+  execution_id: string;
+  node_id: string;
+  event_id: string;
+  status: NodeStatus;
+  run_id: string | null;
+  input: Json<unknown> | null;
+  output: Json<unknown> | null;
+  condition: boolean | null;
+  error: Defaulted<string>;
+  started_at: NullableTimestamp;
+  finished_at: NullableTimestamp;
+}
+
+export type WorkflowRow = Selectable<WorkflowsTable>;
+export type ExecutionRow = Selectable<WorkflowExecutionsTable>;
+export type NodeRunRow = Selectable<WorkflowNodeRunsTable>;
+
 export interface Database {
   events: EventsTable;
   runs: RunsTable;
@@ -222,6 +291,9 @@ export interface Database {
   join_tokens: JoinTokensTable;
   servers: ServersTable;
   schedule_fires: ScheduleFiresTable;
+  workflows: WorkflowsTable;
+  workflow_executions: WorkflowExecutionsTable;
+  workflow_node_runs: WorkflowNodeRunsTable;
   cluster_keys: ClusterKeysTable;
 }
 

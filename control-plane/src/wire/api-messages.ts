@@ -15,6 +15,7 @@ import type {
   RunStatus as RunStatusName,
   Target as TargetRow,
 } from '../store/schema.ts';
+import { webhookToProto } from './webhook-messages.ts';
 
 /** Names used in the database, mapped to the public enums (and back). */
 export const jobStatuses: Record<JobStatusName, JobStatus> = {
@@ -65,7 +66,7 @@ export function reverse<K extends string | number, V extends number>(map: Record
   return new Map(Object.entries(map).map(([key, value]) => [value as V, (typeof key === 'string' && /^\d+$/.test(key) ? Number(key) : key) as K]));
 }
 
-function time(date: Date | null | undefined): Timestamp | undefined {
+export function time(date: Date | null | undefined): Timestamp | undefined {
   return date ? timestampFromDate(new Date(date)) : undefined;
 }
 
@@ -149,6 +150,7 @@ export function eventToProto(row: EventRow): Event {
     memoryMb: row.memory_mb,
     cpus: row.cpus,
     network: row.network,
+    webhook: webhookToProto('events', row.webhook_key),
     schedulingTimeoutSeconds: row.scheduling_timeout_seconds,
     createdAt: time(row.created_at),
     updatedAt: time(row.updated_at),

@@ -6,6 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import type { Message } from "@bufbuild/protobuf";
 import type { Priority, Target } from "./common_pb.js";
 import type { Timestamp, Value } from "@bufbuild/protobuf/wkt";
+import type { Webhook } from "./webhook_pb.js";
 import type { Run } from "./run_pb.js";
 
 /**
@@ -173,6 +174,13 @@ export declare type Event = Message<"cronium.api.v1.Event"> & {
    * @generated from field: uint32 scheduling_timeout_seconds = 19;
    */
   schedulingTimeoutSeconds: number;
+
+  /**
+   * Output: POST /hooks/events/<key> runs the event (RotateEventWebhook turns it on).
+   *
+   * @generated from field: cronium.api.v1.Webhook webhook = 30;
+   */
+  webhook?: Webhook | undefined;
 };
 
 /**
@@ -371,6 +379,72 @@ export declare type RunEventResponse = Message<"cronium.api.v1.RunEventResponse"
 export declare const RunEventResponseSchema: GenMessage<RunEventResponse>;
 
 /**
+ * @generated from message cronium.api.v1.RotateEventWebhookRequest
+ */
+export declare type RotateEventWebhookRequest = Message<"cronium.api.v1.RotateEventWebhookRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message cronium.api.v1.RotateEventWebhookRequest.
+ * Use `create(RotateEventWebhookRequestSchema)` to create a new message.
+ */
+export declare const RotateEventWebhookRequestSchema: GenMessage<RotateEventWebhookRequest>;
+
+/**
+ * @generated from message cronium.api.v1.RotateEventWebhookResponse
+ */
+export declare type RotateEventWebhookResponse = Message<"cronium.api.v1.RotateEventWebhookResponse"> & {
+  /**
+   * The secret is in webhook.secret, this once.
+   *
+   * @generated from field: cronium.api.v1.Event event = 1;
+   */
+  event?: Event | undefined;
+};
+
+/**
+ * Describes the message cronium.api.v1.RotateEventWebhookResponse.
+ * Use `create(RotateEventWebhookResponseSchema)` to create a new message.
+ */
+export declare const RotateEventWebhookResponseSchema: GenMessage<RotateEventWebhookResponse>;
+
+/**
+ * @generated from message cronium.api.v1.DisableEventWebhookRequest
+ */
+export declare type DisableEventWebhookRequest = Message<"cronium.api.v1.DisableEventWebhookRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message cronium.api.v1.DisableEventWebhookRequest.
+ * Use `create(DisableEventWebhookRequestSchema)` to create a new message.
+ */
+export declare const DisableEventWebhookRequestSchema: GenMessage<DisableEventWebhookRequest>;
+
+/**
+ * @generated from message cronium.api.v1.DisableEventWebhookResponse
+ */
+export declare type DisableEventWebhookResponse = Message<"cronium.api.v1.DisableEventWebhookResponse"> & {
+  /**
+   * @generated from field: cronium.api.v1.Event event = 1;
+   */
+  event?: Event | undefined;
+};
+
+/**
+ * Describes the message cronium.api.v1.DisableEventWebhookResponse.
+ * Use `create(DisableEventWebhookResponseSchema)` to create a new message.
+ */
+export declare const DisableEventWebhookResponseSchema: GenMessage<DisableEventWebhookResponse>;
+
+/**
  * @generated from enum cronium.api.v1.EventType
  */
 export enum EventType {
@@ -491,6 +565,24 @@ export declare const EventService: GenService<{
     methodKind: "unary";
     input: typeof RunEventRequestSchema;
     output: typeof RunEventResponseSchema;
+  },
+  /**
+   * Turns the event's webhook on, or gives it a new key and secret (the old ones stop working).
+   *
+   * @generated from rpc cronium.api.v1.EventService.RotateEventWebhook
+   */
+  rotateEventWebhook: {
+    methodKind: "unary";
+    input: typeof RotateEventWebhookRequestSchema;
+    output: typeof RotateEventWebhookResponseSchema;
+  },
+  /**
+   * @generated from rpc cronium.api.v1.EventService.DisableEventWebhook
+   */
+  disableEventWebhook: {
+    methodKind: "unary";
+    input: typeof DisableEventWebhookRequestSchema;
+    output: typeof DisableEventWebhookResponseSchema;
   },
 }>;
 
