@@ -12,7 +12,8 @@ import type { ResultBuilder } from './lib/result.ts';
 import { LeanFleet } from './lean-agent.ts';
 import { freshDatabase, issueLeanAgents, startControlPlaneOnly, waitForAgents, withClient, type Stack } from './lib/stack.ts';
 import { CpuMeter, postgresBackends } from './lib/procstat.ts';
-import { nowMs, round, summarize } from './lib/stats.ts';
+import { round, summarize } from './lib/stats.ts';
+import { countStatus, measureBatch } from './lib/bulk.ts';
 import { profileEnv, profiling, summarizeProfiles } from './lib/profile.ts';
 
 const AGENTS = 4;
@@ -26,29 +27,6 @@ const TARGET_SECONDS = 30;
 const MAX_MEASURE_MS = 60_000;
 const BASELINE_MS = 4_000;
 const BASELINE_ROWS = 30_000;
-
-/** Inserts n queued jobs (one run each, as RunEvent makes them) copied from a template job, in one transaction. */
-async function enqueueBulk(url: string, templateJobId: string, n: number): Promise<void> {
-  await withClient(url, async (client) => {
-    await client.query(
-      `with t as (select * from jobs where id = $1),
-            r as (insert into runs (id, event_id, owner_id, status, input)
-                  select gen_random_uuid()::text, t.event_id, t.owner_id, 'running', 'null'::jsonb
-                    from t, generate_series(1, $2)
-                  returning id, event_id, owner_id)
-       insert into jobs (id, run_id, event_id, owner_id, max_attempts, status, priority, spec, selector, error, scheduling_deadline)
-       select gen_random_uuid()::text, r.id, r.event_id, r.owner_id, t.max_attempts, 'queued', t.priority, t.spec, t.selector, '', now() + interval '1 hour'
-         from r, t`,
-      [templateJobId, n],
-    );
-  });
-}
-
-async function countStatus(url: string, eventId: string, status: string): Promise<number> {
-  return withClient(url, async (client) =>
-    Number((await client.query('select count(*) from jobs where event_id = $1 and status = $2', [eventId, status])).rows[0].count),
-  );
-}
 
 /** A copy of the jobs table (same columns and indexes, no foreign keys) filled with queued copies of a job. */
 async function fillCopy(client: pg.Client, templateJobId: string, rows: number): Promise<void> {
@@ -99,43 +77,6 @@ async function rawQueueRate(url: string, clients: number, batch: number, ms: num
   }
 }
 
-async function measureBatch(
-  url: string,
-  fleet: LeanFleet,
-  eventId: string,
-  n: number,
-  templateJobId: string,
-  timeoutMs: number,
-): Promise<{ jobs: number; seconds: number; firstOffer: number; lastAck: number; complete: boolean }> {
-  const before = (await fleet.stats()).stats.reduce((sum, s) => sum + s.terminalAcked, 0);
-  await enqueueBulk(url, templateJobId, n);
-  const deadline = performance.now() + timeoutMs;
-  let acked = 0;
-  let lastAck = 0;
-  while (performance.now() < deadline) {
-    const { stats, failures } = await fleet.stats();
-    if (failures.length > 0) throw new Error(`lean agents failed: ${failures.join('; ')}`);
-    acked = stats.reduce((sum, s) => sum + s.terminalAcked, 0) - before;
-    lastAck = Math.max(...stats.map((s) => s.lastTerminalAckAt));
-    if (acked >= n) break;
-    await sleep(100);
-  }
-  const firstOffer = await withClient(url, async (client) =>
-    Number(
-      (
-        await client.query(
-          `select (extract(epoch from min(offered_at)) * 1000)::float8 as t from jobs where event_id = $1 and status <> 'queued'
-              and created_at >= (select max(created_at) from jobs where event_id = $1)`,
-          [eventId],
-        )
-      ).rows[0].t,
-    ),
-  );
-  const complete = acked >= n;
-  const end = complete ? lastAck : nowMs();
-  return { jobs: acked, seconds: (end - firstOffer) / 1000, firstOffer, lastAck: end, complete };
-}
-
 async function run(ctx: BenchContext, r: ResultBuilder): Promise<void> {
   const database = await freshDatabase('bench_throughput');
   const scratch = mkdtempSync(join(tmpdir(), 'cronium-bench-'));
@@ -170,7 +111,7 @@ async function run(ctx: BenchContext, r: ResultBuilder): Promise<void> {
     for (let i = 0; i < 50 && (await countStatus(database.url, event.id, 'succeeded')) < 1; i++) await sleep(100);
 
     ctx.log(`warm-up: ${WARMUP_JOBS} jobs`);
-    const warm = await measureBatch(database.url, fleet, event.id, WARMUP_JOBS, templateJobId, 40_000);
+    const warm = await measureBatch(database.url, [fleet], event.id, WARMUP_JOBS, templateJobId, 40_000);
     const warmRate = warm.jobs / warm.seconds;
     const budget = Math.min(MAX_MEASURE_MS, ctx.timeLeft() - 15_000);
     const n = Math.max(MIN_JOBS, Math.min(MAX_JOBS, Math.round((warmRate * TARGET_SECONDS) / 1000) * 1000));
@@ -180,7 +121,7 @@ async function run(ctx: BenchContext, r: ResultBuilder): Promise<void> {
     const pgCpu = new CpuMeter(() => postgresBackends(database.url.split('/').pop()!)).start();
     const agentCpu = new CpuMeter(() => [fleet!.pid]).start();
     const sampler = setInterval(() => pgCpu.sample(), 500);
-    const main = await measureBatch(database.url, fleet, event.id, n, templateJobId, budget);
+    const main = await measureBatch(database.url, [fleet], event.id, n, templateJobId, budget);
     clearInterval(sampler);
     const cpu = { controlPlane: cp.stop(), postgres: pgCpu.stop(), leanAgent: agentCpu.stop() };
     const rate = main.jobs / main.seconds;
