@@ -14,6 +14,10 @@ import { agentService } from './agent-service.ts';
 import { AgentService } from '@cronium/proto/api/v1/agent';
 import { ServerService } from '@cronium/proto/api/v1/server';
 import { serverService } from './server-service.ts';
+import { VariableService } from '@cronium/proto/api/v1/variable';
+import { variableService } from './variable-service.ts';
+import { NotificationService } from '@cronium/proto/api/v1/notification';
+import { notificationService } from './notification-service.ts';
 import type { ApiDeps } from './deps.ts';
 
 export interface ApiServerOptions {
@@ -39,6 +43,8 @@ export async function startApiServer(deps: ApiDeps, options: ApiServerOptions): 
     router.service(JobService, jobService(deps));
     router.service(AgentService, agentService(deps));
     router.service(ServerService, serverService(deps));
+    router.service(VariableService, variableService(deps));
+    router.service(NotificationService, notificationService(deps));
   };
   const adapter = connectNodeAdapter({
     routes,

@@ -15,6 +15,7 @@ import type {
   RunStatus as RunStatusName,
   Target as TargetRow,
 } from '../store/schema.ts';
+import { actionsToProto } from './action-messages.ts';
 
 /** Names used in the database, mapped to the public enums (and back). */
 export const jobStatuses: Record<JobStatusName, JobStatus> = {
@@ -150,6 +151,7 @@ export function eventToProto(row: EventRow): Event {
     cpus: row.cpus,
     network: row.network,
     schedulingTimeoutSeconds: row.scheduling_timeout_seconds,
+    actions: actionsToProto(row.actions),
     createdAt: time(row.created_at),
     updatedAt: time(row.updated_at),
   });
