@@ -109,9 +109,10 @@ describe('variables, actions and notifications', () => {
     assert.equal(after.variable.value ?? '', '');
     const sealed = (await sql.query("select value from variables where key = 'API_TOKEN'")).rows[0].value;
     assert.ok(!sealed.includes(NEW_SECRET));
-    const second = await stack.createEvent({ name: 'reads the new secret', type: 'EVENT_TYPE_BASH', script: `[ "$API_TOKEN" = ${NEW_SECRET} ] && echo new-ok\necho "value:$API_TOKEN"` });
+    const second = await stack.createEvent({ name: 'reads the new secret', type: 'EVENT_TYPE_BASH', script: `[ "$API_TOKEN" = ${NEW_SECRET} ] && echo new-ok\necho "value:$API_TOKEN"\ncronium_output "{\\"t\\": \\"$API_TOKEN\\"}"` });
     const secondJob = await stack.waitForTerminal((await stack.runEvent(second.id)).jobs[0].id);
     assert.equal(stdoutOf(await stack.watchJob(secondJob.id)), 'new-ok\nvalue:***\n');
+    assert.deepEqual(secondJob.output, { t: '***' }, 'a secret in the output is masked too');
 
     for (const file of ['control-plane.log', 'agent.log']) {
       const text = readFileSync(join(stack.dataDir, file), 'utf8');
@@ -165,6 +166,33 @@ describe('variables, actions and notifications', () => {
     assert.equal(delivery.deliveryId ?? body.deliveryId, delivery.id);
     await sleep(1500);
     assert.equal(receiver.on('/hook?token=url-secret').length, 2, 'the success action did not fire');
+  });
+
+  test('a notification waiting for a retry survives a kill -9 of the control plane and is delivered after the restart', async () => {
+    const channel = (await stack.ok(`${N}/CreateChannel`, { channel: { name: 'crash hook', webhook: { url: receiver.url('/crash') } } })).channel;
+    receiver.answers.push(503, 503, 503);
+    const event = await stack.createEvent({
+      name: 'crashy',
+      type: 'EVENT_TYPE_BASH',
+      script: 'exit 1',
+      actions: [{ trigger: 'ACTION_ON_FAILURE', notify: { channelId: channel.id, template: '{{event.name}} {{run.status}}' } }],
+    });
+    const run = await stack.runEvent(event.id);
+    await receiver.waitFor('/crash', 1);
+    const attempted = async () => (await sql.query('select status, attempts from notification_deliveries where run_id = $1', [run.id])).rows[0];
+    for (let i = 0; i < 100 && (await attempted()).attempts < 1; i++) await sleep(50);
+    await stack.killControlPlane();
+    assert.equal((await attempted()).status, 'pending', 'the failed attempt is recorded and the notification waits in the outbox');
+    await sleep(1000);
+    await stack.startControlPlane();
+    await stack.waitForAgent();
+    for (let i = 0; i < 300 && (await attempted()).status !== 'delivered'; i++) await sleep(100);
+    const row = await attempted();
+    assert.equal(row.status, 'delivered');
+    const requests = receiver.on('/crash');
+    assert.ok(requests.length >= 2 && requests.length === row.attempts, `${requests.length} requests, ${row.attempts} attempts`);
+    assert.ok(requests.every((r) => r.body === requests[0]!.body && r.headers['x-cronium-delivery'] === requests[0]!.headers['x-cronium-delivery']), 'the same notification each time, with one delivery id to deduplicate by');
+    assert.equal(JSON.parse(requests.at(-1)!.body).text, 'crashy failed');
   });
 
   test('Slack and Discord channels post their JSON shapes; TestChannel sends a test message', async () => {

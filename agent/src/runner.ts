@@ -11,7 +11,7 @@ import {
 import { executorFor, type ExecutionResult, type Executor, type ExecutorName, type JobSpec, type LogStreamName } from './job.ts';
 import { Outbox, refKey } from './outbox.ts';
 import { completeUtf8Length } from './utf8.ts';
-import { maskText, secretForms, StreamMasker } from './secret-mask.ts';
+import { maskJson, maskText, secretForms, StreamMasker } from './secret-mask.ts';
 import type { Spool } from './spool.ts';
 
 export interface RunnerOptions {
@@ -259,7 +259,7 @@ export class Runner {
     this.#status(job, outcomes[result.outcome], {
       exitCode: result.exitCode,
       error: maskText(result.error, job.secretForms),
-      output: result.output === undefined ? undefined : toValue(result.output),
+      output: result.output === undefined ? undefined : toValue(maskJson(result.output, job.secretForms)),
       condition: result.condition,
       variablesSet: { ...result.variablesSet },
       logTruncated: job.truncated,

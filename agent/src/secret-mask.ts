@@ -21,6 +21,17 @@ export function maskText(text: string, forms: readonly string[]): string {
   return masked;
 }
 
+/** Masks secrets in every string of a JSON value (a job's output), keys included. */
+export function maskJson<T>(value: T, forms: readonly string[]): T {
+  if (forms.length === 0) return value;
+  if (typeof value === 'string') return maskText(value, forms) as T;
+  if (Array.isArray(value)) return value.map((item) => maskJson(item, forms)) as T;
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [maskText(key, forms), maskJson(item, forms)])) as T;
+  }
+  return value;
+}
+
 /**
  * Masks secrets in a byte stream that arrives in pieces. The end of each piece
  * that could be the start of a secret is held back until the next piece shows

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { maskText, secretForms, StreamMasker } from '../src/secret-mask.ts';
+import { maskJson, maskText, secretForms, StreamMasker } from '../src/secret-mask.ts';
 
 const SECRET = 'p@ss w0rd/+=';
 
@@ -35,4 +35,10 @@ test('text that only starts like a secret comes out whole, at the latest when th
 test('without secrets the bytes pass unchanged', () => {
   assert.equal(maskedStream([], ['a', 'b']), 'ab');
   assert.deepEqual(secretForms(['']), []);
+});
+
+test('secrets in a job output are masked in every string, keys included', () => {
+  const forms = secretForms([SECRET]);
+  assert.deepEqual(maskJson({ token: SECRET, [SECRET]: [1, `x${SECRET}`, null, true] }, forms), { token: '***', '***': [1, 'x***', null, true] });
+  assert.equal(maskJson(42, forms), 42);
 });

@@ -34,9 +34,13 @@ function runOutput(jobs: readonly JobFacts[]): unknown {
   return jobs.find((job) => job.output !== null && job.output !== undefined)?.output ?? null;
 }
 
+/** Long outputs are cut: a notification is a message, not a copy of the result. */
+const MAX_OUTPUT_CHARS = 4000;
+
 function outputText(output: unknown): string {
   if (output === null || output === undefined) return '';
-  return typeof output === 'string' ? output : JSON.stringify(output);
+  const text = typeof output === 'string' ? output : JSON.stringify(output);
+  return text.length > MAX_OUTPUT_CHARS ? `${text.slice(0, MAX_OUTPUT_CHARS)}…` : text;
 }
 
 /**

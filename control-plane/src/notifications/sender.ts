@@ -18,8 +18,11 @@ export interface NotificationSenderOptions {
 }
 
 const BATCH = 20;
-/** A claimed delivery not finished in this time (the replica died mid-send) is taken again: at least once. */
-const CLAIM_MS = 120_000;
+/**
+ * A claimed delivery not finished in this time (the replica died mid-send) is
+ * taken again: at least once. Well above the senders' 15 s timeouts.
+ */
+const CLAIM_MS = 60_000;
 
 export function retryDelayMs(attempts: number, baseMs: number, maxMs: number): number {
   return Math.min(maxMs, baseMs * 2 ** Math.max(0, attempts - 1));
