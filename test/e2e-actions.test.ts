@@ -220,6 +220,12 @@ describe('variables, actions and notifications', () => {
     assert.equal(tested.ok, true);
     const all = await receiver.waitFor('/slack/T000/B000/XXXX', 2);
     assert.match(JSON.parse(all[1]!.body).text, /test message/);
+
+    // An update that leaves the write-only URL empty keeps the stored one.
+    const renamed = (await stack.ok(`${N}/UpdateChannel`, { channel: { id: slack.id, name: 'slack renamed', slack: {} } })).channel;
+    assert.equal(renamed.name, 'slack renamed');
+    assert.equal((await stack.ok(`${N}/TestChannel`, { id: slack.id })).ok, true);
+    await receiver.waitFor('/slack/T000/B000/XXXX', 3);
   });
 
   test('an email reaches an SMTP server with the subject and body from the templates', async () => {

@@ -1,6 +1,6 @@
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
-import { ChannelSchema, SmtpTls, type Channel } from '@cronium/proto/api/v1/notification';
+import { ChannelSchema, DiscordChannelSchema, EmailChannelSchema, SlackChannelSchema, SmtpTls, WebhookChannelSchema, type Channel } from '@cronium/proto/api/v1/notification';
 import type { ChannelRow } from '../store/schema.ts';
 import type { ChannelConfig, SmtpTlsMode } from '../notifications/channels.ts';
 import { reverse } from '../wire/api-messages.ts';
@@ -76,9 +76,14 @@ export function channelToProto(row: ChannelRow): Channel {
   const s = row.settings as Record<string, any>;
   const kind: Channel['kind'] =
     row.kind === 'webhook'
-      ? { case: 'webhook', value: { url: '', headers: {}, hmacSecret: '', headerNames: s.headerNames ?? [], signed: s.signed ?? false } as never }
+      ? { case: 'webhook', value: create(WebhookChannelSchema, { headerNames: s.headerNames ?? [], signed: s.signed ?? false }) }
       : row.kind === 'email'
-        ? { case: 'email', value: { host: s.host, port: s.port, tls: tlsModes[s.tls as SmtpTlsMode], username: s.username, password: '', from: s.from, to: s.to ?? [], hasPassword: s.hasPassword ?? false } as never }
-        : { case: row.kind, value: { webhookUrl: '' } as never };
+        ? {
+            case: 'email',
+            value: create(EmailChannelSchema, { host: s.host, port: s.port, tls: tlsModes[s.tls as SmtpTlsMode], username: s.username, from: s.from, to: s.to ?? [], hasPassword: s.hasPassword ?? false }),
+          }
+        : row.kind === 'slack'
+          ? { case: 'slack', value: create(SlackChannelSchema) }
+          : { case: 'discord', value: create(DiscordChannelSchema) };
   return create(ChannelSchema, { id: row.id, name: row.name, kind, createdAt: timestampFromDate(new Date(row.created_at)), updatedAt: timestampFromDate(new Date(row.updated_at)) });
 }

@@ -56,7 +56,8 @@ export function openChannelSecrets(sealer: Sealer, row: Pick<ChannelRow, 'id' | 
 }
 
 export function openChannel(sealer: Sealer, row: ChannelRow): ChannelConfig {
-  return { kind: row.kind, ...row.settings, ...openChannelSecrets(sealer, row) } as ChannelConfig;
+  const { hasPassword: _shown, ...settings } = row.settings;
+  return { kind: row.kind, ...settings, ...openChannelSecrets(sealer, row) } as ChannelConfig;
 }
 
 /** Key rotation: channel credentials sealed with an old key are sealed again with the current one. */
