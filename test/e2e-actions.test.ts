@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { Stack, freshDatabase } from './harness.ts';
 import { HttpReceiver, SmtpReceiver } from './receivers.ts';
+import { startSshd } from './sshd.ts';
 
 const V = 'cronium.api.v1.VariableService';
 const N = 'cronium.api.v1.NotificationService';
@@ -114,9 +115,25 @@ describe('variables, actions and notifications', () => {
     assert.equal(stdoutOf(await stack.watchJob(secondJob.id)), 'new-ok\nvalue:***\n');
     assert.deepEqual(secondJob.output, { t: '***' }, 'a secret in the output is masked too');
 
-    for (const file of ['control-plane.log', 'agent.log']) {
-      const text = readFileSync(join(stack.dataDir, file), 'utf8');
-      assert.ok(!text.includes(SECRET) && !text.includes(NEW_SECRET), `${file} holds a secret`);
+  });
+
+  test('a secret reaches a job on a server over SSH the same way, masked', async () => {
+    const sshd = await startSshd();
+    try {
+      const server = (await stack.ok('cronium.api.v1.ServerService/CreateServer', { server: { name: 'ssh', host: sshd.host, port: sshd.port, username: sshd.username, privateKey: sshd.privateKey } })).server;
+      await stack.ok('cronium.api.v1.ServerService/ApproveHostKey', { id: server.id, fingerprint: sshd.hostKeyFingerprint });
+      await stack.ok(`${V}/SetVariable`, { key: 'SSH_SECRET', value: 'over-ssh-hidden', secret: true });
+      const event = await stack.createEvent({
+        name: 'ssh secret',
+        type: 'EVENT_TYPE_BASH',
+        script: '[ "$SSH_SECRET" = over-ssh-hidden ] && echo env-ok\necho "value:$SSH_SECRET"',
+        target: { servers: { serverIds: [server.id] } },
+      });
+      const job = await stack.waitForTerminal((await stack.runEvent(event.id)).jobs[0].id);
+      assert.equal(job.status, 'JOB_STATUS_SUCCEEDED', JSON.stringify(job));
+      assert.equal(stdoutOf(await stack.watchJob(job.id)), 'env-ok\nvalue:***\n');
+    } finally {
+      await sshd.stop();
     }
   });
 
@@ -305,5 +322,15 @@ describe('variables, actions and notifications', () => {
       event: { name: 'bad', type: 'EVENT_TYPE_BASH', script: 'true', actions: [{ trigger: 'ACTION_ALWAYS', notify: { channelId: channel.id, template: '{{#open}}' } }] },
     });
     assert.match(body.message, /^event\.actions\[0\]\.notify\.template: /);
+  });
+
+  test('no secret variable or channel credential reached the control plane or agent logs', async () => {
+    for (const file of ['control-plane.log', 'agent.log']) {
+      const text = readFileSync(join(stack.dataDir, file), 'utf8');
+      assert.ok(text.length > 0, `${file} was written`);
+      for (const secret of [SECRET, NEW_SECRET, 'over-ssh-hidden', 'url-secret', 'hook-token', 'hmac-key', 'smtp-pass-9', 'XXXX']) {
+        assert.ok(!text.includes(secret), `${file} holds ${secret}`);
+      }
+    }
   });
 });

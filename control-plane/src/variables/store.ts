@@ -40,11 +40,21 @@ export async function variablesOfOwners(db: Db, sealer: Sealer, owners: readonly
   for (const row of rows) {
     let entry = byOwner.get(row.owner_id);
     if (!entry) byOwner.set(row.owner_id, (entry = { variables: {}, secrets: {} }));
-    const value = row.secret ? openVariable(sealer, row.owner_id, row.key, row.value) : row.value;
+    const value = row.secret ? openOrSkip(sealer, row) : row.value;
+    // A secret no key opens (its key was dropped) is left out, rather than stop every offer.
+    if (value === undefined) continue;
     entry.variables[row.key] = value;
     if (row.secret) entry.secrets[row.key] = value;
   }
   return byOwner;
+}
+
+function openOrSkip(sealer: Sealer, row: { owner_id: string; key: string; value: string }): string | undefined {
+  try {
+    return openVariable(sealer, row.owner_id, row.key, row.value);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The plain (non-secret) variables of one owner, e.g. for notification templates. */
