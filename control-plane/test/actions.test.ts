@@ -146,6 +146,16 @@ for (const store of ['pglite', 'postgres'] as const) {
       assert.equal((await db.selectFrom('runs').select('id').where('caused_by_run_id', '=', next.id).execute()).length, 0, 'no run past the cap');
     });
 
+    test('ACTION_ON_CONDITION fires only for a run whose script set the condition true', async () => {
+      const channelId = await makeChannel('/condition');
+      const event = await makeEvent([{ trigger: 'on_condition', notify: { channelId, template: '{{run.status}}', subject: '' } }]);
+      for (const condition of [true, false, undefined]) {
+        const { job } = await offeredJob(event);
+        await completeAttempt(db, fence(job), { status: 'succeeded', exitCode: 0, error: '', condition });
+      }
+      assert.equal((await deliveries()).length, 1);
+    });
+
     test("a script's setVariable of a secret key is stored sealed", async () => {
       useVariableSealer(sealer);
       await db.insertInto('variables').values({ owner_id: OWNER, key: 'TOKEN', value: sealVariable(sealer, OWNER, 'TOKEN', 'old'), secret: true }).execute();

@@ -1,3 +1,4 @@
+import type { Db } from '../store/database.ts';
 import type { Sealer } from '../secrets/sealer.ts';
 import type { ChannelKind, ChannelRow } from '../store/schema.ts';
 
@@ -61,7 +62,7 @@ export function openChannel(sealer: Sealer, row: ChannelRow): ChannelConfig {
 }
 
 /** Key rotation: channel credentials sealed with an old key are sealed again with the current one. */
-export async function resealChannels(db: import('../store/database.ts').Db, sealer: Sealer): Promise<number> {
+export async function resealChannels(db: Db, sealer: Sealer): Promise<number> {
   const rows = await db.selectFrom('notification_channels').select(['id', 'secrets_sealed']).execute();
   let changed = 0;
   for (const row of rows) {
