@@ -53,6 +53,8 @@ export interface JobSpec {
   readonly http?: HttpRequestSpec;
   /** Set when the job runs on a server over SSH instead of in a container. */
   readonly ssh?: SshTarget;
+  /** Secret variables (also in env and variables): their values are masked in the log. */
+  readonly secrets?: Readonly<Record<string, string>>;
 }
 
 export type Outcome = 'succeeded' | 'failed' | 'timed_out' | 'cancelled';

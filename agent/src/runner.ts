@@ -11,6 +11,7 @@ import {
 import { executorFor, type ExecutionResult, type Executor, type ExecutorName, type JobSpec, type LogStreamName } from './job.ts';
 import { Outbox, refKey } from './outbox.ts';
 import { completeUtf8Length } from './utf8.ts';
+import { maskJson, maskText, secretForms, StreamMasker } from './secret-mask.ts';
 import type { Spool } from './spool.ts';
 
 export interface RunnerOptions {
@@ -51,6 +52,9 @@ interface RunningJob {
   logged: number;
   truncated: boolean;
   readonly logLimit: number;
+  /** Every form of the job's secret values, masked in its log and error. */
+  readonly secretForms: readonly string[];
+  readonly masks: Record<LogStreamName, StreamMasker>;
 }
 
 /**
@@ -112,7 +116,7 @@ export class Runner {
     if (!executor) return reject(`no ${executorFor(spec)} executor for ${spec.kind} jobs on this agent`);
     const full = this.#options.spool.fullReason;
     if (full) return reject(full);
-    const job = newJob(ref, logLimit);
+    const job = newJob(ref, logLimit, secretForms(Object.values(spec.secrets ?? {})));
     this.#jobs.set(ref.leaseId, job);
     this.#options.spool.open(ref);
     this.#options.send(create(ConnectRequestSchema, { kind: { case: 'jobAccept', value: { job: ref } } }));
@@ -146,7 +150,7 @@ export class Runner {
   recover(): number {
     const leases = this.#options.spool.recover();
     for (const { ref, messages } of leases) {
-      const job = newJob(ref, 0);
+      const job = newJob(ref, 0, []);
       job.finished = true;
       this.#jobs.set(ref.leaseId, job);
       let ended = false;
@@ -208,8 +212,10 @@ export class Runner {
     }
   }
 
-  async #log(job: RunningJob, stream: LogStreamName, data: Buffer): Promise<void> {
+  async #log(job: RunningJob, stream: LogStreamName, raw: Buffer): Promise<void> {
     if (job.stale || job.truncated) return;
+    // Masked before anything is counted, spooled or sent: no secret leaves the host.
+    const data = job.masks[stream].push(raw);
     const room = job.logLimit - job.logged;
     if (data.length > room) {
       this.#chunk(job, stream, Buffer.concat([job.carry[stream], data.subarray(0, room)]));
@@ -241,7 +247,9 @@ export class Runner {
       result = { outcome: 'failed', exitCode: -1, error: `agent could not run the job: ${(error as Error).message}`, variablesSet: {}, oomKilled: false };
     }
     for (const stream of ['stdout', 'stderr', 'system'] as const) {
-      if (job.carry[stream].length > 0) this.#chunk(job, stream, job.carry[stream]);
+      const held = job.truncated ? Buffer.alloc(0) : job.masks[stream].flush();
+      const rest = held.length > 0 ? Buffer.concat([job.carry[stream], held]) : job.carry[stream];
+      if (rest.length > 0) this.#chunk(job, stream, rest);
     }
     job.finished = true;
     if (job.stale) {
@@ -250,8 +258,8 @@ export class Runner {
     }
     this.#status(job, outcomes[result.outcome], {
       exitCode: result.exitCode,
-      error: result.error,
-      output: result.output === undefined ? undefined : toValue(result.output),
+      error: maskText(result.error, job.secretForms),
+      output: result.output === undefined ? undefined : toValue(maskJson(result.output, job.secretForms)),
       condition: result.condition,
       variablesSet: { ...result.variablesSet },
       logTruncated: job.truncated,
@@ -264,8 +272,10 @@ export class Runner {
   }
 }
 
-function newJob(ref: JobRef, logLimit: number): RunningJob {
+function newJob(ref: JobRef, logLimit: number, forms: readonly string[]): RunningJob {
   return {
+    secretForms: forms,
+    masks: { stdout: new StreamMasker(forms), stderr: new StreamMasker(forms), system: new StreamMasker(forms) },
     ref,
     abort: new AbortController(),
     stale: false,

@@ -15,6 +15,10 @@ import { loadOrCreateSigner } from './enrollment/join-tokens.ts';
 import { loadSealer } from './secrets/sealer.ts';
 import { resealServers } from './servers/reseal.ts';
 import { purgeDeletedServers } from './servers/purge.ts';
+import { useVariableSealer } from './variables/sealing.ts';
+import { resealVariables } from './variables/store.ts';
+import { resealChannels } from './notifications/channels.ts';
+import { NotificationSender } from './notifications/sender.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
 import { advisoryLeadership, soleLeader } from './scheduler/leader.ts';
 import { LinkServer } from './link/server.ts';
@@ -108,6 +112,9 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
   if (resealed > 0) logger.info({ rows: resealed }, 'secrets sealed again with the current encryption key');
   const resealedHooks = await resealWebhooks(db, sealer);
   if (resealedHooks > 0) logger.info({ webhooks: resealedHooks }, 'webhook secrets sealed again with the current encryption key');
+  useVariableSealer(sealer);
+  const resealedSecrets = { variables: await resealVariables(db, sealer), channels: await resealChannels(db, sealer) };
+  if (resealedSecrets.variables + resealedSecrets.channels > 0) logger.info(resealedSecrets, 'secret variables and channel credentials sealed again with the current encryption key');
   const log = (message: string, fields?: Record<string, unknown>) => logger.info(fields ?? {}, message);
 
   let dispatcher: Dispatcher | undefined;
@@ -220,6 +227,8 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     log,
   });
   scheduler.start();
+  const notifications = new NotificationSender({ db, sealer, log: (message, fields) => logger.warn(fields ?? {}, message) });
+  notifications.start();
   const purge = setInterval(() => {
     purgeDeletedServers(db).then(
       (count) => count > 0 && logger.info({ servers: count }, 'purged servers deleted more than 30 days ago'),
@@ -245,6 +254,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
       clearInterval(poll);
       clearInterval(purge);
       await scheduler.stop();
+      await notifications.stop();
       stopDispatchKicks();
       await dispatcher.stop();
       await link.stop();

@@ -4,6 +4,7 @@ import { claimJobs } from './queue/claim.ts';
 import type { AgentCandidate } from './domain/selector.ts';
 import type { Sealer } from './secrets/sealer.ts';
 import { openCredentials } from './servers/credentials.ts';
+import { variablesOfOwners } from './variables/store.ts';
 
 /** An SSH server's address and credentials, opened for one offer. */
 export interface SshTarget {
@@ -19,6 +20,8 @@ export interface SshTarget {
 /** What an offer carries besides the job's own spec. */
 export interface OfferContext {
   readonly variables: Readonly<Record<string, string>>;
+  /** Secret variables, opened for this offer only (never stored in the job's spec). */
+  readonly secrets: Readonly<Record<string, string>>;
   readonly ssh?: SshTarget;
 }
 
@@ -76,11 +79,11 @@ export class Dispatcher {
         if (targets.size === 0) break;
         const claimed = await claimJobs(this.#options.db, [...targets.values()], this.#options.offerTimeoutMs);
         if (claimed.length === 0) continue;
-        const variables = await this.#variables(claimed);
+        const variables = await variablesOfOwners(this.#options.db, this.#options.sealer, [...new Set(claimed.map((job) => job.owner_id))]);
         const servers = await this.#servers(claimed);
         for (const job of claimed) {
           this.#options.onOffered?.(job);
-          targets.get(job.agent_id!)?.offer(job, { variables: variables.get(job.owner_id) ?? {}, ssh: job.server_id ? servers.get(job.server_id) : undefined });
+          targets.get(job.agent_id!)?.offer(job, { variables: {}, secrets: {}, ...variables.get(job.owner_id), ssh: job.server_id ? servers.get(job.server_id) : undefined });
         }
         this.#again = true;
       } while (this.#again && !this.#stopped);
@@ -101,13 +104,5 @@ export class Dispatcher {
         { serverId: row.id, host: row.host, port: row.port, username: row.username, hostKeyFingerprint: row.host_key_fingerprint, ...openCredentials(this.#options.sealer, row) },
       ]),
     );
-  }
-
-  async #variables(jobs: readonly JobRow[]): Promise<Map<string, Record<string, string>>> {
-    const owners = [...new Set(jobs.map((job) => job.owner_id))];
-    const rows = await this.#options.db.selectFrom('variables').select(['owner_id', 'key', 'value']).where('owner_id', 'in', owners).execute();
-    const byOwner = new Map<string, Record<string, string>>();
-    for (const row of rows) byOwner.set(row.owner_id, { ...byOwner.get(row.owner_id), [row.key]: row.value });
-    return byOwner;
   }
 }

@@ -10,7 +10,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
-import pg from 'pg';
 import { migrate, openDatabase, type Db } from '../src/store/database.ts';
 import type { EventRow, EventType, JobRow, Selector, Target } from '../src/store/schema.ts';
 import { EMPTY_SELECTOR, type AgentCandidate } from '../src/domain/selector.ts';
@@ -30,8 +29,8 @@ import {
   type Fence,
 } from '../src/queue/transitions.ts';
 import { appendLogs, readLogs, LOG_STREAMS } from '../src/queue/logs.ts';
+import { adminQuery } from './test-store.ts';
 
-const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 const OWNER = 'owner-1';
 /** Long enough that an offer never expires inside a test that does not want it to. */
 const OFFER_MS = 30_000;
@@ -41,16 +40,6 @@ const PRIORITY = { LOW: 0, NORMAL: 1, HIGH: 2, CRITICAL: 3 } as const;
 
 interface Store {
   readonly name: 'pglite' | 'postgres';
-}
-
-async function adminQuery(text: string): Promise<void> {
-  const client = new pg.Client({ connectionString: ADMIN_URL });
-  await client.connect();
-  try {
-    await client.query(text);
-  } finally {
-    await client.end();
-  }
 }
 
 function candidate(id: string, freeSlots = 10, labels: Record<string, string> = {}, executors: string[] = ['docker', 'http']): AgentCandidate {

@@ -30,10 +30,11 @@ export function jobSpecOf(ref: JobRef, spec: JobSpecMessage | undefined, agentId
     kind,
     script: spec.script,
     // Where and what is running, for scripts that need to know.
-    env: { ...spec.env, CRONIUM_AGENT_ID: agentId, CRONIUM_JOB_ID: ref.jobId, CRONIUM_RUN_ID: spec.runId, CRONIUM_ATTEMPT: String(ref.attempt) },
+    env: { ...spec.env, ...spec.secrets, CRONIUM_AGENT_ID: agentId, CRONIUM_JOB_ID: ref.jobId, CRONIUM_RUN_ID: spec.runId, CRONIUM_ATTEMPT: String(ref.attempt) },
     timeoutSeconds: spec.timeoutSeconds,
     input: spec.input ? (toJson(ValueSchema, spec.input) as JsonValue) : null,
-    variables: { ...spec.variables },
+    variables: { ...spec.variables, ...spec.secrets },
+    secrets: { ...spec.secrets },
     memoryBytes: Number(spec.memoryBytes),
     cpus: spec.cpus,
     network: spec.network,

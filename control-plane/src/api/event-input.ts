@@ -5,6 +5,7 @@ import { eventStatuses, eventTypes, labelOps, priorities, reverse } from '../wir
 import { termError } from '../domain/selector.ts';
 import { invalid } from './errors.ts';
 import { Cron } from 'croner';
+import { actionFields } from './action-input.ts';
 
 const typeNames = reverse(eventTypes);
 const statusNames = reverse(eventStatuses);
@@ -58,6 +59,7 @@ export function eventFields(event: Event | undefined): EventFields {
     cpus: event.cpus || DEFAULT_CPUS,
     network: event.network,
     scheduling_timeout_seconds: event.schedulingTimeoutSeconds || DEFAULT_SCHEDULING_TIMEOUT_SECONDS,
+    actions: JSON.stringify(actionFields(event.actions)),
   };
 }
 

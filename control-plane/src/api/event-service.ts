@@ -8,6 +8,7 @@ import { kickDispatch } from '../job-events.ts';
 import type { EventRow } from '../store/schema.ts';
 import { principalOf, type Principal } from './auth.ts';
 import { eventFields } from './event-input.ts';
+import { checkActionTargets } from './action-input.ts';
 import { invalid, notFound } from './errors.ts';
 import type { ApiDeps } from './deps.ts';
 import { Code, ConnectError } from '@connectrpc/connect';
@@ -44,6 +45,7 @@ export function eventService(deps: ApiDeps): ServiceImpl<typeof EventService> {
       mustChange(principal);
       const fields = eventFields(req.event);
       await checkServers(deps, principal, fields);
+      await checkActionTargets(deps, principal, fields.actions);
       const row = await db
         .insertInto('events')
         .values({ ...fields, id: randomUUID(), owner_id: principal.ownerId })
@@ -66,6 +68,7 @@ export function eventService(deps: ApiDeps): ServiceImpl<typeof EventService> {
       const existing = await findEvent(deps, principal, req.event?.id ?? '');
       const fields = eventFields(req.event);
       await checkServers(deps, principal, fields);
+      await checkActionTargets(deps, principal, fields.actions);
       const row = await db
         .updateTable('events')
         .set({ ...fields, updated_at: sql<Date>`now()` })

@@ -1,6 +1,7 @@
 import type { Db } from '../store/database.ts';
 import type { RunRow } from '../store/schema.ts';
 import { onRunSettled as advanceWorkflow } from '../workflows/engine.ts';
+import { runActions } from '../actions/run-actions.ts';
 
 /**
  * Called inside the transaction that ends a run, so whatever a finished run
@@ -9,4 +10,5 @@ import { onRunSettled as advanceWorkflow } from '../workflows/engine.ts';
  */
 export async function afterRunSettled(tx: Db, run: RunRow): Promise<void> {
   await advanceWorkflow(tx, run);
+  await runActions(tx, run);
 }

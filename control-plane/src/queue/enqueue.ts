@@ -21,6 +21,7 @@ export async function enqueueRun(
   event: EventRow,
   input: unknown,
   agents: readonly RegisteredAgent[],
+  cause: { readonly runId: string; readonly actionDepth: number } | null = null,
 ): Promise<{ run: RunRow; jobIds: string[] }> {
   const selector: Selector = 'selector' in event.target ? event.target.selector : EMPTY_SELECTOR;
   const serverIds = 'serverIds' in event.target ? [...event.target.serverIds] : undefined;
@@ -47,6 +48,8 @@ export async function enqueueRun(
         owner_id: event.owner_id,
         status: 'running',
         input: JSON.stringify(input ?? null),
+        // Set when a conditional action of another run started this one (see actions/run-actions.ts).
+        ...(cause ? { caused_by_run_id: cause.runId, action_depth: cause.actionDepth } : {}),
       })
       .returningAll()
       .executeTakeFirstOrThrow();

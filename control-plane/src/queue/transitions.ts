@@ -3,6 +3,7 @@ import { inTransaction, type Db } from '../store/database.ts';
 import type { JobRow, JobStatus, RunRow } from '../store/schema.ts';
 import { isTerminal, retryDelayMs, runOutcome } from '../domain/run-status.ts';
 import { afterRunSettled } from './after-run.ts';
+import { saveVariablesSet } from '../variables/store.ts';
 
 /** Identifies one attempt under one lease; every state change is guarded by it. */
 export interface Fence {
@@ -132,15 +133,7 @@ export async function completeAttempt(
  * when it was the last job).
  */
 export async function finishLocked(tx: Tx, job: JobRow, result: AttemptResult, options: { retry: boolean } = { retry: true }): Promise<Finished> {
-  if (result.variablesSet) {
-    for (const [key, value] of Object.entries(result.variablesSet)) {
-      await tx
-        .insertInto('variables')
-        .values({ owner_id: job.owner_id, key, value })
-        .onConflict((oc) => oc.columns(['owner_id', 'key']).doUpdateSet({ value, updated_at: sql<Date>`now()` }))
-        .execute();
-    }
-  }
+  if (result.variablesSet) await saveVariablesSet(tx, job.owner_id, result.variablesSet);
   const retryable = options.retry && (result.status === 'failed' || result.status === 'timed_out') && !job.cancel_requested;
   if (retryable && job.attempt < job.max_attempts) {
     const delayMs = retryDelayMs(job.attempt);

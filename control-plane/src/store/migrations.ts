@@ -235,6 +235,48 @@ const migrations: Record<string, Migration> = {
       `);
     },
   },
+  '0007_variables_actions': {
+    async up(db: Kysely<any>) {
+      await runStatements(db, `
+        alter table variables add column secret boolean not null default false;
+        alter table events add column actions jsonb not null default '[]';
+        alter table runs add column action_depth integer not null default 0;
+        alter table runs add column caused_by_run_id text;
+
+        create table notification_channels (
+          id text primary key,
+          owner_id text not null,
+          name text not null,
+          kind text not null,
+          settings jsonb not null default '{}',
+          secrets_sealed text not null,
+          created_at timestamptz not null default now(),
+          updated_at timestamptz not null default now(),
+          deleted_at timestamptz
+        );
+        create index notification_channels_owner on notification_channels (owner_id) where deleted_at is null;
+
+        create table notification_deliveries (
+          id text primary key,
+          owner_id text not null,
+          channel_id text not null references notification_channels (id),
+          run_id text references runs (id),
+          event_id text,
+          status text not null default 'pending',
+          attempts integer not null default 0,
+          last_error text not null default '',
+          message jsonb not null,
+          next_attempt_at timestamptz not null default now(),
+          locked_until timestamptz,
+          created_at timestamptz not null default now(),
+          delivered_at timestamptz
+        );
+        create index notification_deliveries_due on notification_deliveries (next_attempt_at) where status = 'pending';
+        create index notification_deliveries_channel on notification_deliveries (channel_id, created_at desc);
+        create index notification_deliveries_run on notification_deliveries (run_id);
+      `);
+    },
+  },
   '0008_cluster_keys': {
     async up(db: Kysely<any>) {
       await runStatements(db, `

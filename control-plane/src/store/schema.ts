@@ -73,6 +73,7 @@ export interface EventsTable {
   cpus: number;
   network: Defaulted<boolean>;
   scheduling_timeout_seconds: Defaulted<number>;
+  actions: ColumnType<ActionRow[], string | undefined, string>;
   created_at: Timestamp;
   updated_at: Timestamp;
   deleted_at: NullableTimestamp;
@@ -90,6 +91,9 @@ export interface RunsTable {
   input: Json<unknown>;
   created_at: Timestamp;
   finished_at: NullableTimestamp;
+  /** How many runEvent actions led to this run (0: started by hand or schedule). */
+  action_depth: Defaulted<number>;
+  caused_by_run_id: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface JobsTable {
@@ -166,8 +170,60 @@ export interface JobLogsTable {
 export interface VariablesTable {
   owner_id: string;
   key: string;
+  /** For a secret: AES-256-GCM, bound to (owner, key) (see variables/sealing.ts). */
   value: string;
+  secret: Defaulted<boolean>;
   updated_at: Timestamp;
+}
+
+export type ActionTrigger = 'on_success' | 'on_failure' | 'always' | 'on_condition';
+
+/** A conditional action of an event, run when one of its runs ends. */
+export type ActionRow =
+  | { readonly trigger: ActionTrigger; readonly runEvent: { readonly eventId: string } }
+  | { readonly trigger: ActionTrigger; readonly notify: { readonly channelId: string; readonly template: string; readonly subject: string } };
+
+export type ChannelKind = 'webhook' | 'slack' | 'discord' | 'email';
+
+export interface NotificationChannelsTable {
+  id: string;
+  owner_id: string;
+  name: string;
+  kind: ChannelKind;
+  /** What may be shown (SMTP host, from, to; webhook header names). */
+  settings: Json<Record<string, unknown>>;
+  /** JSON of the write-only fields, sealed and bound to the row. */
+  secrets_sealed: string;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  deleted_at: NullableTimestamp;
+}
+
+export type DeliveryStatus = 'pending' | 'delivered' | 'failed';
+
+/** The notification outbox: written with the run's end, delivered after the commit. */
+export interface NotificationDeliveriesTable {
+  id: string;
+  owner_id: string;
+  channel_id: string;
+  run_id: string | null;
+  event_id: string | null;
+  status: Defaulted<DeliveryStatus>;
+  attempts: Defaulted<number>;
+  last_error: Defaulted<string>;
+  message: Json<NotificationMessage>;
+  next_attempt_at: Timestamp;
+  locked_until: NullableTimestamp;
+  created_at: Timestamp;
+  delivered_at: NullableTimestamp;
+}
+
+/** A rendered notification, plus the facts a webhook receives as JSON. */
+export interface NotificationMessage {
+  readonly subject: string;
+  readonly text: string;
+  readonly event: { readonly id: string; readonly name: string } | null;
+  readonly run: { readonly id: string; readonly status: string; readonly exitCode: number | null; readonly durationMs: number | null } | null;
 }
 
 export interface AgentsTable {
@@ -295,6 +351,8 @@ export interface Database {
   workflow_executions: WorkflowExecutionsTable;
   workflow_node_runs: WorkflowNodeRunsTable;
   cluster_keys: ClusterKeysTable;
+  notification_channels: NotificationChannelsTable;
+  notification_deliveries: NotificationDeliveriesTable;
 }
 
 /** Key pairs all replicas share (agent CA, join-token signer); private halves sealed with the master key. */
@@ -312,3 +370,5 @@ export type RunRow = Selectable<RunsTable>;
 export type JobRow = Selectable<JobsTable>;
 export type NewJobRow = Insertable<JobsTable>;
 export type AgentRow = Selectable<AgentsTable>;
+export type ChannelRow = Selectable<NotificationChannelsTable>;
+export type DeliveryRow = Selectable<NotificationDeliveriesTable>;

@@ -42,7 +42,7 @@ export function fenceOf(ref: JobRef | undefined): Fence {
   return { jobId: ref?.jobId ?? '', attempt: ref?.attempt ?? 0, leaseId: ref?.leaseId ?? '' };
 }
 
-export function offerMessage(job: JobRow, { variables, ssh }: OfferContext, logLimitBytes: number): ConnectResponse {
+export function offerMessage(job: JobRow, { variables, secrets, ssh }: OfferContext, logLimitBytes: number): ConnectResponse {
   const spec = job.spec;
   return create(ConnectResponseSchema, {
     kind: {
@@ -65,6 +65,7 @@ export function offerMessage(job: JobRow, { variables, ssh }: OfferContext, logL
           http: spec.http ? { ...spec.http, headers: { ...spec.http.headers } } : undefined,
           logLimitBytes: BigInt(logLimitBytes),
           ssh: ssh ? { ...ssh } : undefined,
+          secrets: { ...secrets },
         },
       },
     },

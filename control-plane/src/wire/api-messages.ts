@@ -16,6 +16,7 @@ import type {
   Target as TargetRow,
 } from '../store/schema.ts';
 import { webhookToProto } from './webhook-messages.ts';
+import { actionsToProto } from './action-messages.ts';
 
 /** Names used in the database, mapped to the public enums (and back). */
 export const jobStatuses: Record<JobStatusName, JobStatus> = {
@@ -152,6 +153,7 @@ export function eventToProto(row: EventRow): Event {
     network: row.network,
     webhook: webhookToProto('events', row.webhook_key),
     schedulingTimeoutSeconds: row.scheduling_timeout_seconds,
+    actions: actionsToProto(row.actions),
     createdAt: time(row.created_at),
     updatedAt: time(row.updated_at),
   });

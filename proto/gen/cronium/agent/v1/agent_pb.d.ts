@@ -479,6 +479,15 @@ export declare type JobSpec = Message<"cronium.agent.v1.JobSpec"> & {
    * @generated from field: cronium.agent.v1.SshTarget ssh = 15;
    */
   ssh?: SshTarget | undefined;
+
+  /**
+   * Secret variables: given to the job as environment variables and to
+   * getVariable; the agent masks their values (raw, base64, URL-encoded)
+   * in the log before it leaves the host. Never logged.
+   *
+   * @generated from field: map<string, string> secrets = 16;
+   */
+  secrets: { [key: string]: string };
 };
 
 /**

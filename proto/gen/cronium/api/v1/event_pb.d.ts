@@ -181,6 +181,14 @@ export declare type Event = Message<"cronium.api.v1.Event"> & {
    * @generated from field: cronium.api.v1.Webhook webhook = 30;
    */
   webhook?: Webhook | undefined;
+
+  /**
+   * Field numbers 40-49: conditional actions.
+   * Evaluated when a run ends, in the transaction that ends it.
+   *
+   * @generated from field: repeated cronium.api.v1.EventAction actions = 40;
+   */
+  actions: EventAction[];
 };
 
 /**
@@ -188,6 +196,90 @@ export declare type Event = Message<"cronium.api.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export declare const EventSchema: GenMessage<Event>;
+
+/**
+ * @generated from message cronium.api.v1.EventAction
+ */
+export declare type EventAction = Message<"cronium.api.v1.EventAction"> & {
+  /**
+   * @generated from field: cronium.api.v1.Action trigger = 1;
+   */
+  trigger: Action;
+
+  /**
+   * @generated from oneof cronium.api.v1.EventAction.kind
+   */
+  kind: {
+    /**
+     * @generated from field: cronium.api.v1.RunEventAction run_event = 2;
+     */
+    value: RunEventAction;
+    case: "runEvent";
+  } | {
+    /**
+     * @generated from field: cronium.api.v1.NotifyAction notify = 3;
+     */
+    value: NotifyAction;
+    case: "notify";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message cronium.api.v1.EventAction.
+ * Use `create(EventActionSchema)` to create a new message.
+ */
+export declare const EventActionSchema: GenMessage<EventAction>;
+
+/**
+ * Runs another event (or this one) with this run's output as its input.
+ *
+ * @generated from message cronium.api.v1.RunEventAction
+ */
+export declare type RunEventAction = Message<"cronium.api.v1.RunEventAction"> & {
+  /**
+   * @generated from field: string event_id = 1;
+   */
+  eventId: string;
+};
+
+/**
+ * Describes the message cronium.api.v1.RunEventAction.
+ * Use `create(RunEventActionSchema)` to create a new message.
+ */
+export declare const RunEventActionSchema: GenMessage<RunEventAction>;
+
+/**
+ * Sends a message to a notification channel. Templates are mustache:
+ * {{event.name}} {{run.status}} {{run.durationMs}} {{run.exitCode}} {{output}} {{variables.KEY}}.
+ *
+ * @generated from message cronium.api.v1.NotifyAction
+ */
+export declare type NotifyAction = Message<"cronium.api.v1.NotifyAction"> & {
+  /**
+   * @generated from field: string channel_id = 1;
+   */
+  channelId: string;
+
+  /**
+   * Empty: "{{event.name}} {{run.status}} ...".
+   *
+   * @generated from field: string template = 2;
+   */
+  template: string;
+
+  /**
+   * Email subject (and webhook `subject`); empty: "[Cronium] {{event.name}} {{run.status}}".
+   *
+   * @generated from field: string subject = 3;
+   */
+  subject: string;
+};
+
+/**
+ * Describes the message cronium.api.v1.NotifyAction.
+ * Use `create(NotifyActionSchema)` to create a new message.
+ */
+export declare const NotifyActionSchema: GenMessage<NotifyAction>;
 
 /**
  * @generated from message cronium.api.v1.CreateEventRequest
@@ -513,6 +605,47 @@ export enum EventStatus {
  * Describes the enum cronium.api.v1.EventStatus.
  */
 export declare const EventStatusSchema: GenEnum<EventStatus>;
+
+/**
+ * When an action fires.
+ *
+ * @generated from enum cronium.api.v1.Action
+ */
+export enum Action {
+  /**
+   * @generated from enum value: ACTION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: ACTION_ON_SUCCESS = 1;
+   */
+  ON_SUCCESS = 1,
+
+  /**
+   * Any end but success: failed, partial, timed out, cancelled.
+   *
+   * @generated from enum value: ACTION_ON_FAILURE = 2;
+   */
+  ON_FAILURE = 2,
+
+  /**
+   * @generated from enum value: ACTION_ALWAYS = 3;
+   */
+  ALWAYS = 3,
+
+  /**
+   * The run's condition (setCondition) is true.
+   *
+   * @generated from enum value: ACTION_ON_CONDITION = 4;
+   */
+  ON_CONDITION = 4,
+}
+
+/**
+ * Describes the enum cronium.api.v1.Action.
+ */
+export declare const ActionSchema: GenEnum<Action>;
 
 /**
  * @generated from service cronium.api.v1.EventService
