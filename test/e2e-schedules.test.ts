@@ -3,6 +3,7 @@
 // when the leader is killed.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -20,10 +21,12 @@ describe('schedules', () => {
 
   before(async () => {
     database = await freshDatabase('e2e_schedules');
-    first = new Stack({ databaseUrl: database.url });
+    // Replicas share the database and the master key (which seals the cluster's CA).
+    const env = { CRONIUM_ENCRYPTION_KEY: randomBytes(32).toString('base64') };
+    first = new Stack({ databaseUrl: database.url, env });
     await first.start();
     // A second replica on the same database (its own ports and data folder, no agent of its own).
-    second = new Stack({ databaseUrl: database.url });
+    second = new Stack({ databaseUrl: database.url, env });
     second.httpPort = await freePort();
     second.grpcPort = await freePort();
     second.agentPort = await freePort();

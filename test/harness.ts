@@ -369,8 +369,10 @@ export class RemoteAgent {
       },
     );
     const log = createWriteStream(this.logPath, { flags: 'a' });
-    this.process.stdout!.pipe(log);
-    this.process.stderr!.pipe(log);
+    this.process.stdout!.pipe(log, { end: false });
+    this.process.stderr!.pipe(log, { end: false });
+    // Resolves once the process is gone and everything it wrote is in the log file.
+    this.#done = new Promise((resolve) => this.process!.once('close', () => log.end(resolve)));
     return this;
   }
 
@@ -399,11 +401,12 @@ export class RemoteAgent {
     throw new Error(`agent did not connect: ${this.log().slice(-2000)}`);
   }
 
-  /** Resolves with the exit code. */
+  #done: Promise<void> = Promise.resolve();
+
+  /** Resolves with the exit code, once the log holds all the process wrote. */
   async exited(): Promise<number | null> {
-    const child = this.process!;
-    if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-    return new Promise((done) => child.once('exit', (code) => done(code)));
+    await this.#done;
+    return this.process!.exitCode;
   }
 
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {

@@ -20,6 +20,7 @@ export const ATTEMPT_LABEL = 'cronium.attempt';
 
 /** Paths inside the container. */
 export const CONTAINER_JOB_DIR = '/cronium/job';
+const OOM_NOTE_WAIT_CHECKS = 30;
 export const CONTAINER_LIB_DIR = '/cronium/lib';
 
 export interface DockerImages {
@@ -200,8 +201,9 @@ export class DockerExecutor implements Executor {
       // The attach stream ends after the exit; wait for it or output is cut.
       if (!(await logs.settled(LOG_IDLE_MS))) await system('log stream did not end after the exit; output may be cut');
       let info = await container.inspect();
-      // dockerd records the cgroup's OOM event asynchronously: a SIGKILL we did not send may be an OOM kill not yet noted.
-      for (let check = 0; check < 5 && info.State.ExitCode === 137 && !info.State.OOMKilled && !cancelled && !timedOut; check++) {
+      // dockerd records the cgroup's OOM event asynchronously (seconds later on a loaded host): a SIGKILL we did not
+      // send may be an OOM kill not yet noted. Only such exits wait, up to OOM_NOTE_WAIT_CHECKS × 100 ms.
+      for (let check = 0; check < OOM_NOTE_WAIT_CHECKS && info.State.ExitCode === 137 && !info.State.OOMKilled && !cancelled && !timedOut; check++) {
         await new Promise((resolve) => setTimeout(resolve, 100));
         info = await container.inspect();
       }
