@@ -11,7 +11,7 @@ import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bu
  * Describes the file cronium/api/v1/event.proto.
  */
 export const file_cronium_api_v1_event = /*@__PURE__*/
-  fileDesc("Chpjcm9uaXVtL2FwaS92MS9ldmVudC5wcm90bxIOY3Jvbml1bS5hcGkudjEiKgoIU2NoZWR1bGUSDAoEY3JvbhgBIAEoCRIQCgh0aW1lem9uZRgCIAEoCSKjAQoLSHR0cFJlcXVlc3QSDgoGbWV0aG9kGAEgASgJEgsKA3VybBgCIAEoCRI5CgdoZWFkZXJzGAMgAygLMiguY3Jvbml1bS5hcGkudjEuSHR0cFJlcXVlc3QuSGVhZGVyc0VudHJ5EgwKBGJvZHkYBCABKAkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEigAUKBUV2ZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSJwoEdHlwZRgDIAEoDjIZLmNyb25pdW0uYXBpLnYxLkV2ZW50VHlwZRIOCgZzY3JpcHQYBCABKAkSKwoDZW52GAUgAygLMh4uY3Jvbml1bS5hcGkudjEuRXZlbnQuRW52RW50cnkSFwoPdGltZW91dF9zZWNvbmRzGAYgASgNEg8KB3JldHJpZXMYByABKA0SJgoGdGFyZ2V0GAggASgLMhYuY3Jvbml1bS5hcGkudjEuVGFyZ2V0EioKCHNjaGVkdWxlGAkgASgLMhguY3Jvbml1bS5hcGkudjEuU2NoZWR1bGUSKwoGc3RhdHVzGAogASgOMhsuY3Jvbml1bS5hcGkudjEuRXZlbnRTdGF0dXMSKgoIcHJpb3JpdHkYCyABKA4yGC5jcm9uaXVtLmFwaS52MS5Qcmlvcml0eRIpCgRodHRwGAwgASgLMhsuY3Jvbml1bS5hcGkudjEuSHR0cFJlcXVlc3QSEQoJbWVtb3J5X21iGA0gASgNEgwKBGNwdXMYDiABKAESDwoHbmV0d29yaxgPIAEoCBITCgtkZXNjcmlwdGlvbhgQIAEoCRIuCgpjcmVhdGVkX2F0GBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIiChpzY2hlZHVsaW5nX3RpbWVvdXRfc2Vjb25kcxgTIAEoDRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjoKEkNyZWF0ZUV2ZW50UmVxdWVzdBIkCgVldmVudBgBIAEoCzIVLmNyb25pdW0uYXBpLnYxLkV2ZW50IjsKE0NyZWF0ZUV2ZW50UmVzcG9uc2USJAoFZXZlbnQYASABKAsyFS5jcm9uaXVtLmFwaS52MS5FdmVudCIdCg9HZXRFdmVudFJlcXVlc3QSCgoCaWQYASABKAkiOAoQR2V0RXZlbnRSZXNwb25zZRIkCgVldmVudBgBIAEoCzIVLmNyb25pdW0uYXBpLnYxLkV2ZW50IhMKEUxpc3RFdmVudHNSZXF1ZXN0IjsKEkxpc3RFdmVudHNSZXNwb25zZRIlCgZldmVudHMYASADKAsyFS5jcm9uaXVtLmFwaS52MS5FdmVudCI6ChJVcGRhdGVFdmVudFJlcXVlc3QSJAoFZXZlbnQYASABKAsyFS5jcm9uaXVtLmFwaS52MS5FdmVudCI7ChNVcGRhdGVFdmVudFJlc3BvbnNlEiQKBWV2ZW50GAEgASgLMhUuY3Jvbml1bS5hcGkudjEuRXZlbnQiIAoSRGVsZXRlRXZlbnRSZXF1ZXN0EgoKAmlkGAEgASgJIhUKE0RlbGV0ZUV2ZW50UmVzcG9uc2UiRAoPUnVuRXZlbnRSZXF1ZXN0EgoKAmlkGAEgASgJEiUKBWlucHV0GAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIjQKEFJ1bkV2ZW50UmVzcG9uc2USIAoDcnVuGAEgASgLMhMuY3Jvbml1bS5hcGkudjEuUnVuKn0KCUV2ZW50VHlwZRIaChZFVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASEwoPRVZFTlRfVFlQRV9CQVNIEAESFQoRRVZFTlRfVFlQRV9QWVRIT04QAhITCg9FVkVOVF9UWVBFX05PREUQAxITCg9FVkVOVF9UWVBFX0hUVFAQBCqQAQoLRXZlbnRTdGF0dXMSHAoYRVZFTlRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFwoTRVZFTlRfU1RBVFVTX0FDVElWRRABEhcKE0VWRU5UX1NUQVRVU19QQVVTRUQQAhIWChJFVkVOVF9TVEFUVVNfRFJBRlQQAxIZChVFVkVOVF9TVEFUVVNfQVJDSElWRUQQBDKJBAoMRXZlbnRTZXJ2aWNlElYKC0NyZWF0ZUV2ZW50EiIuY3Jvbml1bS5hcGkudjEuQ3JlYXRlRXZlbnRSZXF1ZXN0GiMuY3Jvbml1bS5hcGkudjEuQ3JlYXRlRXZlbnRSZXNwb25zZRJNCghHZXRFdmVudBIfLmNyb25pdW0uYXBpLnYxLkdldEV2ZW50UmVxdWVzdBogLmNyb25pdW0uYXBpLnYxLkdldEV2ZW50UmVzcG9uc2USUwoKTGlzdEV2ZW50cxIhLmNyb25pdW0uYXBpLnYxLkxpc3RFdmVudHNSZXF1ZXN0GiIuY3Jvbml1bS5hcGkudjEuTGlzdEV2ZW50c1Jlc3BvbnNlElYKC1VwZGF0ZUV2ZW50EiIuY3Jvbml1bS5hcGkudjEuVXBkYXRlRXZlbnRSZXF1ZXN0GiMuY3Jvbml1bS5hcGkudjEuVXBkYXRlRXZlbnRSZXNwb25zZRJWCgtEZWxldGVFdmVudBIiLmNyb25pdW0uYXBpLnYxLkRlbGV0ZUV2ZW50UmVxdWVzdBojLmNyb25pdW0uYXBpLnYxLkRlbGV0ZUV2ZW50UmVzcG9uc2USTQoIUnVuRXZlbnQSHy5jcm9uaXVtLmFwaS52MS5SdW5FdmVudFJlcXVlc3QaIC5jcm9uaXVtLmFwaS52MS5SdW5FdmVudFJlc3BvbnNlYgZwcm90bzM", [file_cronium_api_v1_common, file_cronium_api_v1_run, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Chpjcm9uaXVtL2FwaS92MS9ldmVudC5wcm90bxIOY3Jvbml1bS5hcGkudjEihAEKCFNjaGVkdWxlEgwKBGNyb24YASABKAkSEAoIdGltZXpvbmUYAiABKAkSKgoIaW50ZXJ2YWwYAyABKAsyGC5jcm9uaXVtLmFwaS52MS5JbnRlcnZhbBIsCghzdGFydF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRQoISW50ZXJ2YWwSDQoFZXZlcnkYASABKA0SKgoEdW5pdBgCIAEoDjIcLmNyb25pdW0uYXBpLnYxLkludGVydmFsVW5pdCKjAQoLSHR0cFJlcXVlc3QSDgoGbWV0aG9kGAEgASgJEgsKA3VybBgCIAEoCRI5CgdoZWFkZXJzGAMgAygLMiguY3Jvbml1bS5hcGkudjEuSHR0cFJlcXVlc3QuSGVhZGVyc0VudHJ5EgwKBGJvZHkYBCABKAkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEivwYKBUV2ZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSJwoEdHlwZRgDIAEoDjIZLmNyb25pdW0uYXBpLnYxLkV2ZW50VHlwZRIOCgZzY3JpcHQYBCABKAkSKwoDZW52GAUgAygLMh4uY3Jvbml1bS5hcGkudjEuRXZlbnQuRW52RW50cnkSFwoPdGltZW91dF9zZWNvbmRzGAYgASgNEg8KB3JldHJpZXMYByABKA0SJgoGdGFyZ2V0GAggASgLMhYuY3Jvbml1bS5hcGkudjEuVGFyZ2V0EioKCHNjaGVkdWxlGAkgASgLMhguY3Jvbml1bS5hcGkudjEuU2NoZWR1bGUSKwoGc3RhdHVzGAogASgOMhsuY3Jvbml1bS5hcGkudjEuRXZlbnRTdGF0dXMSKgoIcHJpb3JpdHkYCyABKA4yGC5jcm9uaXVtLmFwaS52MS5Qcmlvcml0eRIpCgRodHRwGAwgASgLMhsuY3Jvbml1bS5hcGkudjEuSHR0cFJlcXVlc3QSEQoJbWVtb3J5X21iGA0gASgNEgwKBGNwdXMYDiABKAESDwoHbmV0d29yaxgPIAEoCBITCgtkZXNjcmlwdGlvbhgQIAEoCRIuCgpjcmVhdGVkX2F0GBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIiChpzY2hlZHVsaW5nX3RpbWVvdXRfc2Vjb25kcxgTIAEoDRIWCg5tYXhfZXhlY3V0aW9ucxgUIAEoDRIXCg9leGVjdXRpb25fY291bnQYFSABKA0SNgoSbWlzc2VkX2ZpcmVfcG9saWN5GBYgASgOMhouY3Jvbml1bS5hcGkudjEuTWlzc2VkRmlyZRI3ChJjb25jdXJyZW5jeV9wb2xpY3kYFyABKA4yGy5jcm9uaXVtLmFwaS52MS5Db25jdXJyZW5jeRIbChNyZXRyeV9kZWxheV9zZWNvbmRzGBggASgNGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiOgoSQ3JlYXRlRXZlbnRSZXF1ZXN0EiQKBWV2ZW50GAEgASgLMhUuY3Jvbml1bS5hcGkudjEuRXZlbnQiOwoTQ3JlYXRlRXZlbnRSZXNwb25zZRIkCgVldmVudBgBIAEoCzIVLmNyb25pdW0uYXBpLnYxLkV2ZW50Ih0KD0dldEV2ZW50UmVxdWVzdBIKCgJpZBgBIAEoCSI4ChBHZXRFdmVudFJlc3BvbnNlEiQKBWV2ZW50GAEgASgLMhUuY3Jvbml1bS5hcGkudjEuRXZlbnQiEwoRTGlzdEV2ZW50c1JlcXVlc3QiOwoSTGlzdEV2ZW50c1Jlc3BvbnNlEiUKBmV2ZW50cxgBIAMoCzIVLmNyb25pdW0uYXBpLnYxLkV2ZW50IjoKElVwZGF0ZUV2ZW50UmVxdWVzdBIkCgVldmVudBgBIAEoCzIVLmNyb25pdW0uYXBpLnYxLkV2ZW50IjsKE1VwZGF0ZUV2ZW50UmVzcG9uc2USJAoFZXZlbnQYASABKAsyFS5jcm9uaXVtLmFwaS52MS5FdmVudCIgChJEZWxldGVFdmVudFJlcXVlc3QSCgoCaWQYASABKAkiFQoTRGVsZXRlRXZlbnRSZXNwb25zZSJECg9SdW5FdmVudFJlcXVlc3QSCgoCaWQYASABKAkSJQoFaW5wdXQYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUiNAoQUnVuRXZlbnRSZXNwb25zZRIgCgNydW4YASABKAsyEy5jcm9uaXVtLmFwaS52MS5SdW4iZQoWUHJldmlld1NjaGVkdWxlUmVxdWVzdBIqCghzY2hlZHVsZRgBIAEoCzIYLmNyb25pdW0uYXBpLnYxLlNjaGVkdWxlEg0KBWNvdW50GAIgASgNEhAKCGV2ZW50X2lkGAMgASgJIkkKF1ByZXZpZXdTY2hlZHVsZVJlc3BvbnNlEi4KCmZpcmVfdGltZXMYASADKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKn0KCUV2ZW50VHlwZRIaChZFVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASEwoPRVZFTlRfVFlQRV9CQVNIEAESFQoRRVZFTlRfVFlQRV9QWVRIT04QAhITCg9FVkVOVF9UWVBFX05PREUQAxITCg9FVkVOVF9UWVBFX0hUVFAQBCqQAQoLRXZlbnRTdGF0dXMSHAoYRVZFTlRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFwoTRVZFTlRfU1RBVFVTX0FDVElWRRABEhcKE0VWRU5UX1NUQVRVU19QQVVTRUQQAhIWChJFVkVOVF9TVEFUVVNfRFJBRlQQAxIZChVFVkVOVF9TVEFUVVNfQVJDSElWRUQQBCqUAQoMSW50ZXJ2YWxVbml0Eh0KGUlOVEVSVkFMX1VOSVRfVU5TUEVDSUZJRUQQABIZChVJTlRFUlZBTF9VTklUX1NFQ09ORFMQARIZChVJTlRFUlZBTF9VTklUX01JTlVURVMQAhIXChNJTlRFUlZBTF9VTklUX0hPVVJTEAMSFgoSSU5URVJWQUxfVU5JVF9EQVlTEAQqWQoKTWlzc2VkRmlyZRIbChdNSVNTRURfRklSRV9VTlNQRUNJRklFRBAAEhgKFE1JU1NFRF9GSVJFX1JVTl9PTkNFEAESFAoQTUlTU0VEX0ZJUkVfU0tJUBACKnIKC0NvbmN1cnJlbmN5EhsKF0NPTkNVUlJFTkNZX1VOU1BFQ0lGSUVEEAASFQoRQ09OQ1VSUkVOQ1lfQUxMT1cQARIWChJDT05DVVJSRU5DWV9GT1JCSUQQAhIXChNDT05DVVJSRU5DWV9SRVBMQUNFEAMy7QQKDEV2ZW50U2VydmljZRJWCgtDcmVhdGVFdmVudBIiLmNyb25pdW0uYXBpLnYxLkNyZWF0ZUV2ZW50UmVxdWVzdBojLmNyb25pdW0uYXBpLnYxLkNyZWF0ZUV2ZW50UmVzcG9uc2USTQoIR2V0RXZlbnQSHy5jcm9uaXVtLmFwaS52MS5HZXRFdmVudFJlcXVlc3QaIC5jcm9uaXVtLmFwaS52MS5HZXRFdmVudFJlc3BvbnNlElMKCkxpc3RFdmVudHMSIS5jcm9uaXVtLmFwaS52MS5MaXN0RXZlbnRzUmVxdWVzdBoiLmNyb25pdW0uYXBpLnYxLkxpc3RFdmVudHNSZXNwb25zZRJWCgtVcGRhdGVFdmVudBIiLmNyb25pdW0uYXBpLnYxLlVwZGF0ZUV2ZW50UmVxdWVzdBojLmNyb25pdW0uYXBpLnYxLlVwZGF0ZUV2ZW50UmVzcG9uc2USVgoLRGVsZXRlRXZlbnQSIi5jcm9uaXVtLmFwaS52MS5EZWxldGVFdmVudFJlcXVlc3QaIy5jcm9uaXVtLmFwaS52MS5EZWxldGVFdmVudFJlc3BvbnNlEk0KCFJ1bkV2ZW50Eh8uY3Jvbml1bS5hcGkudjEuUnVuRXZlbnRSZXF1ZXN0GiAuY3Jvbml1bS5hcGkudjEuUnVuRXZlbnRSZXNwb25zZRJiCg9QcmV2aWV3U2NoZWR1bGUSJi5jcm9uaXVtLmFwaS52MS5QcmV2aWV3U2NoZWR1bGVSZXF1ZXN0GicuY3Jvbml1bS5hcGkudjEuUHJldmlld1NjaGVkdWxlUmVzcG9uc2ViBnByb3RvMw", [file_cronium_api_v1_common, file_cronium_api_v1_run, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Describes the message cronium.api.v1.Schedule.
@@ -21,102 +21,123 @@ export const ScheduleSchema = /*@__PURE__*/
   messageDesc(file_cronium_api_v1_event, 0);
 
 /**
+ * Describes the message cronium.api.v1.Interval.
+ * Use `create(IntervalSchema)` to create a new message.
+ */
+export const IntervalSchema = /*@__PURE__*/
+  messageDesc(file_cronium_api_v1_event, 1);
+
+/**
  * Describes the message cronium.api.v1.HttpRequest.
  * Use `create(HttpRequestSchema)` to create a new message.
  */
 export const HttpRequestSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 1);
+  messageDesc(file_cronium_api_v1_event, 2);
 
 /**
  * Describes the message cronium.api.v1.Event.
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 2);
+  messageDesc(file_cronium_api_v1_event, 3);
 
 /**
  * Describes the message cronium.api.v1.CreateEventRequest.
  * Use `create(CreateEventRequestSchema)` to create a new message.
  */
 export const CreateEventRequestSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 3);
+  messageDesc(file_cronium_api_v1_event, 4);
 
 /**
  * Describes the message cronium.api.v1.CreateEventResponse.
  * Use `create(CreateEventResponseSchema)` to create a new message.
  */
 export const CreateEventResponseSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 4);
+  messageDesc(file_cronium_api_v1_event, 5);
 
 /**
  * Describes the message cronium.api.v1.GetEventRequest.
  * Use `create(GetEventRequestSchema)` to create a new message.
  */
 export const GetEventRequestSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 5);
+  messageDesc(file_cronium_api_v1_event, 6);
 
 /**
  * Describes the message cronium.api.v1.GetEventResponse.
  * Use `create(GetEventResponseSchema)` to create a new message.
  */
 export const GetEventResponseSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 6);
+  messageDesc(file_cronium_api_v1_event, 7);
 
 /**
  * Describes the message cronium.api.v1.ListEventsRequest.
  * Use `create(ListEventsRequestSchema)` to create a new message.
  */
 export const ListEventsRequestSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 7);
+  messageDesc(file_cronium_api_v1_event, 8);
 
 /**
  * Describes the message cronium.api.v1.ListEventsResponse.
  * Use `create(ListEventsResponseSchema)` to create a new message.
  */
 export const ListEventsResponseSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 8);
+  messageDesc(file_cronium_api_v1_event, 9);
 
 /**
  * Describes the message cronium.api.v1.UpdateEventRequest.
  * Use `create(UpdateEventRequestSchema)` to create a new message.
  */
 export const UpdateEventRequestSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 9);
+  messageDesc(file_cronium_api_v1_event, 10);
 
 /**
  * Describes the message cronium.api.v1.UpdateEventResponse.
  * Use `create(UpdateEventResponseSchema)` to create a new message.
  */
 export const UpdateEventResponseSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 10);
+  messageDesc(file_cronium_api_v1_event, 11);
 
 /**
  * Describes the message cronium.api.v1.DeleteEventRequest.
  * Use `create(DeleteEventRequestSchema)` to create a new message.
  */
 export const DeleteEventRequestSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 11);
+  messageDesc(file_cronium_api_v1_event, 12);
 
 /**
  * Describes the message cronium.api.v1.DeleteEventResponse.
  * Use `create(DeleteEventResponseSchema)` to create a new message.
  */
 export const DeleteEventResponseSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 12);
+  messageDesc(file_cronium_api_v1_event, 13);
 
 /**
  * Describes the message cronium.api.v1.RunEventRequest.
  * Use `create(RunEventRequestSchema)` to create a new message.
  */
 export const RunEventRequestSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 13);
+  messageDesc(file_cronium_api_v1_event, 14);
 
 /**
  * Describes the message cronium.api.v1.RunEventResponse.
  * Use `create(RunEventResponseSchema)` to create a new message.
  */
 export const RunEventResponseSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 14);
+  messageDesc(file_cronium_api_v1_event, 15);
+
+/**
+ * Describes the message cronium.api.v1.PreviewScheduleRequest.
+ * Use `create(PreviewScheduleRequestSchema)` to create a new message.
+ */
+export const PreviewScheduleRequestSchema = /*@__PURE__*/
+  messageDesc(file_cronium_api_v1_event, 16);
+
+/**
+ * Describes the message cronium.api.v1.PreviewScheduleResponse.
+ * Use `create(PreviewScheduleResponseSchema)` to create a new message.
+ */
+export const PreviewScheduleResponseSchema = /*@__PURE__*/
+  messageDesc(file_cronium_api_v1_event, 17);
 
 /**
  * Describes the enum cronium.api.v1.EventType.
@@ -141,6 +162,46 @@ export const EventStatusSchema = /*@__PURE__*/
  */
 export const EventStatus = /*@__PURE__*/
   tsEnum(EventStatusSchema);
+
+/**
+ * Describes the enum cronium.api.v1.IntervalUnit.
+ */
+export const IntervalUnitSchema = /*@__PURE__*/
+  enumDesc(file_cronium_api_v1_event, 2);
+
+/**
+ * @generated from enum cronium.api.v1.IntervalUnit
+ */
+export const IntervalUnit = /*@__PURE__*/
+  tsEnum(IntervalUnitSchema);
+
+/**
+ * Describes the enum cronium.api.v1.MissedFire.
+ */
+export const MissedFireSchema = /*@__PURE__*/
+  enumDesc(file_cronium_api_v1_event, 3);
+
+/**
+ * What the scheduler does with instants missed while no replica could fire them.
+ *
+ * @generated from enum cronium.api.v1.MissedFire
+ */
+export const MissedFire = /*@__PURE__*/
+  tsEnum(MissedFireSchema);
+
+/**
+ * Describes the enum cronium.api.v1.Concurrency.
+ */
+export const ConcurrencySchema = /*@__PURE__*/
+  enumDesc(file_cronium_api_v1_event, 4);
+
+/**
+ * What a new run (scheduled or RunEvent) does while a run of the same event is still running.
+ *
+ * @generated from enum cronium.api.v1.Concurrency
+ */
+export const Concurrency = /*@__PURE__*/
+  tsEnum(ConcurrencySchema);
 
 /**
  * @generated from service cronium.api.v1.EventService
