@@ -17,6 +17,8 @@ export interface SchedulerOptions {
   readonly log: (message: string, fields?: Record<string, unknown>) => void;
   /** How often due schedules are looked for. Default 250 ms. */
   readonly tickMs?: number;
+  /** The time now; tests move it. */
+  readonly clock?: () => Date;
 }
 
 /** Fires beyond this many per event and tick are dropped (a schedule faster than the ticks can serve). */
@@ -66,7 +68,7 @@ export class Scheduler {
         this.#options.log(leading ? 'scheduler leadership taken' : 'scheduler leadership lost');
       }
       if (!leading) return;
-      const now = new Date();
+      const now = this.#options.clock?.() ?? new Date();
       const events = await this.#options.db
         .selectFrom('events')
         .selectAll()
