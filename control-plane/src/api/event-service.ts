@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { ServiceImpl } from '@connectrpc/connect';
 import { sql } from 'kysely';
 import { EventService } from '@cronium/proto/api/v1/event';
-import { eventToProto, plainJson, runToProto } from '../wire/api-messages.ts';
+import { eventToProto, plainJson, runToProto, scheduleFireToProto } from '../wire/api-messages.ts';
+import { pageSize } from './pagination.ts';
 import { fanOutAgents } from '../queue/enqueue.ts';
 import { startRun } from '../queue/start-run.ts';
 import { announceCancel } from './cancel.ts';
@@ -94,6 +95,17 @@ export function eventService(deps: ApiDeps): ServiceImpl<typeof EventService> {
       kickDispatch(bus);
       const jobs = await db.selectFrom('jobs').selectAll().where('run_id', '=', run.id).execute();
       return { run: runToProto(run, jobs) };
+    },
+    async listScheduleFires(req, ctx) {
+      const event = await findEvent(deps, principalOf(ctx.values), req.eventId);
+      const rows = await db
+        .selectFrom('schedule_fires')
+        .selectAll()
+        .where('event_id', '=', event.id)
+        .orderBy('fire_at', 'desc')
+        .limit(pageSize(req.pageSize))
+        .execute();
+      return { fires: rows.map(scheduleFireToProto) };
     },
     async previewSchedule(req, ctx) {
       const principal = principalOf(ctx.values);

@@ -265,3 +265,4 @@ export type JobRow = Selectable<JobsTable>;
 export type NewJobRow = Insertable<JobsTable>;
 export type AgentRow = Selectable<AgentsTable>;
 export type JobAttemptRow = Selectable<JobAttemptsTable>;
+export type ScheduleFireRow = Selectable<ScheduleFiresTable>;

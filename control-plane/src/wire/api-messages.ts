@@ -2,7 +2,7 @@ import { create, fromJson, toJson, type JsonValue } from '@bufbuild/protobuf';
 import { timestampFromDate, ValueSchema, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { JobAttemptSchema, JobSchema, JobStatus, type Job, type JobAttempt } from '@cronium/proto/api/v1/job';
 import { RunSchema, RunStatus, type Run } from '@cronium/proto/api/v1/run';
-import { Concurrency, EventSchema, EventStatus, EventType, IntervalUnit, MissedFire, type Event, type Schedule } from '@cronium/proto/api/v1/event';
+import { Concurrency, ScheduleFireSchema, type ScheduleFire, EventSchema, EventStatus, EventType, IntervalUnit, MissedFire, type Event, type Schedule } from '@cronium/proto/api/v1/event';
 import { LabelOp, Priority, type Target } from '@cronium/proto/api/v1/common';
 import type {
   ConcurrencyPolicy,
@@ -11,6 +11,7 @@ import type {
   ScheduleSpec,
   EventRow,
   JobAttemptRow,
+  ScheduleFireRow,
   EventStatus as EventStatusName,
   EventType as EventTypeName,
   JobRow,
@@ -116,6 +117,15 @@ export function jobToProto(row: JobRow, waitingReason = ''): Job {
     logTruncated: row.log_truncated,
     oomKilled: row.oom_killed,
     waitingReason,
+  });
+}
+
+export function scheduleFireToProto(row: ScheduleFireRow): ScheduleFire {
+  return create(ScheduleFireSchema, {
+    scheduledAt: time(row.fire_at),
+    runId: row.run_id ?? '',
+    skippedReason: row.skipped_reason,
+    firedAt: time(row.created_at),
   });
 }
 

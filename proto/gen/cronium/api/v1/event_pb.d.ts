@@ -491,6 +491,80 @@ export declare type PreviewScheduleResponse = Message<"cronium.api.v1.PreviewSch
 export declare const PreviewScheduleResponseSchema: GenMessage<PreviewScheduleResponse>;
 
 /**
+ * @generated from message cronium.api.v1.ScheduleFire
+ */
+export declare type ScheduleFire = Message<"cronium.api.v1.ScheduleFire"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp scheduled_at = 1;
+   */
+  scheduledAt?: Timestamp | undefined;
+
+  /**
+   * Empty when the fire made no run.
+   *
+   * @generated from field: string run_id = 2;
+   */
+  runId: string;
+
+  /**
+   * Why no run was made (concurrency policy, maxExecutions, the event paused meanwhile).
+   *
+   * @generated from field: string skipped_reason = 3;
+   */
+  skippedReason: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp fired_at = 4;
+   */
+  firedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message cronium.api.v1.ScheduleFire.
+ * Use `create(ScheduleFireSchema)` to create a new message.
+ */
+export declare const ScheduleFireSchema: GenMessage<ScheduleFire>;
+
+/**
+ * @generated from message cronium.api.v1.ListScheduleFiresRequest
+ */
+export declare type ListScheduleFiresRequest = Message<"cronium.api.v1.ListScheduleFiresRequest"> & {
+  /**
+   * @generated from field: string event_id = 1;
+   */
+  eventId: string;
+
+  /**
+   * 0 means 50, at most 500.
+   *
+   * @generated from field: uint32 page_size = 2;
+   */
+  pageSize: number;
+};
+
+/**
+ * Describes the message cronium.api.v1.ListScheduleFiresRequest.
+ * Use `create(ListScheduleFiresRequestSchema)` to create a new message.
+ */
+export declare const ListScheduleFiresRequestSchema: GenMessage<ListScheduleFiresRequest>;
+
+/**
+ * @generated from message cronium.api.v1.ListScheduleFiresResponse
+ */
+export declare type ListScheduleFiresResponse = Message<"cronium.api.v1.ListScheduleFiresResponse"> & {
+  /**
+   * @generated from field: repeated cronium.api.v1.ScheduleFire fires = 1;
+   */
+  fires: ScheduleFire[];
+};
+
+/**
+ * Describes the message cronium.api.v1.ListScheduleFiresResponse.
+ * Use `create(ListScheduleFiresResponseSchema)` to create a new message.
+ */
+export declare const ListScheduleFiresResponseSchema: GenMessage<ListScheduleFiresResponse>;
+
+/**
  * @generated from enum cronium.api.v1.EventType
  */
 export enum EventType {
@@ -727,6 +801,16 @@ export declare const EventService: GenService<{
     methodKind: "unary";
     input: typeof PreviewScheduleRequestSchema;
     output: typeof PreviewScheduleResponseSchema;
+  },
+  /**
+   * The instants an event's schedule fired at, newest first: the run each made, or why it made none.
+   *
+   * @generated from rpc cronium.api.v1.EventService.ListScheduleFires
+   */
+  listScheduleFires: {
+    methodKind: "unary";
+    input: typeof ListScheduleFiresRequestSchema;
+    output: typeof ListScheduleFiresResponseSchema;
   },
 }>;
 
