@@ -93,6 +93,21 @@ for (const store of STORES) {
       assert.deepEqual(row, { status: 'paused', execution_count: 2 });
     });
 
+    test('an event paused for a while and set active again does not replay the instants it was paused through', async () => {
+      const event = await makeEvent({ ...every10s, interval: { every: 1, unit: 'seconds' } });
+      const s = scheduler();
+      await s.at(100);
+      await s.at(1_100);
+      await db.updateTable('events').set({ status: 'paused' }).where('id', '=', event.id).execute();
+      await s.at(2_100);
+      await s.at(20_100);
+      // Set active again "now" (as UpdateEvent stamps it), then the next ticks.
+      await db.updateTable('events').set({ status: 'active', updated_at: new Date(base + 20_200) }).where('id', '=', event.id).execute();
+      await s.at(20_300);
+      await s.at(21_100);
+      assert.deepEqual((await fires(event.id)).map((f) => f.at), [iso(0), iso(1_000), iso(21_000)]);
+    });
+
     test('FORBID records a fire made while the last run still runs as skipped, with the reason', async () => {
       const event = await makeEvent(every10s, { concurrency: 'forbid' });
       const s = scheduler();

@@ -76,6 +76,9 @@ export class Scheduler {
         .where('deleted_at', 'is', null)
         .where('schedule', 'is not', null)
         .execute();
+      // An event paused (or deleted) meanwhile starts again from the catch-up rules, not from where it stopped.
+      const listed = new Set(events.map((event) => event.id));
+      for (const id of this.#handledUntil.keys()) if (!listed.has(id)) this.#handledUntil.delete(id);
       for (const event of events) await this.#fire(event, now);
     } catch (error) {
       this.#options.log('scheduler tick failed', { error: String(error) });
