@@ -56,7 +56,7 @@ describe('agents killed mid-job', () => {
     const victims = [await stack.remoteAgent({ labels: { pool: 'faulty' }, slots: 3, env: agentEnv }), await stack.remoteAgent({ labels: { pool: 'faulty' }, slots: 3, env: agentEnv })];
     const selector = { required: [{ key: 'pool', op: 'LABEL_OP_EQ', values: ['faulty'] }] };
     const once = await stack.createEvent({ name: 'no retries', type: 'EVENT_TYPE_PYTHON', script: script(counter.port), network: true, retries: 0, target: { selector } });
-    const retried = await stack.createEvent({ name: 'three retries', type: 'EVENT_TYPE_PYTHON', script: script(counter.port), network: true, retries: 3, target: { selector } });
+    const retried = await stack.createEvent({ name: 'three retries', type: 'EVENT_TYPE_PYTHON', script: script(counter.port), network: true, retries: 3, retryDelaySeconds: 1, target: { selector } });
     const jobs = new Map<string, { retries: number }>();
     const runSome = async () => {
       for (const event of [once, retried, once]) {

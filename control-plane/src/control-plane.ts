@@ -29,6 +29,7 @@ import { pickAgent, selectorMatches } from './domain/selector.ts';
 import { kickDispatch, publishJob } from './job-events.ts';
 import { ensureAdminToken } from './api/auth.ts';
 import { startApiServer, type ApiServer } from './api/server.ts';
+import { announceCancel } from './api/cancel.ts';
 import type { JobRow } from './store/schema.ts';
 import { sql } from 'kysely';
 import { AgentStatus } from '@cronium/proto/api/v1/agent';
@@ -224,6 +225,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     leadership: config.databaseUrl ? advisoryLeadership(config.databaseUrl, (error) => logger.warn({ error: String(error) }, 'scheduler lock connection failed')) : soleLeader,
     leaseTtlMs: config.leaseTtlMs,
     onRun: () => kickDispatch(bus),
+    onCancelled: (cancelled) => cancelled.forEach((result) => announceCancel(bus, result)),
     log,
   });
   scheduler.start();

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { inTransaction, type Db } from '../src/store/database.ts';
-import { openTestStore } from './test-store.ts';
+import { openTestStore } from './test-stores.ts';
 import type { ActionRow, EventRow, JobRow } from '../src/store/schema.ts';
 import { EMPTY_SELECTOR } from '../src/domain/selector.ts';
 import { enqueueRun } from '../src/queue/enqueue.ts';

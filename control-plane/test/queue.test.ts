@@ -5,12 +5,10 @@
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
-import { migrate, openDatabase, type Db } from '../src/store/database.ts';
+import type { Db } from '../src/store/database.ts';
+import { STORES, openTestStore } from './test-stores.ts';
 import type { EventRow, EventType, JobRow, Selector, Target } from '../src/store/schema.ts';
 import { EMPTY_SELECTOR, type AgentCandidate } from '../src/domain/selector.ts';
 import { enqueueRun, type RegisteredAgent } from '../src/queue/enqueue.ts';
@@ -29,7 +27,6 @@ import {
   type Fence,
 } from '../src/queue/transitions.ts';
 import { appendLogs, readLogs, LOG_STREAMS } from '../src/queue/logs.ts';
-import { adminQuery } from './test-store.ts';
 
 const OWNER = 'owner-1';
 /** Long enough that an offer never expires inside a test that does not want it to. */
@@ -37,10 +34,6 @@ const OFFER_MS = 30_000;
 const LEASE_MS = 30_000;
 
 const PRIORITY = { LOW: 0, NORMAL: 1, HIGH: 2, CRITICAL: 3 } as const;
-
-interface Store {
-  readonly name: 'pglite' | 'postgres';
-}
 
 function candidate(id: string, freeSlots = 10, labels: Record<string, string> = {}, executors: string[] = ['docker', 'http']): AgentCandidate {
   return { id, labels, executors, freeSlots };
@@ -54,28 +47,18 @@ function fenceOf(job: JobRow): Fence {
 const succeeded: AttemptResult = { status: 'succeeded', exitCode: 0, error: '' };
 const failed = (exitCode = 1, error = 'exit status 1'): AttemptResult => ({ status: 'failed', exitCode, error });
 
-for (const store of [{ name: 'pglite' }, { name: 'postgres' }] satisfies Store[]) {
+for (const name of STORES) {
+  const store = { name };
   describe(`job queue on ${store.name}`, () => {
     let db: Db;
-    let dataDir: string | undefined;
-    let dbName: string | undefined;
+    let close: (() => Promise<void>) | undefined;
 
     before(async () => {
-      if (store.name === 'postgres') {
-        dbName = `cq_${process.pid}_${randomBytes(4).toString('hex')}`;
-        await adminQuery(`create database ${dbName}`);
-        ({ db } = await openDatabase({ url: `postgres://postgres@127.0.0.1:5432/${dbName}`, dataDir: tmpdir(), poolSize: 8 }));
-      } else {
-        dataDir = mkdtempSync(join(tmpdir(), 'cronium-queue-test-'));
-        ({ db } = await openDatabase({ dataDir }));
-      }
-      await migrate(db);
+      ({ db, close } = await openTestStore(store.name, 'cq'));
     });
 
     after(async () => {
-      await db?.destroy();
-      if (dbName) await adminQuery(`drop database if exists ${dbName} with (force)`);
-      if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+      await close?.();
     });
 
     // Every test starts from an empty queue so that one test's leftovers are never claimed by another.
@@ -542,6 +525,39 @@ for (const store of [{ name: 'pglite' }, { name: 'postgres' }] satisfies Store[]
         const settled = await runRow(run.id);
         assert.equal(settled.status, 'failed');
         assert.equal(settled.exit_code, 5);
+      });
+
+      test('each ended attempt is kept once, with its agent, result and when the next may start', async () => {
+        const { fence, jobId } = await startedJob(await makeEvent({ retries: 1 }));
+        await completeAttempt(db, fence, failed(2, 'boom'));
+        assert.equal((await completeAttempt(db, fence, failed(2, 'boom'))).outcome, 'stale', 'a replayed result adds nothing');
+        await skipBackoff(jobId);
+        const second = fenceOf(await claimOne(jobId, 'agent-b'));
+        assert.equal(await acceptOffer(db, second, LEASE_MS), 'applied');
+        assert.equal((await markStarted(db, second, new Date(), LEASE_MS)).outcome, 'applied');
+        await completeAttempt(db, second, succeeded);
+        const rows = await db.selectFrom('job_attempts').selectAll().where('job_id', '=', jobId).orderBy('attempt').execute();
+        assert.deepEqual(
+          rows.map((row) => [row.attempt, row.status, row.exit_code, row.error, row.agent_id, row.retry_at !== null, row.started_at !== null]),
+          [
+            [1, 'failed', 2, 'boom', 'agent-a', true, true],
+            [2, 'succeeded', 0, '', 'agent-b', false, true],
+          ],
+        );
+      });
+
+      test('the retry delay comes from the event: full jitter up to its base for the first retry', async () => {
+        const event = { ...(await makeEvent({ retries: 1 })), retry_delay_seconds: 60 };
+        const waits: number[] = [];
+        for (let i = 0; i < 8; i++) {
+          const { fence, jobId } = await startedJob(event);
+          const before = Date.now();
+          await completeAttempt(db, fence, failed());
+          waits.push(new Date((await jobRow(jobId)).run_after).getTime() - before);
+        }
+        for (const wait of waits) assert.ok(wait >= -1000 && wait <= 61_000, `waits ${wait} ms, within [0, 60 s]`);
+        // With the default 10 s base none would wait longer; with 60 s, all eight waiting under 10 s has odds of 6e-7.
+        assert.ok(waits.some((wait) => wait > 11_000), `waits: ${waits}`);
       });
 
       test('timed_out is retried like failed', async () => {

@@ -7,7 +7,7 @@ import { Sealer } from '../src/secrets/sealer.ts';
 import { openVariable, sealVariable } from '../src/variables/sealing.ts';
 import { resealVariables } from '../src/variables/store.ts';
 import { openChannel, resealChannels, sealChannelSecrets, splitConfig } from '../src/notifications/channels.ts';
-import { openTestStore } from './test-store.ts';
+import { openTestStore } from './test-stores.ts';
 
 let db: Db;
 let close: () => Promise<void>;

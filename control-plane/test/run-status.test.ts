@@ -52,25 +52,25 @@ test('isTerminal', () => {
 describe('retryDelayMs', () => {
   const fixed = (value: number) => () => value;
 
-  test('full jitter within [ceiling/2, ceiling], ceiling doubling from the base', () => {
-    assert.equal(retryDelayMs(1, 1000, fixed(0)), 500);
-    assert.equal(retryDelayMs(1, 1000, fixed(0.5)), 750);
+  test('full jitter within [0, ceiling], ceiling doubling from the base', () => {
+    assert.equal(retryDelayMs(1, 1000, fixed(0)), 0);
+    assert.equal(retryDelayMs(1, 1000, fixed(0.5)), 500);
     assert.equal(retryDelayMs(1, 1000, fixed(1)), 1000);
-    assert.equal(retryDelayMs(2, 1000, fixed(0)), 1000);
     assert.equal(retryDelayMs(2, 1000, fixed(1)), 2000);
-    assert.equal(retryDelayMs(4, 1000, fixed(0.25)), 5000);
+    assert.equal(retryDelayMs(4, 1000, fixed(0.25)), 2000);
     assert.equal(retryDelayMs(3, 100, fixed(1)), 400);
+    assert.equal(retryDelayMs(3, 10_000, fixed(1)), 40_000);
   });
 
   test('attempt 0 or below is treated as the first', () => {
     assert.equal(retryDelayMs(0, 1000, fixed(1)), 1000);
-    assert.equal(retryDelayMs(-5, 1000, fixed(0)), 500);
+    assert.equal(retryDelayMs(-5, 1000, fixed(0.5)), 500);
   });
 
   test('capped at 10 minutes, even for huge attempt numbers', () => {
     const cap = 10 * 60_000;
     assert.equal(retryDelayMs(20, 1000, fixed(1)), cap);
-    assert.equal(retryDelayMs(20, 1000, fixed(0)), cap / 2);
+    assert.equal(retryDelayMs(20, 1000, fixed(0.5)), cap / 2);
     assert.equal(retryDelayMs(5000, 1000, fixed(1)), cap);
   });
 
@@ -80,7 +80,7 @@ describe('retryDelayMs', () => {
       for (let i = 0; i < 20; i++) {
         const delay = retryDelayMs(attempt);
         assert.ok(Number.isInteger(delay));
-        assert.ok(delay >= ceiling / 2 && delay <= ceiling, `attempt ${attempt}: ${delay}`);
+        assert.ok(delay >= 0 && delay <= ceiling, `attempt ${attempt}: ${delay}`);
       }
     }
   });

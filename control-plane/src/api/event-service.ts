@@ -2,8 +2,12 @@ import { randomUUID } from 'node:crypto';
 import type { ServiceImpl } from '@connectrpc/connect';
 import { sql } from 'kysely';
 import { EventService } from '@cronium/proto/api/v1/event';
-import { eventToProto, plainJson, runToProto } from '../wire/api-messages.ts';
-import { enqueueRun, fanOutAgents } from '../queue/enqueue.ts';
+import { eventToProto, plainJson, runToProto, scheduleFireToProto } from '../wire/api-messages.ts';
+import { pageSize } from './pagination.ts';
+import { fanOutAgents } from '../queue/enqueue.ts';
+import { startRun } from '../queue/start-run.ts';
+import { announceCancel } from './cancel.ts';
+import { previewSchedule } from './schedule-preview.ts';
 import { kickDispatch } from '../job-events.ts';
 import type { EventRow } from '../store/schema.ts';
 import { principalOf, type Principal } from './auth.ts';
@@ -66,7 +70,7 @@ export function eventService(deps: ApiDeps): ServiceImpl<typeof EventService> {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const existing = await findEvent(deps, principal, req.event?.id ?? '');
-      const fields = eventFields(req.event);
+      const fields = eventFields(req.event, existing);
       await checkServers(deps, principal, fields);
       await checkActionTargets(deps, principal, fields.actions);
       const row = await db
@@ -89,10 +93,29 @@ export function eventService(deps: ApiDeps): ServiceImpl<typeof EventService> {
       mustChange(principal);
       const event = await findEvent(deps, principal, req.id);
       const agents = await fanOutAgents(db, deps.leaseTtlMs);
-      const { run } = await enqueueRun(db, event, plainJson(req.input), agents);
+      const started = await startRun(db, event, plainJson(req.input), agents);
+      if (!started.started) throw new ConnectError(`event ${event.id}: not started: ${started.reason}`, Code.FailedPrecondition);
+      for (const cancelled of started.cancelled) announceCancel(bus, cancelled);
+      const { run } = started;
       kickDispatch(bus);
       const jobs = await db.selectFrom('jobs').selectAll().where('run_id', '=', run.id).execute();
       return { run: runToProto(run, jobs) };
+    },
+    async listScheduleFires(req, ctx) {
+      const event = await findEvent(deps, principalOf(ctx.values), req.eventId);
+      const rows = await db
+        .selectFrom('schedule_fires')
+        .selectAll()
+        .where('event_id', '=', event.id)
+        .orderBy('fire_at', 'desc')
+        .limit(pageSize(req.pageSize))
+        .execute();
+      return { fires: rows.map(scheduleFireToProto) };
+    },
+    async previewSchedule(req, ctx) {
+      const principal = principalOf(ctx.values);
+      const event = req.eventId ? await findEvent(deps, principal, req.eventId) : undefined;
+      return { fireTimes: previewSchedule(req, event) };
     },
   };
 }

@@ -6,7 +6,7 @@ import type { JobRow } from '../store/schema.ts';
 import { subjects } from '../bus/bus.ts';
 import { readLogs } from '../queue/logs.ts';
 import { isTerminal } from '../domain/run-status.ts';
-import { jobStatuses, jobToProto, reverse } from '../wire/api-messages.ts';
+import { attemptToProto, jobStatuses, jobToProto, reverse } from '../wire/api-messages.ts';
 import { principalOf, type Principal } from './auth.ts';
 import { invalid, notFound } from './errors.ts';
 import { afterCursor, encodeCursor, pageSize } from './pagination.ts';
@@ -88,6 +88,12 @@ export function jobService(deps: ApiDeps): ServiceImpl<typeof JobService> {
       const job = await findJob(deps, principal, req.id);
       await cancelJobs(deps, [job.id]);
       return { job: jobToProto(await findJob(deps, principal, job.id)) };
+    },
+    async listAttempts(req, ctx) {
+      if (!req.jobId) throw invalid('jobId', 'required');
+      const job = await findJob(deps, principalOf(ctx.values), req.jobId);
+      const rows = await deps.db.selectFrom('job_attempts').selectAll().where('job_id', '=', job.id).orderBy('attempt').execute();
+      return { attempts: rows.map(attemptToProto) };
     },
     async *watchJob(req, ctx) {
       const principal = principalOf(ctx.values);

@@ -27,8 +27,18 @@ export function isTerminal(status: JobStatus): boolean {
   return status === 'succeeded' || status === 'failed' || status === 'timed_out' || status === 'cancelled';
 }
 
-/** Exponential backoff with full jitter for retry `attempt` (1-based), capped at 10 minutes. */
+/** Base of the retry backoff when an event sets none: 10 s, then up to 20 s, 40 s … */
+export const DEFAULT_RETRY_DELAY_SECONDS = 10;
+
+/** Ceiling of the retry backoff. */
+export const MAX_RETRY_DELAY_MS = 10 * 60_000;
+
+/**
+ * Exponential backoff with full jitter before the retry that follows failed
+ * `attempt` (1-based): a random time up to base * 2^(attempt-1), capped at 10
+ * minutes. Full jitter spreads retries of jobs that failed together.
+ */
 export function retryDelayMs(attempt: number, baseMs = 1000, random = Math.random): number {
-  const ceiling = Math.min(10 * 60_000, baseMs * 2 ** Math.max(0, attempt - 1));
-  return Math.round(ceiling / 2 + random() * (ceiling / 2));
+  const ceiling = Math.min(MAX_RETRY_DELAY_MS, baseMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(random() * ceiling);
 }

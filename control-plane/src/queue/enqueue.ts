@@ -38,6 +38,7 @@ export async function enqueueRun(
     network: event.network,
     http: event.http,
     schedulingTimeoutSeconds: event.scheduling_timeout_seconds,
+    retryDelaySeconds: event.retry_delay_seconds,
   };
   return inTransaction(db, async (tx) => {
     const run = await tx

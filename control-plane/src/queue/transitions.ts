@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { inTransaction, type Db } from '../store/database.ts';
 import type { JobRow, JobStatus, RunRow } from '../store/schema.ts';
-import { isTerminal, retryDelayMs, runOutcome } from '../domain/run-status.ts';
+import { DEFAULT_RETRY_DELAY_SECONDS, isTerminal, retryDelayMs, runOutcome } from '../domain/run-status.ts';
 import { afterRunSettled } from './after-run.ts';
 import { saveVariablesSet } from '../variables/store.ts';
 
@@ -136,7 +136,8 @@ export async function finishLocked(tx: Tx, job: JobRow, result: AttemptResult, o
   if (result.variablesSet) await saveVariablesSet(tx, job.owner_id, result.variablesSet);
   const retryable = options.retry && (result.status === 'failed' || result.status === 'timed_out') && !job.cancel_requested;
   if (retryable && job.attempt < job.max_attempts) {
-    const delayMs = retryDelayMs(job.attempt);
+    const delayMs = retryDelayMs(job.attempt, (job.spec.retryDelaySeconds ?? DEFAULT_RETRY_DELAY_SECONDS) * 1000);
+    await recordAttempt(tx, job, result, interval(delayMs));
     const retried = await tx
       .updateTable('jobs')
       .set({
@@ -175,8 +176,28 @@ export async function finishLocked(tx: Tx, job: JobRow, result: AttemptResult, o
     .where('id', '=', job.id)
     .returningAll()
     .executeTakeFirstOrThrow();
+  await recordAttempt(tx, job, result, null);
   const run = await settleRun(tx, job.run_id);
   return { job: finished, run, retried: false };
+}
+
+/** The attempt's row in job_attempts, in the transaction that ends it (once: a replay changes nothing). */
+async function recordAttempt(tx: Tx, job: JobRow, result: AttemptResult, retryAt: ReturnType<typeof interval> | null): Promise<void> {
+  await tx
+    .insertInto('job_attempts')
+    .values({
+      job_id: job.id,
+      attempt: job.attempt,
+      status: result.status,
+      exit_code: result.exitCode,
+      error: result.error,
+      agent_id: job.agent_id,
+      started_at: job.started_at,
+      finished_at: result.finishedAt ?? sql<Date>`now()`,
+      retry_at: retryAt,
+    })
+    .onConflict((oc) => oc.columns(['job_id', 'attempt']).doNothing())
+    .execute();
 }
 
 /**
@@ -309,18 +330,26 @@ export async function failUnscheduled(db: Db, reason: (job: JobRow) => Promise<s
   });
 }
 
+export interface Cancelled {
+  readonly job: JobRow;
+  readonly finished?: Finished;
+  /** The job's agent must be told to stop it (or drop the offer). */
+  readonly notifyAgent: boolean;
+  readonly reason: string;
+}
+
 /**
  * Cancels a job: a queued or not-yet-accepted job ends at once; an accepted one
  * is marked and the caller asks its agent to stop it.
  */
-export async function cancelJob(db: Db, jobId: string): Promise<{ job: JobRow; finished?: Finished; notifyAgent: boolean } | undefined> {
+export async function cancelJob(db: Db, jobId: string, reason = 'cancelled by a user'): Promise<Cancelled | undefined> {
   return inTransaction(db, async (tx) => {
     const job = await tx.selectFrom('jobs').selectAll().where('id', '=', jobId).forUpdate().executeTakeFirst();
     if (!job) return undefined;
-    if (isTerminal(job.status)) return { job, notifyAgent: false };
+    if (isTerminal(job.status)) return { job, notifyAgent: false, reason };
     if (job.status === 'queued' || (job.status === 'offered' && !job.accepted_at)) {
-      const finished = await finishLocked(tx, job, { status: 'cancelled', exitCode: null, error: 'cancelled' });
-      return { job: finished.job, finished, notifyAgent: job.status === 'offered' };
+      const finished = await finishLocked(tx, job, { status: 'cancelled', exitCode: null, error: reason === 'cancelled by a user' ? 'cancelled' : `cancelled: ${reason}` });
+      return { job: finished.job, finished, notifyAgent: job.status === 'offered', reason };
     }
     const marked = await tx
       .updateTable('jobs')
@@ -328,7 +357,7 @@ export async function cancelJob(db: Db, jobId: string): Promise<{ job: JobRow; f
       .where('id', '=', job.id)
       .returningAll()
       .executeTakeFirstOrThrow();
-    return { job: marked, notifyAgent: true };
+    return { job: marked, notifyAgent: true, reason };
   });
 }
 

@@ -1,8 +1,10 @@
 import { sql } from 'kysely';
 import type { Db } from '../store/database.ts';
-import type { EventRow } from '../store/schema.ts';
-import { enqueueRun, fanOutAgents } from '../queue/enqueue.ts';
-import { fireTimes } from './fire-times.ts';
+import type { EventRow, EventStatus } from '../store/schema.ts';
+import { fanOutAgents } from '../queue/enqueue.ts';
+import { startRun } from '../queue/start-run.ts';
+import type { Cancelled } from '../queue/transitions.ts';
+import { fireTimes, isScheduled } from './schedule.ts';
 import type { Leadership } from './leader.ts';
 
 export interface SchedulerOptions {
@@ -10,22 +12,29 @@ export interface SchedulerOptions {
   readonly leadership: Leadership;
   readonly leaseTtlMs: number;
   readonly onRun: (runId: string) => void;
+  /** Jobs a CONCURRENCY_REPLACE fire cancelled, after the commit: their agents must be told. */
+  readonly onCancelled: (cancelled: readonly Cancelled[]) => void;
   readonly log: (message: string, fields?: Record<string, unknown>) => void;
   /** How often due schedules are looked for. Default 250 ms. */
   readonly tickMs?: number;
+  /** The time now; tests move it. */
+  readonly clock?: () => Date;
 }
 
 /** Fires beyond this many per event and tick are dropped (a schedule faster than the ticks can serve). */
 const MAX_FIRES_PER_TICK = 100;
 /** After a leader change, a missed fire older than this is skipped. */
 const CATCH_UP_WINDOW_MS = 24 * 3_600_000;
+/** With MISSED_FIRE_SKIP, an instant reached later than this after a leader change counts as missed. */
+const MISSED_AFTER_MS = 1_000;
 
 /**
- * Fires cron schedules on the replica that holds the leadership. Each
- * (event, instant) is recorded under a unique key in the same transaction as
- * its run, so a fire happens at most once across leader changes and restarts.
- * After taking the leadership, missed fires collapse into one run now (the
- * newest missed instant); older ones are skipped.
+ * Fires schedules (cron, interval, one-shot) on the replica that holds the
+ * leadership. Each (event, instant) is recorded under a unique key in the same
+ * transaction as its run (or the reason it made none), so a fire happens at
+ * most once across leader changes and restarts. After taking the leadership,
+ * missed fires collapse into one run now (the newest missed instant), or none
+ * with MISSED_FIRE_SKIP.
  */
 export class Scheduler {
   readonly #options: SchedulerOptions;
@@ -59,7 +68,7 @@ export class Scheduler {
         this.#options.log(leading ? 'scheduler leadership taken' : 'scheduler leadership lost');
       }
       if (!leading) return;
-      const now = new Date();
+      const now = this.#options.clock?.() ?? new Date();
       const events = await this.#options.db
         .selectFrom('events')
         .selectAll()
@@ -67,6 +76,9 @@ export class Scheduler {
         .where('deleted_at', 'is', null)
         .where('schedule', 'is not', null)
         .execute();
+      // An event paused (or deleted) meanwhile starts again from the catch-up rules, not from where it stopped.
+      const listed = new Set(events.map((event) => event.id));
+      for (const id of this.#handledUntil.keys()) if (!listed.has(id)) this.#handledUntil.delete(id);
       for (const event of events) await this.#fire(event, now);
     } catch (error) {
       this.#options.log('scheduler tick failed', { error: String(error) });
@@ -76,7 +88,7 @@ export class Scheduler {
   }
 
   async #fire(event: EventRow, now: Date): Promise<void> {
-    if (!event.schedule?.cron) return;
+    if (!isScheduled(event.schedule)) return;
     let from = this.#handledUntil.get(event.id);
     let limit = MAX_FIRES_PER_TICK;
     if (!from) {
@@ -86,6 +98,7 @@ export class Scheduler {
       from = last?.at && new Date(last.at) > edited ? new Date(last.at) : edited;
       // Only the newest missed instant runs, so a long outage need not be walked through second by second.
       if (now.getTime() - from.getTime() > CATCH_UP_WINDOW_MS) from = new Date(now.getTime() - CATCH_UP_WINDOW_MS);
+      if (event.missed_fire_policy === 'skip' && now.getTime() - from.getTime() > MISSED_AFTER_MS) from = new Date(now.getTime() - MISSED_AFTER_MS);
       limit = 1;
     }
     const due = fireTimes(event.schedule, from, now, limit);
@@ -96,7 +109,7 @@ export class Scheduler {
   async #fireOnce(event: EventRow, at: Date): Promise<void> {
     const { db, leaseTtlMs } = this.#options;
     const agents = await fanOutAgents(db, leaseTtlMs);
-    const runId = await db.transaction().execute(async (tx) => {
+    const outcome = await db.transaction().execute(async (tx) => {
       const claimed = await tx
         .insertInto('schedule_fires')
         .values({ event_id: event.id, fire_at: at })
@@ -104,13 +117,39 @@ export class Scheduler {
         .returning('event_id')
         .executeTakeFirst();
       if (!claimed) return undefined;
-      const { run } = await enqueueRun(tx, event, { scheduledAt: at.toISOString() }, agents);
-      await tx.updateTable('schedule_fires').set({ run_id: run.id }).where('event_id', '=', event.id).where('fire_at', '=', at).execute();
-      return run.id;
+      const fire = tx.updateTable('schedule_fires').where('event_id', '=', event.id).where('fire_at', '=', at);
+      // Read again under the lock: an edit, a pause or the last allowed execution may have come since the list was read.
+      const current = await tx.selectFrom('events').selectAll().where('id', '=', event.id).forUpdate().executeTakeFirst();
+      const notActive = !current || current.status !== 'active' || current.deleted_at !== null;
+      const limitReached = current && current.max_executions > 0 && current.execution_count >= current.max_executions;
+      if (notActive || limitReached) {
+        const reason = notActive ? 'the event is no longer active' : `maxExecutions (${current!.max_executions}) reached`;
+        await fire.set({ skipped_reason: reason }).execute();
+        return { reason };
+      }
+      const started = await startRun(tx, current, { scheduledAt: at.toISOString() }, agents);
+      if (!started.started) {
+        await fire.set({ skipped_reason: started.reason }).execute();
+        return { reason: started.reason };
+      }
+      await fire.set({ run_id: started.run.id }).execute();
+      await tx
+        .updateTable('events')
+        .set({
+          execution_count: sql<number>`execution_count + 1`,
+          status: sql<EventStatus>`case when max_executions > 0 and execution_count + 1 >= max_executions then 'paused' else status end`,
+        })
+        .where('id', '=', event.id)
+        .execute();
+      return { run: started.run, cancelled: started.cancelled };
     });
-    if (runId) {
-      this.#options.log('schedule fired', { eventId: event.id, runId, scheduledAt: at.toISOString(), lateMs: Date.now() - at.getTime() });
-      this.#options.onRun(runId);
+    if (!outcome) return;
+    if ('reason' in outcome) {
+      this.#options.log('schedule fire skipped', { eventId: event.id, scheduledAt: at.toISOString(), reason: outcome.reason });
+      return;
     }
+    this.#options.onCancelled(outcome.cancelled);
+    this.#options.log('schedule fired', { eventId: event.id, runId: outcome.run.id, scheduledAt: at.toISOString(), lateMs: Date.now() - at.getTime() });
+    this.#options.onRun(outcome.run.id);
   }
 }

@@ -181,6 +181,31 @@ const migrations: Record<string, Migration> = {
       `);
     },
   },
+  '0005_schedules_retries': {
+    async up(db: Kysely<any>) {
+      await runStatements(db, `
+        alter table events add column max_executions integer not null default 0;
+        alter table events add column execution_count integer not null default 0;
+        alter table events add column missed_fire_policy text not null default 'run_once';
+        alter table events add column concurrency_policy text not null default 'allow';
+        alter table events add column retry_delay_seconds integer not null default 10;
+        alter table schedule_fires add column skipped_reason text not null default '';
+        create index runs_event_running on runs (event_id) where status = 'running';
+        create table job_attempts (
+          job_id text not null,
+          attempt integer not null,
+          status text not null,
+          exit_code integer,
+          error text not null default '',
+          agent_id text,
+          started_at timestamptz,
+          finished_at timestamptz not null,
+          retry_at timestamptz,
+          primary key (job_id, attempt)
+        );
+      `);
+    },
+  },
   '0006_workflows': {
     async up(db: Kysely<any>) {
       await runStatements(db, `

@@ -14,6 +14,21 @@ export type RunStatus = 'running' | 'succeeded' | 'failed' | 'partial' | 'timed_
 
 export type EventType = 'bash' | 'python' | 'node' | 'http';
 export type EventStatus = 'active' | 'paused' | 'draft' | 'archived';
+export type MissedFirePolicy = 'run_once' | 'skip';
+export type ConcurrencyPolicy = 'allow' | 'forbid' | 'replace';
+export type IntervalUnit = 'seconds' | 'minutes' | 'hours' | 'days';
+
+/** As stored: cron (with timezone) or an interval, each optionally not before startAt; startAt alone runs once. */
+export interface ScheduleSpec {
+  readonly cron: string;
+  readonly timezone: string;
+  readonly interval?: { readonly every: number; readonly unit: IntervalUnit };
+  /** ISO instant. */
+  readonly startAt?: string;
+  /** ISO instant an interval without startAt counts from: when the schedule was saved. */
+  readonly anchor?: string;
+}
+
 export type LabelOp = 'eq' | 'ne' | 'in' | 'exists' | 'gt' | 'lt';
 
 export interface LabelTerm {
@@ -52,6 +67,8 @@ export interface JobSpec {
   readonly http: HttpRequestSpec | null;
   /** A queued attempt not offered within this fails. */
   readonly schedulingTimeoutSeconds: number;
+  /** Base of the retry backoff; absent in jobs made before it existed (then the default). */
+  readonly retryDelaySeconds?: number;
 }
 
 export interface EventsTable {
@@ -65,7 +82,7 @@ export interface EventsTable {
   timeout_seconds: number;
   retries: Defaulted<number>;
   target: Json<Target>;
-  schedule: Json<{ cron: string; timezone: string } | null>;
+  schedule: Json<ScheduleSpec | null>;
   status: EventStatus;
   priority: number;
   http: Json<HttpRequestSpec | null>;
@@ -74,6 +91,11 @@ export interface EventsTable {
   network: Defaulted<boolean>;
   scheduling_timeout_seconds: Defaulted<number>;
   actions: ColumnType<ActionRow[], string | undefined, string>;
+  max_executions: Defaulted<number>;
+  execution_count: Defaulted<number>;
+  missed_fire_policy: Defaulted<MissedFirePolicy>;
+  concurrency_policy: Defaulted<ConcurrencyPolicy>;
+  retry_delay_seconds: Defaulted<number>;
   created_at: Timestamp;
   updated_at: Timestamp;
   deleted_at: NullableTimestamp;
@@ -155,7 +177,22 @@ export interface ScheduleFiresTable {
   event_id: string;
   fire_at: Date;
   run_id: string | null;
+  /** Why no run was made for this instant (concurrency policy); '' when one was. */
+  skipped_reason: Defaulted<string>;
   created_at: Timestamp;
+}
+
+/** One ended attempt of a job, written in the transaction that ends it. */
+export interface JobAttemptsTable {
+  job_id: string;
+  attempt: number;
+  status: JobStatus;
+  exit_code: number | null;
+  error: Defaulted<string>;
+  agent_id: string | null;
+  started_at: NullableTimestamp;
+  finished_at: Timestamp;
+  retry_at: NullableTimestamp;
 }
 
 export interface JobLogsTable {
@@ -353,6 +390,7 @@ export interface Database {
   cluster_keys: ClusterKeysTable;
   notification_channels: NotificationChannelsTable;
   notification_deliveries: NotificationDeliveriesTable;
+  job_attempts: JobAttemptsTable;
 }
 
 /** Key pairs all replicas share (agent CA, join-token signer); private halves sealed with the master key. */
@@ -372,3 +410,5 @@ export type NewJobRow = Insertable<JobsTable>;
 export type AgentRow = Selectable<AgentsTable>;
 export type ChannelRow = Selectable<NotificationChannelsTable>;
 export type DeliveryRow = Selectable<NotificationDeliveriesTable>;
+export type JobAttemptRow = Selectable<JobAttemptsTable>;
+export type ScheduleFireRow = Selectable<ScheduleFiresTable>;

@@ -1,11 +1,17 @@
 import { create, fromJson, toJson, type JsonValue } from '@bufbuild/protobuf';
 import { timestampFromDate, ValueSchema, type Timestamp } from '@bufbuild/protobuf/wkt';
-import { JobSchema, JobStatus, type Job } from '@cronium/proto/api/v1/job';
+import { JobAttemptSchema, JobSchema, JobStatus, type Job, type JobAttempt } from '@cronium/proto/api/v1/job';
 import { RunSchema, RunStatus, type Run } from '@cronium/proto/api/v1/run';
-import { EventSchema, EventStatus, EventType, type Event } from '@cronium/proto/api/v1/event';
+import { Concurrency, ScheduleFireSchema, type ScheduleFire, EventSchema, EventStatus, EventType, IntervalUnit, MissedFire, type Event, type Schedule } from '@cronium/proto/api/v1/event';
 import { LabelOp, Priority, type Target } from '@cronium/proto/api/v1/common';
 import type {
+  ConcurrencyPolicy,
+  IntervalUnit as IntervalUnitName,
+  MissedFirePolicy,
+  ScheduleSpec,
   EventRow,
+  JobAttemptRow,
+  ScheduleFireRow,
   EventStatus as EventStatusName,
   EventType as EventTypeName,
   JobRow,
@@ -48,6 +54,21 @@ export const eventStatuses: Record<EventStatusName, EventStatus> = {
   draft: EventStatus.DRAFT,
   archived: EventStatus.ARCHIVED,
 };
+export const missedFirePolicies: Record<MissedFirePolicy, MissedFire> = {
+  run_once: MissedFire.RUN_ONCE,
+  skip: MissedFire.SKIP,
+};
+export const concurrencyPolicies: Record<ConcurrencyPolicy, Concurrency> = {
+  allow: Concurrency.ALLOW,
+  forbid: Concurrency.FORBID,
+  replace: Concurrency.REPLACE,
+};
+export const intervalUnits: Record<IntervalUnitName, IntervalUnit> = {
+  seconds: IntervalUnit.SECONDS,
+  minutes: IntervalUnit.MINUTES,
+  hours: IntervalUnit.HOURS,
+  days: IntervalUnit.DAYS,
+};
 export const labelOps: Record<LabelOpName, LabelOp> = {
   eq: LabelOp.EQ,
   ne: LabelOp.NE,
@@ -67,7 +88,7 @@ export function reverse<K extends string | number, V extends number>(map: Record
   return new Map(Object.entries(map).map(([key, value]) => [value as V, (typeof key === 'string' && /^\d+$/.test(key) ? Number(key) : key) as K]));
 }
 
-export function time(date: Date | null | undefined): Timestamp | undefined {
+export function time(date: Date | string | null | undefined): Timestamp | undefined {
   return date ? timestampFromDate(new Date(date)) : undefined;
 }
 
@@ -101,6 +122,28 @@ export function jobToProto(row: JobRow, waitingReason = ''): Job {
   });
 }
 
+export function scheduleFireToProto(row: ScheduleFireRow): ScheduleFire {
+  return create(ScheduleFireSchema, {
+    scheduledAt: time(row.fire_at),
+    runId: row.run_id ?? '',
+    skippedReason: row.skipped_reason,
+    firedAt: time(row.created_at),
+  });
+}
+
+export function attemptToProto(row: JobAttemptRow): JobAttempt {
+  return create(JobAttemptSchema, {
+    attempt: row.attempt,
+    status: jobStatuses[row.status],
+    exitCode: row.exit_code ?? undefined,
+    error: row.error,
+    agentId: row.agent_id ?? '',
+    startedAt: time(row.started_at),
+    finishedAt: time(row.finished_at),
+    retryAt: time(row.retry_at),
+  });
+}
+
 export function runToProto(row: RunRow, jobs: readonly JobRow[]): Run {
   return create(RunSchema, {
     id: row.id,
@@ -112,6 +155,16 @@ export function runToProto(row: RunRow, jobs: readonly JobRow[]): Run {
     createdAt: time(row.created_at),
     finishedAt: time(row.finished_at),
   });
+}
+
+export function scheduleToProto(schedule: ScheduleSpec): Schedule {
+  return {
+    $typeName: 'cronium.api.v1.Schedule',
+    cron: schedule.cron,
+    timezone: schedule.timezone,
+    interval: schedule.interval ? { $typeName: 'cronium.api.v1.Interval', every: schedule.interval.every, unit: intervalUnits[schedule.interval.unit] } : undefined,
+    startAt: time(schedule.startAt),
+  };
 }
 
 function targetToProto(target: TargetRow): Target {
@@ -144,7 +197,7 @@ export function eventToProto(row: EventRow): Event {
     timeoutSeconds: row.timeout_seconds,
     retries: row.retries,
     target: targetToProto(row.target),
-    schedule: row.schedule ? { cron: row.schedule.cron, timezone: row.schedule.timezone } : undefined,
+    schedule: row.schedule ? scheduleToProto(row.schedule) : undefined,
     status: eventStatuses[row.status],
     priority: priorities[row.priority] ?? Priority.NORMAL,
     http: row.http ? { ...row.http, headers: { ...row.http.headers } } : undefined,
@@ -154,6 +207,11 @@ export function eventToProto(row: EventRow): Event {
     webhook: webhookToProto('events', row.webhook_key),
     schedulingTimeoutSeconds: row.scheduling_timeout_seconds,
     actions: actionsToProto(row.actions),
+    maxExecutions: row.max_executions,
+    executionCount: row.execution_count,
+    missedFirePolicy: missedFirePolicies[row.missed_fire_policy],
+    concurrencyPolicy: concurrencyPolicies[row.concurrency_policy],
+    retryDelaySeconds: row.retry_delay_seconds,
     createdAt: time(row.created_at),
     updatedAt: time(row.updated_at),
   });

@@ -4,8 +4,8 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { Priority, Target } from "./common_pb.js";
 import type { Timestamp, Value } from "@bufbuild/protobuf/wkt";
+import type { Priority, Target } from "./common_pb.js";
 import type { Webhook } from "./webhook_pb.js";
 import type { Run } from "./run_pb.js";
 
@@ -15,18 +15,38 @@ import type { Run } from "./run_pb.js";
 export declare const file_cronium_api_v1_event: GenFile;
 
 /**
+ * At most one of cron and interval. Neither, with start_at: run once at start_at.
+ *
  * @generated from message cronium.api.v1.Schedule
  */
 export declare type Schedule = Message<"cronium.api.v1.Schedule"> & {
   /**
+   * 5 fields (minute first) or 6 (second first).
+   *
    * @generated from field: string cron = 1;
    */
   cron: string;
 
   /**
+   * IANA name for cron; default UTC.
+   *
    * @generated from field: string timezone = 2;
    */
   timezone: string;
+
+  /**
+   * Every N units of elapsed time, from start_at (or from when the schedule was saved).
+   *
+   * @generated from field: cronium.api.v1.Interval interval = 3;
+   */
+  interval?: Interval | undefined;
+
+  /**
+   * Interval and cron: no fire before this instant. Alone: the one instant to run at.
+   *
+   * @generated from field: google.protobuf.Timestamp start_at = 4;
+   */
+  startAt?: Timestamp | undefined;
 };
 
 /**
@@ -34,6 +54,27 @@ export declare type Schedule = Message<"cronium.api.v1.Schedule"> & {
  * Use `create(ScheduleSchema)` to create a new message.
  */
 export declare const ScheduleSchema: GenMessage<Schedule>;
+
+/**
+ * @generated from message cronium.api.v1.Interval
+ */
+export declare type Interval = Message<"cronium.api.v1.Interval"> & {
+  /**
+   * @generated from field: uint32 every = 1;
+   */
+  every: number;
+
+  /**
+   * @generated from field: cronium.api.v1.IntervalUnit unit = 2;
+   */
+  unit: IntervalUnit;
+};
+
+/**
+ * Describes the message cronium.api.v1.Interval.
+ * Use `create(IntervalSchema)` to create a new message.
+ */
+export declare const IntervalSchema: GenMessage<Interval>;
 
 /**
  * @generated from message cronium.api.v1.HttpRequest
@@ -174,6 +215,37 @@ export declare type Event = Message<"cronium.api.v1.Event"> & {
    * @generated from field: uint32 scheduling_timeout_seconds = 19;
    */
   schedulingTimeoutSeconds: number;
+
+  /**
+   * After this many scheduled runs the event is paused; 0: no limit. Counting restarts when the schedule or this limit changes.
+   *
+   * @generated from field: uint32 max_executions = 20;
+   */
+  maxExecutions: number;
+
+  /**
+   * Scheduled runs made so far towards max_executions (read only).
+   *
+   * @generated from field: uint32 execution_count = 21;
+   */
+  executionCount: number;
+
+  /**
+   * @generated from field: cronium.api.v1.MissedFire missed_fire_policy = 22;
+   */
+  missedFirePolicy: MissedFire;
+
+  /**
+   * @generated from field: cronium.api.v1.Concurrency concurrency_policy = 23;
+   */
+  concurrencyPolicy: Concurrency;
+
+  /**
+   * Base delay before a retry: attempt n waits a random time up to base * 2^(n-1), at most 10 minutes. 0 means the default (10).
+   *
+   * @generated from field: uint32 retry_delay_seconds = 24;
+   */
+  retryDelaySeconds: number;
 
   /**
    * Output: POST /hooks/events/<key> runs the event (RotateEventWebhook turns it on).
@@ -537,6 +609,128 @@ export declare type DisableEventWebhookResponse = Message<"cronium.api.v1.Disabl
 export declare const DisableEventWebhookResponseSchema: GenMessage<DisableEventWebhookResponse>;
 
 /**
+ * @generated from message cronium.api.v1.PreviewScheduleRequest
+ */
+export declare type PreviewScheduleRequest = Message<"cronium.api.v1.PreviewScheduleRequest"> & {
+  /**
+   * The schedule to preview; when empty, the stored schedule of event_id.
+   *
+   * @generated from field: cronium.api.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+
+  /**
+   * How many instants; 0 means 5, at most 100.
+   *
+   * @generated from field: uint32 count = 2;
+   */
+  count: number;
+
+  /**
+   * With an event: its interval anchor and the runs left before max_executions count too.
+   *
+   * @generated from field: string event_id = 3;
+   */
+  eventId: string;
+};
+
+/**
+ * Describes the message cronium.api.v1.PreviewScheduleRequest.
+ * Use `create(PreviewScheduleRequestSchema)` to create a new message.
+ */
+export declare const PreviewScheduleRequestSchema: GenMessage<PreviewScheduleRequest>;
+
+/**
+ * @generated from message cronium.api.v1.PreviewScheduleResponse
+ */
+export declare type PreviewScheduleResponse = Message<"cronium.api.v1.PreviewScheduleResponse"> & {
+  /**
+   * @generated from field: repeated google.protobuf.Timestamp fire_times = 1;
+   */
+  fireTimes: Timestamp[];
+};
+
+/**
+ * Describes the message cronium.api.v1.PreviewScheduleResponse.
+ * Use `create(PreviewScheduleResponseSchema)` to create a new message.
+ */
+export declare const PreviewScheduleResponseSchema: GenMessage<PreviewScheduleResponse>;
+
+/**
+ * @generated from message cronium.api.v1.ScheduleFire
+ */
+export declare type ScheduleFire = Message<"cronium.api.v1.ScheduleFire"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp scheduled_at = 1;
+   */
+  scheduledAt?: Timestamp | undefined;
+
+  /**
+   * Empty when the fire made no run.
+   *
+   * @generated from field: string run_id = 2;
+   */
+  runId: string;
+
+  /**
+   * Why no run was made (concurrency policy, maxExecutions, the event paused meanwhile).
+   *
+   * @generated from field: string skipped_reason = 3;
+   */
+  skippedReason: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp fired_at = 4;
+   */
+  firedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message cronium.api.v1.ScheduleFire.
+ * Use `create(ScheduleFireSchema)` to create a new message.
+ */
+export declare const ScheduleFireSchema: GenMessage<ScheduleFire>;
+
+/**
+ * @generated from message cronium.api.v1.ListScheduleFiresRequest
+ */
+export declare type ListScheduleFiresRequest = Message<"cronium.api.v1.ListScheduleFiresRequest"> & {
+  /**
+   * @generated from field: string event_id = 1;
+   */
+  eventId: string;
+
+  /**
+   * 0 means 50, at most 500.
+   *
+   * @generated from field: uint32 page_size = 2;
+   */
+  pageSize: number;
+};
+
+/**
+ * Describes the message cronium.api.v1.ListScheduleFiresRequest.
+ * Use `create(ListScheduleFiresRequestSchema)` to create a new message.
+ */
+export declare const ListScheduleFiresRequestSchema: GenMessage<ListScheduleFiresRequest>;
+
+/**
+ * @generated from message cronium.api.v1.ListScheduleFiresResponse
+ */
+export declare type ListScheduleFiresResponse = Message<"cronium.api.v1.ListScheduleFiresResponse"> & {
+  /**
+   * @generated from field: repeated cronium.api.v1.ScheduleFire fires = 1;
+   */
+  fires: ScheduleFire[];
+};
+
+/**
+ * Describes the message cronium.api.v1.ListScheduleFiresResponse.
+ * Use `create(ListScheduleFiresResponseSchema)` to create a new message.
+ */
+export declare const ListScheduleFiresResponseSchema: GenMessage<ListScheduleFiresResponse>;
+
+/**
  * @generated from enum cronium.api.v1.EventType
  */
 export enum EventType {
@@ -605,6 +799,112 @@ export enum EventStatus {
  * Describes the enum cronium.api.v1.EventStatus.
  */
 export declare const EventStatusSchema: GenEnum<EventStatus>;
+
+/**
+ * @generated from enum cronium.api.v1.IntervalUnit
+ */
+export enum IntervalUnit {
+  /**
+   * @generated from enum value: INTERVAL_UNIT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: INTERVAL_UNIT_SECONDS = 1;
+   */
+  SECONDS = 1,
+
+  /**
+   * @generated from enum value: INTERVAL_UNIT_MINUTES = 2;
+   */
+  MINUTES = 2,
+
+  /**
+   * @generated from enum value: INTERVAL_UNIT_HOURS = 3;
+   */
+  HOURS = 3,
+
+  /**
+   * 24 hours of elapsed time (not a calendar day).
+   *
+   * @generated from enum value: INTERVAL_UNIT_DAYS = 4;
+   */
+  DAYS = 4,
+}
+
+/**
+ * Describes the enum cronium.api.v1.IntervalUnit.
+ */
+export declare const IntervalUnitSchema: GenEnum<IntervalUnit>;
+
+/**
+ * What the scheduler does with instants missed while no replica could fire them.
+ *
+ * @generated from enum cronium.api.v1.MissedFire
+ */
+export enum MissedFire {
+  /**
+   * @generated from enum value: MISSED_FIRE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * One run now for the newest missed instant (the default).
+   *
+   * @generated from enum value: MISSED_FIRE_RUN_ONCE = 1;
+   */
+  RUN_ONCE = 1,
+
+  /**
+   * None: the next run is at the next instant to come.
+   *
+   * @generated from enum value: MISSED_FIRE_SKIP = 2;
+   */
+  SKIP = 2,
+}
+
+/**
+ * Describes the enum cronium.api.v1.MissedFire.
+ */
+export declare const MissedFireSchema: GenEnum<MissedFire>;
+
+/**
+ * What a new run (scheduled or RunEvent) does while a run of the same event is still running.
+ *
+ * @generated from enum cronium.api.v1.Concurrency
+ */
+export enum Concurrency {
+  /**
+   * @generated from enum value: CONCURRENCY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Both run (the default).
+   *
+   * @generated from enum value: CONCURRENCY_ALLOW = 1;
+   */
+  ALLOW = 1,
+
+  /**
+   * The new run is skipped; RunEvent answers failed_precondition.
+   *
+   * @generated from enum value: CONCURRENCY_FORBID = 2;
+   */
+  FORBID = 2,
+
+  /**
+   * The running run is cancelled, then the new one starts.
+   *
+   * @generated from enum value: CONCURRENCY_REPLACE = 3;
+   */
+  REPLACE = 3,
+}
+
+/**
+ * Describes the enum cronium.api.v1.Concurrency.
+ */
+export declare const ConcurrencySchema: GenEnum<Concurrency>;
 
 /**
  * When an action fires.
@@ -716,6 +1016,26 @@ export declare const EventService: GenService<{
     methodKind: "unary";
     input: typeof DisableEventWebhookRequestSchema;
     output: typeof DisableEventWebhookResponseSchema;
+  },
+  /**
+   * The next instants a schedule fires at, as the scheduler computes them.
+   *
+   * @generated from rpc cronium.api.v1.EventService.PreviewSchedule
+   */
+  previewSchedule: {
+    methodKind: "unary";
+    input: typeof PreviewScheduleRequestSchema;
+    output: typeof PreviewScheduleResponseSchema;
+  },
+  /**
+   * The instants an event's schedule fired at, newest first: the run each made, or why it made none.
+   *
+   * @generated from rpc cronium.api.v1.EventService.ListScheduleFires
+   */
+  listScheduleFires: {
+    methodKind: "unary";
+    input: typeof ListScheduleFiresRequestSchema;
+    output: typeof ListScheduleFiresResponseSchema;
   },
 }>;
 

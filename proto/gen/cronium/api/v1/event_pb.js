@@ -12,7 +12,7 @@ import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bu
  * Describes the file cronium/api/v1/event.proto.
  */
 export const file_cronium_api_v1_event = /*@__PURE__*/
-  fileDesc("Chpjcm9uaXVtL2FwaS92MS9ldmVudC5wcm90bxIOY3Jvbml1bS5hcGkudjEiKgoIU2NoZWR1bGUSDAoEY3JvbhgBIAEoCRIQCgh0aW1lem9uZRgCIAEoCSKjAQoLSHR0cFJlcXVlc3QSDgoGbWV0aG9kGAEgASgJEgsKA3VybBgCIAEoCRI5CgdoZWFkZXJzGAMgAygLMiguY3Jvbml1bS5hcGkudjEuSHR0cFJlcXVlc3QuSGVhZGVyc0VudHJ5EgwKBGJvZHkYBCABKAkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi2AUKBUV2ZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSJwoEdHlwZRgDIAEoDjIZLmNyb25pdW0uYXBpLnYxLkV2ZW50VHlwZRIOCgZzY3JpcHQYBCABKAkSKwoDZW52GAUgAygLMh4uY3Jvbml1bS5hcGkudjEuRXZlbnQuRW52RW50cnkSFwoPdGltZW91dF9zZWNvbmRzGAYgASgNEg8KB3JldHJpZXMYByABKA0SJgoGdGFyZ2V0GAggASgLMhYuY3Jvbml1bS5hcGkudjEuVGFyZ2V0EioKCHNjaGVkdWxlGAkgASgLMhguY3Jvbml1bS5hcGkudjEuU2NoZWR1bGUSKwoGc3RhdHVzGAogASgOMhsuY3Jvbml1bS5hcGkudjEuRXZlbnRTdGF0dXMSKgoIcHJpb3JpdHkYCyABKA4yGC5jcm9uaXVtLmFwaS52MS5Qcmlvcml0eRIpCgRodHRwGAwgASgLMhsuY3Jvbml1bS5hcGkudjEuSHR0cFJlcXVlc3QSEQoJbWVtb3J5X21iGA0gASgNEgwKBGNwdXMYDiABKAESDwoHbmV0d29yaxgPIAEoCBITCgtkZXNjcmlwdGlvbhgQIAEoCRIuCgpjcmVhdGVkX2F0GBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIiChpzY2hlZHVsaW5nX3RpbWVvdXRfc2Vjb25kcxgTIAEoDRIoCgd3ZWJob29rGB4gASgLMhcuY3Jvbml1bS5hcGkudjEuV2ViaG9vaxIsCgdhY3Rpb25zGCggAygLMhsuY3Jvbml1bS5hcGkudjEuRXZlbnRBY3Rpb24aKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKjAQoLRXZlbnRBY3Rpb24SJwoHdHJpZ2dlchgBIAEoDjIWLmNyb25pdW0uYXBpLnYxLkFjdGlvbhIzCglydW5fZXZlbnQYAiABKAsyHi5jcm9uaXVtLmFwaS52MS5SdW5FdmVudEFjdGlvbkgAEi4KBm5vdGlmeRgDIAEoCzIcLmNyb25pdW0uYXBpLnYxLk5vdGlmeUFjdGlvbkgAQgYKBGtpbmQiIgoOUnVuRXZlbnRBY3Rpb24SEAoIZXZlbnRfaWQYASABKAkiRQoMTm90aWZ5QWN0aW9uEhIKCmNoYW5uZWxfaWQYASABKAkSEAoIdGVtcGxhdGUYAiABKAkSDwoHc3ViamVjdBgDIAEoCSI6ChJDcmVhdGVFdmVudFJlcXVlc3QSJAoFZXZlbnQYASABKAsyFS5jcm9uaXVtLmFwaS52MS5FdmVudCI7ChNDcmVhdGVFdmVudFJlc3BvbnNlEiQKBWV2ZW50GAEgASgLMhUuY3Jvbml1bS5hcGkudjEuRXZlbnQiHQoPR2V0RXZlbnRSZXF1ZXN0EgoKAmlkGAEgASgJIjgKEEdldEV2ZW50UmVzcG9uc2USJAoFZXZlbnQYASABKAsyFS5jcm9uaXVtLmFwaS52MS5FdmVudCITChFMaXN0RXZlbnRzUmVxdWVzdCI7ChJMaXN0RXZlbnRzUmVzcG9uc2USJQoGZXZlbnRzGAEgAygLMhUuY3Jvbml1bS5hcGkudjEuRXZlbnQiOgoSVXBkYXRlRXZlbnRSZXF1ZXN0EiQKBWV2ZW50GAEgASgLMhUuY3Jvbml1bS5hcGkudjEuRXZlbnQiOwoTVXBkYXRlRXZlbnRSZXNwb25zZRIkCgVldmVudBgBIAEoCzIVLmNyb25pdW0uYXBpLnYxLkV2ZW50IiAKEkRlbGV0ZUV2ZW50UmVxdWVzdBIKCgJpZBgBIAEoCSIVChNEZWxldGVFdmVudFJlc3BvbnNlIkQKD1J1bkV2ZW50UmVxdWVzdBIKCgJpZBgBIAEoCRIlCgVpbnB1dBgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZSI0ChBSdW5FdmVudFJlc3BvbnNlEiAKA3J1bhgBIAEoCzITLmNyb25pdW0uYXBpLnYxLlJ1biInChlSb3RhdGVFdmVudFdlYmhvb2tSZXF1ZXN0EgoKAmlkGAEgASgJIkIKGlJvdGF0ZUV2ZW50V2ViaG9va1Jlc3BvbnNlEiQKBWV2ZW50GAEgASgLMhUuY3Jvbml1bS5hcGkudjEuRXZlbnQiKAoaRGlzYWJsZUV2ZW50V2ViaG9va1JlcXVlc3QSCgoCaWQYASABKAkiQwobRGlzYWJsZUV2ZW50V2ViaG9va1Jlc3BvbnNlEiQKBWV2ZW50GAEgASgLMhUuY3Jvbml1bS5hcGkudjEuRXZlbnQqfQoJRXZlbnRUeXBlEhoKFkVWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABITCg9FVkVOVF9UWVBFX0JBU0gQARIVChFFVkVOVF9UWVBFX1BZVEhPThACEhMKD0VWRU5UX1RZUEVfTk9ERRADEhMKD0VWRU5UX1RZUEVfSFRUUBAEKpABCgtFdmVudFN0YXR1cxIcChhFVkVOVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIXChNFVkVOVF9TVEFUVVNfQUNUSVZFEAESFwoTRVZFTlRfU1RBVFVTX1BBVVNFRBACEhYKEkVWRU5UX1NUQVRVU19EUkFGVBADEhkKFUVWRU5UX1NUQVRVU19BUkNISVZFRBAEKnoKBkFjdGlvbhIWChJBQ1RJT05fVU5TUEVDSUZJRUQQABIVChFBQ1RJT05fT05fU1VDQ0VTUxABEhUKEUFDVElPTl9PTl9GQUlMVVJFEAISEQoNQUNUSU9OX0FMV0FZUxADEhcKE0FDVElPTl9PTl9DT05ESVRJT04QBDLmBQoMRXZlbnRTZXJ2aWNlElYKC0NyZWF0ZUV2ZW50EiIuY3Jvbml1bS5hcGkudjEuQ3JlYXRlRXZlbnRSZXF1ZXN0GiMuY3Jvbml1bS5hcGkudjEuQ3JlYXRlRXZlbnRSZXNwb25zZRJNCghHZXRFdmVudBIfLmNyb25pdW0uYXBpLnYxLkdldEV2ZW50UmVxdWVzdBogLmNyb25pdW0uYXBpLnYxLkdldEV2ZW50UmVzcG9uc2USUwoKTGlzdEV2ZW50cxIhLmNyb25pdW0uYXBpLnYxLkxpc3RFdmVudHNSZXF1ZXN0GiIuY3Jvbml1bS5hcGkudjEuTGlzdEV2ZW50c1Jlc3BvbnNlElYKC1VwZGF0ZUV2ZW50EiIuY3Jvbml1bS5hcGkudjEuVXBkYXRlRXZlbnRSZXF1ZXN0GiMuY3Jvbml1bS5hcGkudjEuVXBkYXRlRXZlbnRSZXNwb25zZRJWCgtEZWxldGVFdmVudBIiLmNyb25pdW0uYXBpLnYxLkRlbGV0ZUV2ZW50UmVxdWVzdBojLmNyb25pdW0uYXBpLnYxLkRlbGV0ZUV2ZW50UmVzcG9uc2USTQoIUnVuRXZlbnQSHy5jcm9uaXVtLmFwaS52MS5SdW5FdmVudFJlcXVlc3QaIC5jcm9uaXVtLmFwaS52MS5SdW5FdmVudFJlc3BvbnNlEmsKElJvdGF0ZUV2ZW50V2ViaG9vaxIpLmNyb25pdW0uYXBpLnYxLlJvdGF0ZUV2ZW50V2ViaG9va1JlcXVlc3QaKi5jcm9uaXVtLmFwaS52MS5Sb3RhdGVFdmVudFdlYmhvb2tSZXNwb25zZRJuChNEaXNhYmxlRXZlbnRXZWJob29rEiouY3Jvbml1bS5hcGkudjEuRGlzYWJsZUV2ZW50V2ViaG9va1JlcXVlc3QaKy5jcm9uaXVtLmFwaS52MS5EaXNhYmxlRXZlbnRXZWJob29rUmVzcG9uc2ViBnByb3RvMw", [file_cronium_api_v1_common, file_cronium_api_v1_run, file_cronium_api_v1_webhook, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Chpjcm9uaXVtL2FwaS92MS9ldmVudC5wcm90bxIOY3Jvbml1bS5hcGkudjEihAEKCFNjaGVkdWxlEgwKBGNyb24YASABKAkSEAoIdGltZXpvbmUYAiABKAkSKgoIaW50ZXJ2YWwYAyABKAsyGC5jcm9uaXVtLmFwaS52MS5JbnRlcnZhbBIsCghzdGFydF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRQoISW50ZXJ2YWwSDQoFZXZlcnkYASABKA0SKgoEdW5pdBgCIAEoDjIcLmNyb25pdW0uYXBpLnYxLkludGVydmFsVW5pdCKjAQoLSHR0cFJlcXVlc3QSDgoGbWV0aG9kGAEgASgJEgsKA3VybBgCIAEoCRI5CgdoZWFkZXJzGAMgAygLMiguY3Jvbml1bS5hcGkudjEuSHR0cFJlcXVlc3QuSGVhZGVyc0VudHJ5EgwKBGJvZHkYBCABKAkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEilwcKBUV2ZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSJwoEdHlwZRgDIAEoDjIZLmNyb25pdW0uYXBpLnYxLkV2ZW50VHlwZRIOCgZzY3JpcHQYBCABKAkSKwoDZW52GAUgAygLMh4uY3Jvbml1bS5hcGkudjEuRXZlbnQuRW52RW50cnkSFwoPdGltZW91dF9zZWNvbmRzGAYgASgNEg8KB3JldHJpZXMYByABKA0SJgoGdGFyZ2V0GAggASgLMhYuY3Jvbml1bS5hcGkudjEuVGFyZ2V0EioKCHNjaGVkdWxlGAkgASgLMhguY3Jvbml1bS5hcGkudjEuU2NoZWR1bGUSKwoGc3RhdHVzGAogASgOMhsuY3Jvbml1bS5hcGkudjEuRXZlbnRTdGF0dXMSKgoIcHJpb3JpdHkYCyABKA4yGC5jcm9uaXVtLmFwaS52MS5Qcmlvcml0eRIpCgRodHRwGAwgASgLMhsuY3Jvbml1bS5hcGkudjEuSHR0cFJlcXVlc3QSEQoJbWVtb3J5X21iGA0gASgNEgwKBGNwdXMYDiABKAESDwoHbmV0d29yaxgPIAEoCBITCgtkZXNjcmlwdGlvbhgQIAEoCRIuCgpjcmVhdGVkX2F0GBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIiChpzY2hlZHVsaW5nX3RpbWVvdXRfc2Vjb25kcxgTIAEoDRIWCg5tYXhfZXhlY3V0aW9ucxgUIAEoDRIXCg9leGVjdXRpb25fY291bnQYFSABKA0SNgoSbWlzc2VkX2ZpcmVfcG9saWN5GBYgASgOMhouY3Jvbml1bS5hcGkudjEuTWlzc2VkRmlyZRI3ChJjb25jdXJyZW5jeV9wb2xpY3kYFyABKA4yGy5jcm9uaXVtLmFwaS52MS5Db25jdXJyZW5jeRIbChNyZXRyeV9kZWxheV9zZWNvbmRzGBggASgNEigKB3dlYmhvb2sYHiABKAsyFy5jcm9uaXVtLmFwaS52MS5XZWJob29rEiwKB2FjdGlvbnMYKCADKAsyGy5jcm9uaXVtLmFwaS52MS5FdmVudEFjdGlvbhoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqMBCgtFdmVudEFjdGlvbhInCgd0cmlnZ2VyGAEgASgOMhYuY3Jvbml1bS5hcGkudjEuQWN0aW9uEjMKCXJ1bl9ldmVudBgCIAEoCzIeLmNyb25pdW0uYXBpLnYxLlJ1bkV2ZW50QWN0aW9uSAASLgoGbm90aWZ5GAMgASgLMhwuY3Jvbml1bS5hcGkudjEuTm90aWZ5QWN0aW9uSABCBgoEa2luZCIiCg5SdW5FdmVudEFjdGlvbhIQCghldmVudF9pZBgBIAEoCSJFCgxOb3RpZnlBY3Rpb24SEgoKY2hhbm5lbF9pZBgBIAEoCRIQCgh0ZW1wbGF0ZRgCIAEoCRIPCgdzdWJqZWN0GAMgASgJIjoKEkNyZWF0ZUV2ZW50UmVxdWVzdBIkCgVldmVudBgBIAEoCzIVLmNyb25pdW0uYXBpLnYxLkV2ZW50IjsKE0NyZWF0ZUV2ZW50UmVzcG9uc2USJAoFZXZlbnQYASABKAsyFS5jcm9uaXVtLmFwaS52MS5FdmVudCIdCg9HZXRFdmVudFJlcXVlc3QSCgoCaWQYASABKAkiOAoQR2V0RXZlbnRSZXNwb25zZRIkCgVldmVudBgBIAEoCzIVLmNyb25pdW0uYXBpLnYxLkV2ZW50IhMKEUxpc3RFdmVudHNSZXF1ZXN0IjsKEkxpc3RFdmVudHNSZXNwb25zZRIlCgZldmVudHMYASADKAsyFS5jcm9uaXVtLmFwaS52MS5FdmVudCI6ChJVcGRhdGVFdmVudFJlcXVlc3QSJAoFZXZlbnQYASABKAsyFS5jcm9uaXVtLmFwaS52MS5FdmVudCI7ChNVcGRhdGVFdmVudFJlc3BvbnNlEiQKBWV2ZW50GAEgASgLMhUuY3Jvbml1bS5hcGkudjEuRXZlbnQiIAoSRGVsZXRlRXZlbnRSZXF1ZXN0EgoKAmlkGAEgASgJIhUKE0RlbGV0ZUV2ZW50UmVzcG9uc2UiRAoPUnVuRXZlbnRSZXF1ZXN0EgoKAmlkGAEgASgJEiUKBWlucHV0GAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIjQKEFJ1bkV2ZW50UmVzcG9uc2USIAoDcnVuGAEgASgLMhMuY3Jvbml1bS5hcGkudjEuUnVuIicKGVJvdGF0ZUV2ZW50V2ViaG9va1JlcXVlc3QSCgoCaWQYASABKAkiQgoaUm90YXRlRXZlbnRXZWJob29rUmVzcG9uc2USJAoFZXZlbnQYASABKAsyFS5jcm9uaXVtLmFwaS52MS5FdmVudCIoChpEaXNhYmxlRXZlbnRXZWJob29rUmVxdWVzdBIKCgJpZBgBIAEoCSJDChtEaXNhYmxlRXZlbnRXZWJob29rUmVzcG9uc2USJAoFZXZlbnQYASABKAsyFS5jcm9uaXVtLmFwaS52MS5FdmVudCJlChZQcmV2aWV3U2NoZWR1bGVSZXF1ZXN0EioKCHNjaGVkdWxlGAEgASgLMhguY3Jvbml1bS5hcGkudjEuU2NoZWR1bGUSDQoFY291bnQYAiABKA0SEAoIZXZlbnRfaWQYAyABKAkiSQoXUHJldmlld1NjaGVkdWxlUmVzcG9uc2USLgoKZmlyZV90aW1lcxgBIAMoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAilgEKDFNjaGVkdWxlRmlyZRIwCgxzY2hlZHVsZWRfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJ1bl9pZBgCIAEoCRIWCg5za2lwcGVkX3JlYXNvbhgDIAEoCRIsCghmaXJlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPwoYTGlzdFNjaGVkdWxlRmlyZXNSZXF1ZXN0EhAKCGV2ZW50X2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDSJIChlMaXN0U2NoZWR1bGVGaXJlc1Jlc3BvbnNlEisKBWZpcmVzGAEgAygLMhwuY3Jvbml1bS5hcGkudjEuU2NoZWR1bGVGaXJlKn0KCUV2ZW50VHlwZRIaChZFVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASEwoPRVZFTlRfVFlQRV9CQVNIEAESFQoRRVZFTlRfVFlQRV9QWVRIT04QAhITCg9FVkVOVF9UWVBFX05PREUQAxITCg9FVkVOVF9UWVBFX0hUVFAQBCqQAQoLRXZlbnRTdGF0dXMSHAoYRVZFTlRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFwoTRVZFTlRfU1RBVFVTX0FDVElWRRABEhcKE0VWRU5UX1NUQVRVU19QQVVTRUQQAhIWChJFVkVOVF9TVEFUVVNfRFJBRlQQAxIZChVFVkVOVF9TVEFUVVNfQVJDSElWRUQQBCqUAQoMSW50ZXJ2YWxVbml0Eh0KGUlOVEVSVkFMX1VOSVRfVU5TUEVDSUZJRUQQABIZChVJTlRFUlZBTF9VTklUX1NFQ09ORFMQARIZChVJTlRFUlZBTF9VTklUX01JTlVURVMQAhIXChNJTlRFUlZBTF9VTklUX0hPVVJTEAMSFgoSSU5URVJWQUxfVU5JVF9EQVlTEAQqWQoKTWlzc2VkRmlyZRIbChdNSVNTRURfRklSRV9VTlNQRUNJRklFRBAAEhgKFE1JU1NFRF9GSVJFX1JVTl9PTkNFEAESFAoQTUlTU0VEX0ZJUkVfU0tJUBACKnIKC0NvbmN1cnJlbmN5EhsKF0NPTkNVUlJFTkNZX1VOU1BFQ0lGSUVEEAASFQoRQ09OQ1VSUkVOQ1lfQUxMT1cQARIWChJDT05DVVJSRU5DWV9GT1JCSUQQAhIXChNDT05DVVJSRU5DWV9SRVBMQUNFEAMqegoGQWN0aW9uEhYKEkFDVElPTl9VTlNQRUNJRklFRBAAEhUKEUFDVElPTl9PTl9TVUNDRVNTEAESFQoRQUNUSU9OX09OX0ZBSUxVUkUQAhIRCg1BQ1RJT05fQUxXQVlTEAMSFwoTQUNUSU9OX09OX0NPTkRJVElPThAEMrQHCgxFdmVudFNlcnZpY2USVgoLQ3JlYXRlRXZlbnQSIi5jcm9uaXVtLmFwaS52MS5DcmVhdGVFdmVudFJlcXVlc3QaIy5jcm9uaXVtLmFwaS52MS5DcmVhdGVFdmVudFJlc3BvbnNlEk0KCEdldEV2ZW50Eh8uY3Jvbml1bS5hcGkudjEuR2V0RXZlbnRSZXF1ZXN0GiAuY3Jvbml1bS5hcGkudjEuR2V0RXZlbnRSZXNwb25zZRJTCgpMaXN0RXZlbnRzEiEuY3Jvbml1bS5hcGkudjEuTGlzdEV2ZW50c1JlcXVlc3QaIi5jcm9uaXVtLmFwaS52MS5MaXN0RXZlbnRzUmVzcG9uc2USVgoLVXBkYXRlRXZlbnQSIi5jcm9uaXVtLmFwaS52MS5VcGRhdGVFdmVudFJlcXVlc3QaIy5jcm9uaXVtLmFwaS52MS5VcGRhdGVFdmVudFJlc3BvbnNlElYKC0RlbGV0ZUV2ZW50EiIuY3Jvbml1bS5hcGkudjEuRGVsZXRlRXZlbnRSZXF1ZXN0GiMuY3Jvbml1bS5hcGkudjEuRGVsZXRlRXZlbnRSZXNwb25zZRJNCghSdW5FdmVudBIfLmNyb25pdW0uYXBpLnYxLlJ1bkV2ZW50UmVxdWVzdBogLmNyb25pdW0uYXBpLnYxLlJ1bkV2ZW50UmVzcG9uc2USawoSUm90YXRlRXZlbnRXZWJob29rEikuY3Jvbml1bS5hcGkudjEuUm90YXRlRXZlbnRXZWJob29rUmVxdWVzdBoqLmNyb25pdW0uYXBpLnYxLlJvdGF0ZUV2ZW50V2ViaG9va1Jlc3BvbnNlEm4KE0Rpc2FibGVFdmVudFdlYmhvb2sSKi5jcm9uaXVtLmFwaS52MS5EaXNhYmxlRXZlbnRXZWJob29rUmVxdWVzdBorLmNyb25pdW0uYXBpLnYxLkRpc2FibGVFdmVudFdlYmhvb2tSZXNwb25zZRJiCg9QcmV2aWV3U2NoZWR1bGUSJi5jcm9uaXVtLmFwaS52MS5QcmV2aWV3U2NoZWR1bGVSZXF1ZXN0GicuY3Jvbml1bS5hcGkudjEuUHJldmlld1NjaGVkdWxlUmVzcG9uc2USaAoRTGlzdFNjaGVkdWxlRmlyZXMSKC5jcm9uaXVtLmFwaS52MS5MaXN0U2NoZWR1bGVGaXJlc1JlcXVlc3QaKS5jcm9uaXVtLmFwaS52MS5MaXN0U2NoZWR1bGVGaXJlc1Jlc3BvbnNlYgZwcm90bzM", [file_cronium_api_v1_common, file_cronium_api_v1_run, file_cronium_api_v1_webhook, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Describes the message cronium.api.v1.Schedule.
@@ -22,151 +22,193 @@ export const ScheduleSchema = /*@__PURE__*/
   messageDesc(file_cronium_api_v1_event, 0);
 
 /**
+ * Describes the message cronium.api.v1.Interval.
+ * Use `create(IntervalSchema)` to create a new message.
+ */
+export const IntervalSchema = /*@__PURE__*/
+  messageDesc(file_cronium_api_v1_event, 1);
+
+/**
  * Describes the message cronium.api.v1.HttpRequest.
  * Use `create(HttpRequestSchema)` to create a new message.
  */
 export const HttpRequestSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 1);
+  messageDesc(file_cronium_api_v1_event, 2);
 
 /**
  * Describes the message cronium.api.v1.Event.
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 2);
+  messageDesc(file_cronium_api_v1_event, 3);
 
 /**
  * Describes the message cronium.api.v1.EventAction.
  * Use `create(EventActionSchema)` to create a new message.
  */
 export const EventActionSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 3);
+  messageDesc(file_cronium_api_v1_event, 4);
 
 /**
  * Describes the message cronium.api.v1.RunEventAction.
  * Use `create(RunEventActionSchema)` to create a new message.
  */
 export const RunEventActionSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 4);
+  messageDesc(file_cronium_api_v1_event, 5);
 
 /**
  * Describes the message cronium.api.v1.NotifyAction.
  * Use `create(NotifyActionSchema)` to create a new message.
  */
 export const NotifyActionSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 5);
+  messageDesc(file_cronium_api_v1_event, 6);
 
 /**
  * Describes the message cronium.api.v1.CreateEventRequest.
  * Use `create(CreateEventRequestSchema)` to create a new message.
  */
 export const CreateEventRequestSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 6);
+  messageDesc(file_cronium_api_v1_event, 7);
 
 /**
  * Describes the message cronium.api.v1.CreateEventResponse.
  * Use `create(CreateEventResponseSchema)` to create a new message.
  */
 export const CreateEventResponseSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 7);
+  messageDesc(file_cronium_api_v1_event, 8);
 
 /**
  * Describes the message cronium.api.v1.GetEventRequest.
  * Use `create(GetEventRequestSchema)` to create a new message.
  */
 export const GetEventRequestSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 8);
+  messageDesc(file_cronium_api_v1_event, 9);
 
 /**
  * Describes the message cronium.api.v1.GetEventResponse.
  * Use `create(GetEventResponseSchema)` to create a new message.
  */
 export const GetEventResponseSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 9);
+  messageDesc(file_cronium_api_v1_event, 10);
 
 /**
  * Describes the message cronium.api.v1.ListEventsRequest.
  * Use `create(ListEventsRequestSchema)` to create a new message.
  */
 export const ListEventsRequestSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 10);
+  messageDesc(file_cronium_api_v1_event, 11);
 
 /**
  * Describes the message cronium.api.v1.ListEventsResponse.
  * Use `create(ListEventsResponseSchema)` to create a new message.
  */
 export const ListEventsResponseSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 11);
+  messageDesc(file_cronium_api_v1_event, 12);
 
 /**
  * Describes the message cronium.api.v1.UpdateEventRequest.
  * Use `create(UpdateEventRequestSchema)` to create a new message.
  */
 export const UpdateEventRequestSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 12);
+  messageDesc(file_cronium_api_v1_event, 13);
 
 /**
  * Describes the message cronium.api.v1.UpdateEventResponse.
  * Use `create(UpdateEventResponseSchema)` to create a new message.
  */
 export const UpdateEventResponseSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 13);
+  messageDesc(file_cronium_api_v1_event, 14);
 
 /**
  * Describes the message cronium.api.v1.DeleteEventRequest.
  * Use `create(DeleteEventRequestSchema)` to create a new message.
  */
 export const DeleteEventRequestSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 14);
+  messageDesc(file_cronium_api_v1_event, 15);
 
 /**
  * Describes the message cronium.api.v1.DeleteEventResponse.
  * Use `create(DeleteEventResponseSchema)` to create a new message.
  */
 export const DeleteEventResponseSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 15);
+  messageDesc(file_cronium_api_v1_event, 16);
 
 /**
  * Describes the message cronium.api.v1.RunEventRequest.
  * Use `create(RunEventRequestSchema)` to create a new message.
  */
 export const RunEventRequestSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 16);
+  messageDesc(file_cronium_api_v1_event, 17);
 
 /**
  * Describes the message cronium.api.v1.RunEventResponse.
  * Use `create(RunEventResponseSchema)` to create a new message.
  */
 export const RunEventResponseSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 17);
+  messageDesc(file_cronium_api_v1_event, 18);
 
 /**
  * Describes the message cronium.api.v1.RotateEventWebhookRequest.
  * Use `create(RotateEventWebhookRequestSchema)` to create a new message.
  */
 export const RotateEventWebhookRequestSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 18);
+  messageDesc(file_cronium_api_v1_event, 19);
 
 /**
  * Describes the message cronium.api.v1.RotateEventWebhookResponse.
  * Use `create(RotateEventWebhookResponseSchema)` to create a new message.
  */
 export const RotateEventWebhookResponseSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 19);
+  messageDesc(file_cronium_api_v1_event, 20);
 
 /**
  * Describes the message cronium.api.v1.DisableEventWebhookRequest.
  * Use `create(DisableEventWebhookRequestSchema)` to create a new message.
  */
 export const DisableEventWebhookRequestSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 20);
+  messageDesc(file_cronium_api_v1_event, 21);
 
 /**
  * Describes the message cronium.api.v1.DisableEventWebhookResponse.
  * Use `create(DisableEventWebhookResponseSchema)` to create a new message.
  */
 export const DisableEventWebhookResponseSchema = /*@__PURE__*/
-  messageDesc(file_cronium_api_v1_event, 21);
+  messageDesc(file_cronium_api_v1_event, 22);
+
+/**
+ * Describes the message cronium.api.v1.PreviewScheduleRequest.
+ * Use `create(PreviewScheduleRequestSchema)` to create a new message.
+ */
+export const PreviewScheduleRequestSchema = /*@__PURE__*/
+  messageDesc(file_cronium_api_v1_event, 23);
+
+/**
+ * Describes the message cronium.api.v1.PreviewScheduleResponse.
+ * Use `create(PreviewScheduleResponseSchema)` to create a new message.
+ */
+export const PreviewScheduleResponseSchema = /*@__PURE__*/
+  messageDesc(file_cronium_api_v1_event, 24);
+
+/**
+ * Describes the message cronium.api.v1.ScheduleFire.
+ * Use `create(ScheduleFireSchema)` to create a new message.
+ */
+export const ScheduleFireSchema = /*@__PURE__*/
+  messageDesc(file_cronium_api_v1_event, 25);
+
+/**
+ * Describes the message cronium.api.v1.ListScheduleFiresRequest.
+ * Use `create(ListScheduleFiresRequestSchema)` to create a new message.
+ */
+export const ListScheduleFiresRequestSchema = /*@__PURE__*/
+  messageDesc(file_cronium_api_v1_event, 26);
+
+/**
+ * Describes the message cronium.api.v1.ListScheduleFiresResponse.
+ * Use `create(ListScheduleFiresResponseSchema)` to create a new message.
+ */
+export const ListScheduleFiresResponseSchema = /*@__PURE__*/
+  messageDesc(file_cronium_api_v1_event, 27);
 
 /**
  * Describes the enum cronium.api.v1.EventType.
@@ -193,10 +235,50 @@ export const EventStatus = /*@__PURE__*/
   tsEnum(EventStatusSchema);
 
 /**
+ * Describes the enum cronium.api.v1.IntervalUnit.
+ */
+export const IntervalUnitSchema = /*@__PURE__*/
+  enumDesc(file_cronium_api_v1_event, 2);
+
+/**
+ * @generated from enum cronium.api.v1.IntervalUnit
+ */
+export const IntervalUnit = /*@__PURE__*/
+  tsEnum(IntervalUnitSchema);
+
+/**
+ * Describes the enum cronium.api.v1.MissedFire.
+ */
+export const MissedFireSchema = /*@__PURE__*/
+  enumDesc(file_cronium_api_v1_event, 3);
+
+/**
+ * What the scheduler does with instants missed while no replica could fire them.
+ *
+ * @generated from enum cronium.api.v1.MissedFire
+ */
+export const MissedFire = /*@__PURE__*/
+  tsEnum(MissedFireSchema);
+
+/**
+ * Describes the enum cronium.api.v1.Concurrency.
+ */
+export const ConcurrencySchema = /*@__PURE__*/
+  enumDesc(file_cronium_api_v1_event, 4);
+
+/**
+ * What a new run (scheduled or RunEvent) does while a run of the same event is still running.
+ *
+ * @generated from enum cronium.api.v1.Concurrency
+ */
+export const Concurrency = /*@__PURE__*/
+  tsEnum(ConcurrencySchema);
+
+/**
  * Describes the enum cronium.api.v1.Action.
  */
 export const ActionSchema = /*@__PURE__*/
-  enumDesc(file_cronium_api_v1_event, 2);
+  enumDesc(file_cronium_api_v1_event, 5);
 
 /**
  * When an action fires.

@@ -304,6 +304,93 @@ export declare type WatchJobResponse = Message<"cronium.api.v1.WatchJobResponse"
 export declare const WatchJobResponseSchema: GenMessage<WatchJobResponse>;
 
 /**
+ * One ended attempt of a job; a retry is the next attempt of the same job.
+ *
+ * @generated from message cronium.api.v1.JobAttempt
+ */
+export declare type JobAttempt = Message<"cronium.api.v1.JobAttempt"> & {
+  /**
+   * @generated from field: uint32 attempt = 1;
+   */
+  attempt: number;
+
+  /**
+   * @generated from field: cronium.api.v1.JobStatus status = 2;
+   */
+  status: JobStatus;
+
+  /**
+   * @generated from field: optional int32 exit_code = 3;
+   */
+  exitCode?: number | undefined;
+
+  /**
+   * @generated from field: string error = 4;
+   */
+  error: string;
+
+  /**
+   * @generated from field: string agent_id = 5;
+   */
+  agentId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp started_at = 6;
+   */
+  startedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp finished_at = 7;
+   */
+  finishedAt?: Timestamp | undefined;
+
+  /**
+   * Set when another attempt follows: when it may start.
+   *
+   * @generated from field: google.protobuf.Timestamp retry_at = 8;
+   */
+  retryAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message cronium.api.v1.JobAttempt.
+ * Use `create(JobAttemptSchema)` to create a new message.
+ */
+export declare const JobAttemptSchema: GenMessage<JobAttempt>;
+
+/**
+ * @generated from message cronium.api.v1.ListAttemptsRequest
+ */
+export declare type ListAttemptsRequest = Message<"cronium.api.v1.ListAttemptsRequest"> & {
+  /**
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+};
+
+/**
+ * Describes the message cronium.api.v1.ListAttemptsRequest.
+ * Use `create(ListAttemptsRequestSchema)` to create a new message.
+ */
+export declare const ListAttemptsRequestSchema: GenMessage<ListAttemptsRequest>;
+
+/**
+ * @generated from message cronium.api.v1.ListAttemptsResponse
+ */
+export declare type ListAttemptsResponse = Message<"cronium.api.v1.ListAttemptsResponse"> & {
+  /**
+   * @generated from field: repeated cronium.api.v1.JobAttempt attempts = 1;
+   */
+  attempts: JobAttempt[];
+};
+
+/**
+ * Describes the message cronium.api.v1.ListAttemptsResponse.
+ * Use `create(ListAttemptsResponseSchema)` to create a new message.
+ */
+export declare const ListAttemptsResponseSchema: GenMessage<ListAttemptsResponse>;
+
+/**
  * @generated from enum cronium.api.v1.JobStatus
  */
 export enum JobStatus {
@@ -410,6 +497,16 @@ export declare const JobService: GenService<{
     methodKind: "unary";
     input: typeof CancelJobRequestSchema;
     output: typeof CancelJobResponseSchema;
+  },
+  /**
+   * Every attempt of a job that has ended, oldest first.
+   *
+   * @generated from rpc cronium.api.v1.JobService.ListAttempts
+   */
+  listAttempts: {
+    methodKind: "unary";
+    input: typeof ListAttemptsRequestSchema;
+    output: typeof ListAttemptsResponseSchema;
   },
   /**
    * Replays the log from the start, then follows it live; ends after the terminal status.

@@ -1,0 +1,138 @@
+// The scheduler on both stores, with its clock moved by the test: missed-fire
+// policies after a leader change, maxExecutions pausing the event, and the
+// concurrency policies on scheduled fires.
+import { after, before, beforeEach, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Db } from '../src/store/database.ts';
+import { STORES, openTestStore } from './test-stores.ts';
+import type { ConcurrencyPolicy, EventRow, MissedFirePolicy, ScheduleSpec } from '../src/store/schema.ts';
+import { EMPTY_SELECTOR } from '../src/domain/selector.ts';
+import { Scheduler } from '../src/scheduler/scheduler.ts';
+import { soleLeader } from '../src/scheduler/leader.ts';
+import type { Cancelled } from '../src/queue/transitions.ts';
+
+for (const store of STORES) {
+  describe(`scheduler on ${store}`, () => {
+    let db: Db;
+    let close: (() => Promise<void>) | undefined;
+    /** Per test: a whole second a little ahead of the real clock, so its instants come after its events' creation. */
+    let base = 0;
+    let every10s: ScheduleSpec;
+    const iso = (offsetMs: number) => new Date(base + offsetMs).toISOString();
+    beforeEach(() => {
+      base = Math.ceil(Date.now() / 1000) * 1000 + 2_000;
+      every10s = { cron: '', timezone: 'UTC', interval: { every: 10, unit: 'seconds' }, startAt: new Date(base).toISOString() };
+    });
+
+    before(async () => {
+      ({ db, close } = await openTestStore(store, 'cs'));
+    });
+    after(async () => {
+      await close?.();
+    });
+
+    async function makeEvent(schedule: ScheduleSpec, options: { missed?: MissedFirePolicy; concurrency?: ConcurrencyPolicy; maxExecutions?: number } = {}): Promise<EventRow> {
+      return db
+        .insertInto('events')
+        .values({
+          id: randomUUID(),
+          owner_id: 'owner-1',
+          name: `event-${randomBytes(3).toString('hex')}`,
+          type: 'bash',
+          script: 'true',
+          env: '{}',
+          timeout_seconds: 60,
+          target: JSON.stringify({ selector: EMPTY_SELECTOR }),
+          schedule: JSON.stringify(schedule),
+          status: 'active',
+          priority: 1,
+          http: 'null',
+          memory_mb: 256,
+          cpus: 1,
+          missed_fire_policy: options.missed ?? 'run_once',
+          concurrency_policy: options.concurrency ?? 'allow',
+          max_executions: options.maxExecutions ?? 0,
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+    }
+
+    /** A scheduler whose clock reads base + offset; a new one is what a new leader starts as. */
+    function scheduler(cancelled: Cancelled[] = []) {
+      let offset = 0;
+      const instance = new Scheduler({ db, leadership: soleLeader, leaseTtlMs: 30_000, onRun: () => {}, onCancelled: (c) => cancelled.push(...c), log: () => {}, clock: () => new Date(base + offset) });
+      return { at: (ms: number) => ((offset = ms), instance.tick()) };
+    }
+
+    async function fires(eventId: string) {
+      const rows = await db.selectFrom('schedule_fires').selectAll().where('event_id', '=', eventId).orderBy('fire_at').execute();
+      return rows.map((row) => ({ at: new Date(row.fire_at).toISOString(), ran: row.run_id !== null, skipped: row.skipped_reason }));
+    }
+
+    test('after a leader change, RUN_ONCE makes one run for the newest missed instant; SKIP makes none', async () => {
+      const once = await makeEvent(every10s, { missed: 'run_once' });
+      const skip = await makeEvent(every10s, { missed: 'skip' });
+      const leader = scheduler();
+      await leader.at(100);
+      const next = scheduler();
+      await next.at(35_500);
+      await next.at(40_100);
+      assert.deepEqual((await fires(once.id)).map((f) => f.at), [iso(0), iso(30_000), iso(40_000)]);
+      assert.deepEqual((await fires(skip.id)).map((f) => f.at), [iso(0), iso(40_000)]);
+      const runs = await db.selectFrom('runs').select('input').where('event_id', '=', once.id).execute();
+      assert.deepEqual(runs.map((run) => (run.input as { scheduledAt: string }).scheduledAt).sort(), [iso(0), iso(30_000), iso(40_000)]);
+    });
+
+    test('maxExecutions 2 makes two runs, then the event is paused and fires no more', async () => {
+      const event = await makeEvent({ ...every10s, interval: { every: 1, unit: 'seconds' } }, { maxExecutions: 2 });
+      const s = scheduler();
+      for (const at of [100, 1_100, 2_100, 3_100]) await s.at(at);
+      assert.deepEqual((await fires(event.id)).map((f) => f.at), [iso(0), iso(1_000)]);
+      const row = await db.selectFrom('events').select(['status', 'execution_count']).where('id', '=', event.id).executeTakeFirstOrThrow();
+      assert.deepEqual(row, { status: 'paused', execution_count: 2 });
+    });
+
+    test('an event paused for a while and set active again does not replay the instants it was paused through', async () => {
+      const event = await makeEvent({ ...every10s, interval: { every: 1, unit: 'seconds' } });
+      const s = scheduler();
+      await s.at(100);
+      await s.at(1_100);
+      await db.updateTable('events').set({ status: 'paused' }).where('id', '=', event.id).execute();
+      await s.at(2_100);
+      await s.at(20_100);
+      // Set active again "now" (as UpdateEvent stamps it), then the next ticks.
+      await db.updateTable('events').set({ status: 'active', updated_at: new Date(base + 20_200) }).where('id', '=', event.id).execute();
+      await s.at(20_300);
+      await s.at(21_100);
+      assert.deepEqual((await fires(event.id)).map((f) => f.at), [iso(0), iso(1_000), iso(21_000)]);
+    });
+
+    test('FORBID records a fire made while the last run still runs as skipped, with the reason', async () => {
+      const event = await makeEvent(every10s, { concurrency: 'forbid' });
+      const s = scheduler();
+      await s.at(100);
+      await s.at(10_100);
+      const [first, second] = await fires(event.id);
+      assert.equal(first!.ran, true);
+      assert.equal(second!.ran, false);
+      assert.match(second!.skipped, /still running and its concurrency policy is CONCURRENCY_FORBID/);
+      assert.equal((await db.selectFrom('runs').select('id').where('event_id', '=', event.id).execute()).length, 1);
+    });
+
+    test('REPLACE cancels the running run, then makes the new one', async () => {
+      const event = await makeEvent(every10s, { concurrency: 'replace' });
+      const cancelled: Cancelled[] = [];
+      const s = scheduler(cancelled);
+      await s.at(100);
+      await s.at(10_100);
+      const runs = await db.selectFrom('runs').select(['status', 'input']).where('event_id', '=', event.id).orderBy('created_at').execute();
+      assert.deepEqual(runs.map((run) => [run.status, (run.input as { scheduledAt: string }).scheduledAt]), [
+        ['cancelled', iso(0)],
+        ['running', iso(10_000)],
+      ]);
+      assert.equal(cancelled.length, 1);
+      assert.match(cancelled[0]!.job.error, /replaced by a newer run/);
+    });
+  });
+}
