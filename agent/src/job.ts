@@ -55,6 +55,8 @@ export interface JobSpec {
   readonly ssh?: SshTarget;
   /** Secret variables (also in env and variables): their values are masked in the log. */
   readonly secrets?: Readonly<Record<string, string>>;
+  /** W3C traceparent of the trace the job belongs to (OpenTelemetry), when the control plane traces. */
+  readonly traceParent?: string;
 }
 
 export type Outcome = 'succeeded' | 'failed' | 'timed_out' | 'cancelled';

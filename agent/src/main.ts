@@ -13,6 +13,7 @@ import { runtimeDir } from './runtime-dir.ts';
 import { enroll, EnrollmentError, renew, renewalTime } from './enrollment.ts';
 import { Spool } from './spool.ts';
 import { startMetricsServer } from './metrics-server.ts';
+import { startTracing } from './tracing.ts';
 
 const VERSION = '0.1.0';
 const logger = pino({ name: 'cronium-agent' }, pino.destination(2));
@@ -44,6 +45,7 @@ async function main(): Promise<number> {
   const tls = readTls(config.tls);
   const agentId = new X509Certificate(tls.cert).subject.replace(/^CN=/, '').split('\n')[0]!;
   mkdirSync(join(config.dataDir, 'jobs'), { recursive: true });
+  const stopTracing = await startTracing(agentId);
 
   const docker = new Docker();
   // Containers of this agent (same id and data folder) left by an earlier process.
@@ -137,6 +139,7 @@ async function main(): Promise<number> {
     const deadline = Date.now() + 5_000;
     while ([...runner.outbox.pending()].length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     await ssh?.close();
+    await stopTracing().catch(() => {});
     connection.stop();
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));

@@ -13,6 +13,7 @@ import { Outbox, refKey } from './outbox.ts';
 import { completeUtf8Length } from './utf8.ts';
 import { maskJson, maskText, secretForms, StreamMasker } from './secret-mask.ts';
 import type { Spool } from './spool.ts';
+import { executionSpan } from './tracing.ts';
 
 export interface RunnerOptions {
   readonly slots: number;
@@ -235,6 +236,7 @@ export class Runner {
   }
 
   async #execute(job: RunningJob, executor: Executor, spec: JobSpec): Promise<void> {
+    const span = executionSpan(spec, executor.name);
     let result: ExecutionResult;
     try {
       result = await executor.run(spec, {
@@ -252,6 +254,7 @@ export class Runner {
       if (rest.length > 0) this.#chunk(job, stream, rest);
     }
     job.finished = true;
+    span.end(job.stale ? 'fenced out' : result.outcome, result.exitCode, maskText(result.error, job.secretForms));
     if (job.stale) {
       this.#forget(job);
       return;

@@ -35,6 +35,7 @@ import { sql } from 'kysely';
 import { AgentStatus } from '@cronium/proto/api/v1/agent';
 import { agentStatus } from './api/agent-service.ts';
 import { Metrics } from './metrics.ts';
+import { recordQueued } from './tracing.ts';
 import { setFanOutWindow } from './workflows/engine.ts';
 import { resealWebhooks } from './workflows/reseal-webhooks.ts';
 
@@ -160,7 +161,11 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     offerTimeoutMs: config.offerTimeoutMs,
     sealer,
     onError: (error) => logger.error({ error: String(error) }, 'dispatch pass failed'),
-    onOffered: (job) => metrics.observeOffered(job),
+    onOffered: (job) => {
+      metrics.observeOffered(job);
+      const readyAt = new Date(Math.max(new Date(job.created_at).getTime(), new Date(job.run_after).getTime()));
+      recordQueued(job.spec.traceParent, { id: job.id, attempt: job.attempt, agentId: job.agent_id ?? '', readyAt });
+    },
   });
   const stopDispatchKicks = bus.subscribe(subjects.dispatch, () => dispatcher.kick());
   await link.start();

@@ -1,11 +1,13 @@
 import { pino } from 'pino';
 import { configFromEnv } from './config.ts';
 import { startControlPlane } from './control-plane.ts';
+import { startTracing } from './tracing.ts';
 
 const logger = pino({ name: 'cronium-control-plane' }, pino.destination(2));
 
 try {
   const config = configFromEnv();
+  const stopTracing = await startTracing();
   const controlPlane = await startControlPlane(config, logger);
   if (controlPlane.generatedAdminToken) {
     process.stdout.write(
@@ -19,6 +21,7 @@ try {
     logger.info({ signal }, 'stopping');
     const timer = setTimeout(() => process.exit(1), 10_000);
     await controlPlane.stop();
+    await stopTracing().catch(() => {});
     clearTimeout(timer);
     process.exit(0);
   };

@@ -35,6 +35,7 @@ export function jobSpecOf(ref: JobRef, spec: JobSpecMessage | undefined, agentId
     input: spec.input ? (toJson(ValueSchema, spec.input) as JsonValue) : null,
     variables: { ...spec.variables, ...spec.secrets },
     secrets: { ...spec.secrets },
+    traceParent: spec.traceParent || undefined,
     memoryBytes: Number(spec.memoryBytes),
     cpus: spec.cpus,
     network: spec.network,

@@ -20,6 +20,7 @@ import { NotificationService } from '@cronium/proto/api/v1/notification';
 import { notificationService } from './notification-service.ts';
 import type { ApiDeps } from './deps.ts';
 import { opsRoutes } from './ops-routes.ts';
+import { tracingInterceptor } from '../tracing.ts';
 import { WorkflowService } from '@cronium/proto/api/v1/workflow';
 import { workflowService } from './workflow-service.ts';
 import { webhookHandler } from './webhooks.ts';
@@ -56,7 +57,7 @@ export async function startApiServer(deps: ApiDeps, options: ApiServerOptions): 
   const adapter = connectNodeAdapter({
     routes,
     requestPathPrefix: '/api',
-    interceptors: [authInterceptor(deps.db)],
+    interceptors: [tracingInterceptor(), authInterceptor(deps.db)],
     readMaxBytes: MAX_MESSAGE_BYTES,
     writeMaxBytes: MAX_MESSAGE_BYTES,
     fallback: (req, res) => {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { currentTraceParent } from '../tracing.ts';
 import { inTransaction, type Db } from '../store/database.ts';
 import type { EventRow, JobSpec, NewJobRow, RunRow, Selector } from '../store/schema.ts';
 import { EMPTY_SELECTOR, selectorMatches } from '../domain/selector.ts';
@@ -39,6 +40,7 @@ export async function enqueueRun(
     http: event.http,
     schedulingTimeoutSeconds: event.scheduling_timeout_seconds,
     retryDelaySeconds: event.retry_delay_seconds,
+    traceParent: currentTraceParent(),
   };
   return inTransaction(db, async (tx) => {
     const run = await tx

@@ -69,6 +69,8 @@ export interface JobSpec {
   readonly schedulingTimeoutSeconds: number;
   /** Base of the retry backoff; absent in jobs made before it existed (then the default). */
   readonly retryDelaySeconds?: number;
+  /** W3C traceparent of the API call (or fire) that made the job, when tracing is on. */
+  readonly traceParent?: string;
 }
 
 export interface EventsTable {

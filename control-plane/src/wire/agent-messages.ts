@@ -66,6 +66,7 @@ export function offerMessage(job: JobRow, { variables, secrets, ssh }: OfferCont
           logLimitBytes: BigInt(logLimitBytes),
           ssh: ssh ? { ...ssh } : undefined,
           secrets: { ...secrets },
+          traceParent: job.spec.traceParent ?? '',
         },
       },
     },

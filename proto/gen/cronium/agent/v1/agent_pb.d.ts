@@ -488,6 +488,13 @@ export declare type JobSpec = Message<"cronium.agent.v1.JobSpec"> & {
    * @generated from field: map<string, string> secrets = 16;
    */
   secrets: { [key: string]: string };
+
+  /**
+   * W3C traceparent of the API call that made the job: the agent's execution span joins that trace.
+   *
+   * @generated from field: string trace_parent = 17;
+   */
+  traceParent: string;
 };
 
 /**
