@@ -24,10 +24,13 @@ function run(name: string, args: string[]): Promise<number> {
 // Every remote agent in the tests runs as the single binary users install.
 const binary = join(root, 'dist/agent/cronium-agent');
 if ((await run('build:agent', [join(root, 'scripts/build-agent.ts')])) !== 0) process.exit(1);
+// The control planes the e2e tests start serve the console build.
+if ((await run('build:console', [join(root, 'scripts/build-console.ts')])) !== 0) process.exit(1);
 process.env.CRONIUM_AGENT_BINARY = binary;
 
 const results = await Promise.all([
   run('typecheck', [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.json'), '--noEmit']),
+  run('console check', [join(root, 'scripts/check-console.ts')]),
   run(`tests (${files.length} files)`, ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files]),
 ]);
 process.exit(results.every((code) => code === 0) ? 0 : 1);

@@ -15,6 +15,7 @@ import { AgentService } from '@cronium/proto/api/v1/agent';
 import { ServerService } from '@cronium/proto/api/v1/server';
 import { serverService } from './server-service.ts';
 import type { ApiDeps } from './deps.ts';
+import { loadConsole, servesConsole, type NodeHandler } from './console-mount.ts';
 
 export interface ApiServerOptions {
   readonly host: string;
@@ -40,13 +41,15 @@ export async function startApiServer(deps: ApiDeps, options: ApiServerOptions): 
     router.service(AgentService, agentService(deps));
     router.service(ServerService, serverService(deps));
   };
+  let consoleHandler: NodeHandler | undefined;
   const adapter = connectNodeAdapter({
     routes,
     requestPathPrefix: '/api',
     interceptors: [authInterceptor(deps.db)],
     readMaxBytes: MAX_MESSAGE_BYTES,
     writeMaxBytes: MAX_MESSAGE_BYTES,
-    fallback: (_req, res) => {
+    fallback: (req, res) => {
+      if (consoleHandler && req instanceof http.IncomingMessage && servesConsole(req.url)) return consoleHandler(req, res as http.ServerResponse);
       res.writeHead(404, { 'content-type': 'text/plain' });
       res.end('not found: the API is under /api/<service>/<method>\n');
     },
@@ -60,6 +63,7 @@ export async function startApiServer(deps: ApiDeps, options: ApiServerOptions): 
     });
   const httpPort = await listen(h1, options.httpPort);
   const grpcPort = await listen(h2, options.grpcPort);
+  consoleHandler = await loadConsole(options.host, httpPort);
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on('session', (session) => {
     sessions.add(session);
