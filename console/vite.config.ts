@@ -6,7 +6,7 @@ export default defineConfig({
   plugins: [
     sveltekit({
       // Environment of the built server: CRONIUM_CONSOLE_ORIGIN, CRONIUM_CONSOLE_PROTOCOL_HEADER, …
-      adapter: adapter({ out: process.env.CRONIUM_CONSOLE_BUILD_OUT || 'build', precompress: false, envPrefix: 'CRONIUM_CONSOLE_' }),
+      adapter: adapter({ out: process.env.CRONIUM_BUILD_CONSOLE_OUT || 'build', precompress: false, envPrefix: 'CRONIUM_CONSOLE_' }),
     }),
   ],
 });

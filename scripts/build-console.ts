@@ -51,7 +51,7 @@ export async function ensureConsoleBuild(log: (line: string) => void = (line) =>
   const out = `build.tmp-${process.pid}`;
   rmSync(join(consoleDir, out), { recursive: true, force: true });
   try {
-    await run(process.execPath, [vite, 'build', '--logLevel', 'warn'], { ...process.env, CRONIUM_CONSOLE_BUILD_OUT: out });
+    await run(process.execPath, [vite, 'build', '--logLevel', 'warn'], { ...process.env, CRONIUM_BUILD_CONSOLE_OUT: out });
     rmSync(`${buildDir}.old`, { recursive: true, force: true });
     if (existsSync(buildDir)) renameSync(buildDir, `${buildDir}.old`);
     renameSync(join(consoleDir, out), buildDir);

@@ -23,7 +23,13 @@ export function servesConsole(url: string | undefined): boolean {
 export async function loadConsole(host: string, httpPort: number): Promise<NodeHandler | undefined> {
   if (!existsSync(consoleBuild)) return undefined;
   const apiHost = host === '0.0.0.0' || host === '::' || host === '' ? '127.0.0.1' : host;
-  process.env.CRONIUM_CONSOLE_API_URL ||= `http://${apiHost.includes(':') ? `[${apiHost}]` : apiHost}:${httpPort}/api`;
+  process.env.CRONIUM_API_URL ||= `http://${apiHost.includes(':') ? `[${apiHost}]` : apiHost}:${httpPort}/api`;
+  // This server speaks plain HTTP: a request says https only when a TLS proxy in
+  // front sets X-Forwarded-Proto (adapter-node would otherwise assume https).
+  process.env.CRONIUM_CONSOLE_PROTOCOL_HEADER ||= 'x-forwarded-proto';
   const { handler } = (await import(pathToFileURL(consoleBuild).href)) as { handler: NodeHandler };
-  return handler;
+  return (req, res) => {
+    req.headers['x-forwarded-proto'] ??= 'http';
+    handler(req, res);
+  };
 }

@@ -10,7 +10,7 @@ import { RunService } from '@cronium/proto/api/v1/run';
 import { ServerService } from '@cronium/proto/api/v1/server';
 
 export function apiUrl(): string {
-  return process.env.CRONIUM_CONSOLE_API_URL || `http://127.0.0.1:${process.env.CRONIUM_HTTP_PORT || 8080}/api`;
+  return process.env.CRONIUM_API_URL || `http://127.0.0.1:${process.env.CRONIUM_HTTP_PORT || 8080}/api`;
 }
 
 export interface Api {

@@ -1,6 +1,6 @@
 // The console session: the operator's API token inside an HttpOnly cookie,
 // encrypted and authenticated (JWE, dir + A256GCM) so it can be neither read nor
-// forged, and expiring. The key comes from CRONIUM_CONSOLE_SESSION_KEY (base64,
+// forged, and expiring. The key comes from CRONIUM_SESSION_KEY (base64,
 // 32 bytes) or is generated once into the data dir.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -15,10 +15,10 @@ let key: Uint8Array | undefined;
 
 function sessionKey(): Uint8Array {
   if (key) return key;
-  const given = process.env.CRONIUM_CONSOLE_SESSION_KEY;
+  const given = process.env.CRONIUM_SESSION_KEY;
   if (given) {
     key = new Uint8Array(Buffer.from(given, 'base64'));
-    if (key.length !== 32) throw new Error('CRONIUM_CONSOLE_SESSION_KEY: expected base64 of 32 bytes');
+    if (key.length !== 32) throw new Error('CRONIUM_SESSION_KEY: expected base64 of 32 bytes');
     return key;
   }
   const file = join(resolve(process.env.CRONIUM_DATA_DIR || '.cronium'), 'console-session.key');
