@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 
 const root = resolve(import.meta.dirname, '..');
 const files = process.env.CRONIUM_TEST_FILES?.split(/\s+/).filter(Boolean) ??
-  globSync(['agent/test/**/*.test.ts', 'control-plane/test/**/*.test.ts', 'test/**/*.test.ts'], { cwd: root }).sort();
+  globSync(['agent/test/**/*.test.ts', 'control-plane/test/**/*.test.ts', 'console/test/**/*.test.ts', 'test/**/*.test.ts'], { cwd: root }).sort();
 const concurrency = process.env.CRONIUM_TEST_CONCURRENCY ?? '3';
 
 function run(name: string, args: string[]): Promise<number> {

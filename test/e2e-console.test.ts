@@ -9,6 +9,7 @@ import { after, before, test } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { ensureConsoleBuild } from '../scripts/build-console.ts';
 import { ADMIN_TOKEN, Stack, root } from './harness.ts';
+import { startSshd } from './sshd.ts';
 
 const screenshots = join(root, '.cache', 'screenshots');
 const profile = mkdtempSync(join(tmpdir(), 'cronium-chromium-'));
@@ -155,13 +156,59 @@ test('create a join token and see the install command', async () => {
   await shot('agents');
 });
 
+test('edit the event: the form saves onto the stored event', async () => {
+  await page.goto(url('/events'));
+  await page.getByRole('searchbox', { name: 'Search events' }).fill('hello');
+  await page.getByRole('link', { name: 'console-hello' }).click();
+  await page.getByLabel('Retries').fill('3');
+  await page.getByLabel('Environment').fill('GREETING=hi');
+  await page.getByRole('button', { name: 'Add label term' }).click();
+  await page.getByLabel('Label key 1').fill('executor-test');
+  await page.getByLabel('Operator 1').selectOption('EXISTS');
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await page.getByText('Saved.').waitFor();
+  const [event] = (await stack.ok('cronium.api.v1.EventService/ListEvents', {})).events;
+  assert.equal(event.retries, 3);
+  assert.deepEqual(event.env, { GREETING: 'hi' });
+  assert.deepEqual(event.target.selector.required, [{ key: 'executor-test', op: 'LABEL_OP_EXISTS' }]);
+  assert.match(event.script, /cronium_output 7/, 'the script is kept');
+});
+
+test('add an SSH server, test it, and approve its host key', async () => {
+  const sshd = await startSshd();
+  try {
+    await page.goto(url('/servers'));
+    await page.getByText('No servers yet').waitFor();
+    await page.getByLabel('Name').fill('box-1');
+    await page.getByLabel('Host').fill(sshd.host);
+    await page.getByLabel('Port').fill(String(sshd.port));
+    await page.getByLabel('User').fill(sshd.username);
+    await page.getByLabel(/^Private key/).fill(sshd.privateKey);
+    await page.getByRole('button', { name: 'Add server' }).click();
+    const row = page.locator('tr', { hasText: 'box-1' });
+    await row.getByText('host key unapproved').waitFor();
+    await row.getByRole('button', { name: 'Test box-1' }).click();
+    await page.getByText(`Host key ${sshd.hostKeyFingerprint}`).waitFor();
+    await page.getByText('Connected and signed in').waitFor();
+    page.once('dialog', (dialog) => void dialog.accept());
+    await row.getByRole('button', { name: 'Approve host key of box-1' }).click();
+    await row.getByText('ready').waitFor();
+    const [server] = (await stack.ok('cronium.api.v1.ServerService/ListServers', {})).servers;
+    assert.equal(server.hostKeyFingerprint, sshd.hostKeyFingerprint);
+    await shot('servers');
+  } finally {
+    await sshd.stop();
+  }
+});
+
 test('phone width, dark theme, and sign out', async () => {
   await page.setViewportSize({ width: 390, height: 844 });
   await page.emulateMedia({ colorScheme: 'dark' });
   await page.goto(jobUrl);
   await page.getByTestId('job-status').getByText('succeeded').waitFor();
   await page.locator('[data-log-state=ended]').waitFor();
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  // A string: this file is type-checked without the DOM library.
+  const overflow = Number(await page.evaluate('document.documentElement.scrollWidth - window.innerWidth'));
   assert.ok(overflow <= 1, `no sideways scrolling at phone width (${overflow} px)`);
   await shot('job-phone-dark');
   await page.getByRole('button', { name: 'Sign out' }).click();

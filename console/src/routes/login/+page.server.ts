@@ -10,7 +10,8 @@ export const load: PageServerLoad = ({ locals }) => {
 
 /** Only same-site paths: `next` must not send the operator elsewhere. */
 function safeNext(next: string | null): string {
-  return next && next.startsWith('/') && !next.startsWith('//') ? next : '/';
+  // `//host` and `/\host` are other sites to a browser.
+  return next && next.startsWith('/') && next[1] !== '/' && next[1] !== '\\' ? next : '/';
 }
 
 export const actions: Actions = {
