@@ -16,6 +16,8 @@ const profile = mkdtempSync(join(tmpdir(), 'cronium-chromium-'));
 let stack: Stack;
 let browser: BrowserContext;
 let page: Page;
+/** Uncaught errors and Content-Security-Policy refusals in the pages. */
+const pageErrors: string[] = [];
 
 before(async () => {
   await ensureConsoleBuild();
@@ -30,6 +32,10 @@ before(async () => {
   });
   page = browser.pages()[0] ?? (await browser.newPage());
   page.setDefaultTimeout(20_000);
+  page.on('pageerror', (error) => pageErrors.push(error.message));
+  page.on('console', (message) => {
+    if (message.type() === 'error' && /Content Security Policy/i.test(message.text())) pageErrors.push(message.text());
+  });
 });
 
 after(async () => {
@@ -215,4 +221,5 @@ test('phone width, dark theme, and sign out', async () => {
   await page.getByLabel('API token').waitFor();
   await page.goto(url('/'));
   assert.equal(new URL(page.url()).pathname, '/login');
+  assert.deepEqual(pageErrors, [], 'no script errors or CSP refusals on any page');
 });
