@@ -92,7 +92,7 @@ test('create a Bash event through the form, run it, and watch its log live', asy
   await editor.click();
   await page.keyboard.press('ControlOrMeta+a');
   await page.keyboard.press('Delete');
-  await page.keyboard.type("for i in 1 2 3 4 5 6; do echo line-$i; sleep 1; done\n");
+  await page.keyboard.type("for i in 1 2 3 4 5 6 7 8; do echo line-$i; sleep 1; done\n");
   await page.keyboard.type("printf '\\033[31mred-text\\033[0m\\n'\n");
   await page.keyboard.type('echo warn-1 >&2\ncronium_output 7\n');
   assert.ok(await page.locator('.cm-editor .cm-line span').count() > 0, 'the script is highlighted');
@@ -126,7 +126,7 @@ test('create a Bash event through the form, run it, and watch its log live', asy
   await page.reload();
   await log.getByText('line-1').waitFor();
   await page.locator('[data-log-state=live]').waitFor();
-  await log.getByText('line-6').waitFor({ timeout: 30_000 });
+  await log.getByText('line-8').waitFor({ timeout: 30_000 });
   await page.getByTestId('job-status').getByText('succeeded').waitFor({ timeout: 30_000 });
   assert.match(await log.locator('[data-stream=stderr]').innerText(), /warn-1/, 'stderr told apart');
   const red = log.locator('span', { hasText: 'red-text' }).last();
