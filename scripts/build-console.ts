@@ -1,7 +1,9 @@
 // Builds the console (console/, SvelteKit + adapter-node) into console/build
 // unless the build there was made from the same sources. The sources' hash is
 // kept in .cache/console-build.hash; a build goes to a fresh folder first and
-// replaces console/build only when complete. Run directly or import ensureConsoleBuild.
+// replaces console/build only when complete. One build at a time: it runs under
+// flock(1) and checks again once it holds the lock, so concurrent callers
+// (npm start, tests) build once. Run directly or import ensureConsoleBuild.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, globSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,6 +14,7 @@ const root = resolve(import.meta.dirname, '..');
 const consoleDir = join(root, 'console');
 const buildDir = join(consoleDir, 'build');
 const hashFile = join(root, '.cache', 'console-build.hash');
+const lockFile = join(root, '.cache', 'console-build.lock');
 
 /** Everything the build is made from: the console's sources and config, the lockfile, the API's generated code. */
 export function consoleSourceHash(): string {
@@ -41,12 +44,11 @@ function run(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<v
   });
 }
 
-/** Builds the console when its build is missing or older than its sources; returns whether it built. */
-export async function ensureConsoleBuild(log: (line: string) => void = (line) => console.error(line)): Promise<boolean> {
-  const hash = consoleSourceHash();
-  const built = existsSync(join(buildDir, 'handler.js')) && existsSync(hashFile) && readFileSync(hashFile, 'utf8').trim() === hash;
-  if (built) return false;
-  log('console: building (vite build)');
+function isFresh(hash: string): boolean {
+  return existsSync(join(buildDir, 'handler.js')) && existsSync(hashFile) && readFileSync(hashFile, 'utf8').trim() === hash;
+}
+
+async function build(hash: string): Promise<void> {
   const vite = join(createRequire(join(consoleDir, 'package.json')).resolve('vite/package.json'), '..', 'bin', 'vite.js');
   const out = `build.tmp-${process.pid}`;
   rmSync(join(consoleDir, out), { recursive: true, force: true });
@@ -59,10 +61,24 @@ export async function ensureConsoleBuild(log: (line: string) => void = (line) =>
   } finally {
     rmSync(join(consoleDir, out), { recursive: true, force: true });
   }
-  mkdirSync(join(root, '.cache'), { recursive: true });
   writeFileSync(hashFile, hash + '\n');
+}
+
+/** Builds the console when its build is missing or older than its sources; returns whether it was stale. */
+export async function ensureConsoleBuild(log: (line: string) => void = (line) => console.error(line)): Promise<boolean> {
+  if (isFresh(consoleSourceHash())) return false;
+  log('console: building (vite build)');
+  mkdirSync(join(root, '.cache'), { recursive: true });
+  await run('flock', [lockFile, process.execPath, import.meta.filename, '--under-lock'], process.env);
   log('console: built');
   return true;
 }
 
-if (import.meta.main) await ensureConsoleBuild();
+if (import.meta.main) {
+  if (process.argv.includes('--under-lock')) {
+    const hash = consoleSourceHash();
+    if (!isFresh(hash)) await build(hash);
+  } else {
+    await ensureConsoleBuild();
+  }
+}
