@@ -162,6 +162,20 @@ test('create a join token and see the install command', async () => {
   await shot('agents');
 });
 
+test('re-run a job, then cancel the new one while it runs', async () => {
+  await page.goto(jobUrl);
+  await page.getByRole('button', { name: 'Re-run' }).click();
+  await page.waitForURL((u) => u.pathname.startsWith('/jobs/') && u.href !== jobUrl);
+  await page.getByTestId('job-log').getByText('line-1').waitFor();
+  const jobId = page.url().split('/jobs/')[1]!;
+  const { run } = await stack.ok('cronium.api.v1.RunService/GetRun', { id: (await stack.getJob(jobId)).runId });
+  assert.deepEqual(run.input, { who: 'browser' }, 'the re-run has the same input');
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  await page.getByTestId('job-status').getByText('cancelled').waitFor({ timeout: 30_000 });
+  assert.equal((await stack.getJob(jobId)).status, 'JOB_STATUS_CANCELLED');
+  await page.getByRole('button', { name: 'Cancel' }).waitFor({ state: 'detached' });
+});
+
 test('edit the event: the form saves onto the stored event', async () => {
   await page.goto(url('/events'));
   await page.getByRole('searchbox', { name: 'Search events' }).fill('hello');
@@ -205,6 +219,18 @@ test('add an SSH server, test it, and approve its host key', async () => {
   } finally {
     await sshd.stop();
   }
+});
+
+test('drain, then revoke an agent', async () => {
+  await page.goto(url('/agents'));
+  const row = page.locator('tr', { hasText: 'local-orchestrator' });
+  await row.getByRole('button', { name: /^Drain/ }).click();
+  await row.getByText('draining').waitFor();
+  page.once('dialog', (dialog) => void dialog.accept());
+  await row.getByRole('button', { name: /^Revoke/ }).click();
+  await row.getByText('revoked').waitFor();
+  const [agent] = await stack.agents();
+  assert.equal(agent.status, 'AGENT_STATUS_REVOKED');
 });
 
 test('phone width, dark theme, and sign out', async () => {
