@@ -150,6 +150,9 @@ test('the run shows in the runs list and on the dashboard', async () => {
   assert.equal(await page.getByTestId('success-rate').innerText(), '100 %');
   assert.ok(Number(await page.getByTestId('agents-online').innerText()) >= 1);
   await shot('dashboard');
+  const missing = await page.goto(url('/jobs/00000000-0000-4000-8000-000000000000'));
+  assert.equal(missing?.status(), 404);
+  await page.getByRole('heading', { name: 'Not found' }).waitFor();
 });
 
 test('create a join token and see the install command', async () => {

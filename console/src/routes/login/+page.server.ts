@@ -20,10 +20,10 @@ export const actions: Actions = {
     const token = String(form.get('token') ?? '').trim();
     if (!token) return fail(400, { error: 'Paste an API token.' });
     try {
-      // One cheap call proves the token: the API refuses unknown or revoked ones.
-      await apiFor(token).agents.listAgents({});
+      // One call proves the token: the API refuses unknown or revoked ones, whatever their role.
+      await apiFor(token).events.listEvents({});
     } catch (error) {
-      if (error instanceof ConnectError && (error.code === Code.Unauthenticated || error.code === Code.PermissionDenied)) {
+      if (error instanceof ConnectError && error.code === Code.Unauthenticated) {
         return fail(401, { error: 'That token was refused: it is unknown or revoked.' });
       }
       return fail(502, { error: `The API could not be reached: ${apiMessage(error)}` });
