@@ -2,10 +2,11 @@
 // control plane and agent: sign in, create a Bash event through the form, run
 // it, watch its log arrive live, and find it in the runs list and dashboard.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { EncryptJWT } from 'jose';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { ensureConsoleBuild } from '../scripts/build-console.ts';
 import { ADMIN_TOKEN, Stack, root } from './harness.ts';
@@ -251,4 +252,14 @@ test('phone width, dark theme, and sign out', async () => {
   await page.goto(url('/'));
   assert.equal(new URL(page.url()).pathname, '/login');
   assert.deepEqual(pageErrors, [], 'no script errors or CSP refusals on any page');
+});
+
+test('a session whose token the API no longer accepts leads back to sign-in', async () => {
+  // A well-formed session (sealed with the console's key) around a token the API refuses, as after a revocation.
+  const key = new Uint8Array(Buffer.from(readFileSync(join(stack.dataDir, 'console-session.key'), 'utf8').trim(), 'base64'));
+  const value = await new EncryptJWT({ token: 'crn_revoked' }).setProtectedHeader({ alg: 'dir', enc: 'A256GCM' }).setExpirationTime('1h').encrypt(key);
+  await browser.addCookies([{ name: 'cronium_session', value, url: stack.baseUrl, httpOnly: true, sameSite: 'Strict' }]);
+  await page.goto(url('/events'));
+  assert.equal(new URL(page.url()).pathname, '/login');
+  assert.deepEqual(await browser.cookies(), [], 'the dead session is deleted');
 });
