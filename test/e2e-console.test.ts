@@ -244,9 +244,13 @@ test('phone width, dark theme, and sign out', async () => {
   await page.getByTestId('job-status').getByText('succeeded').waitFor();
   await page.locator('[data-log-state=ended]').waitFor();
   // A string: this file is type-checked without the DOM library.
-  const overflow = Number(await page.evaluate('document.documentElement.scrollWidth - window.innerWidth'));
-  assert.ok(overflow <= 1, `no sideways scrolling at phone width (${overflow} px)`);
+  const overflow = async () => Number(await page.evaluate('document.documentElement.scrollWidth - window.innerWidth'));
+  assert.ok((await overflow()) <= 1, `no sideways scrolling of the job page at phone width (${await overflow()} px)`);
   await shot('job-phone-dark');
+  for (const path of ['/', '/events', '/events/new', '/runs', '/agents', '/servers']) {
+    await page.goto(url(path));
+    assert.ok((await overflow()) <= 1, `no sideways scrolling of ${path} at phone width (${await overflow()} px)`);
+  }
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByLabel('API token').waitFor();
   await page.goto(url('/'));
