@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 
 const root = resolve(import.meta.dirname, '..');
 const files = process.env.CRONIUM_TEST_FILES?.split(/\s+/).filter(Boolean) ??
-  globSync(['agent/test/**/*.test.ts', 'control-plane/test/**/*.test.ts', 'test/**/*.test.ts'], { cwd: root }).sort();
+  globSync(['agent/test/**/*.test.ts', 'control-plane/test/**/*.test.ts', 'console/test/**/*.test.ts', 'test/**/*.test.ts'], { cwd: root }).sort();
 const concurrency = process.env.CRONIUM_TEST_CONCURRENCY ?? '3';
 
 function run(name: string, args: string[]): Promise<number> {
@@ -24,10 +24,13 @@ function run(name: string, args: string[]): Promise<number> {
 // Every remote agent in the tests runs as the single binary users install.
 const binary = join(root, 'dist/agent/cronium-agent');
 if ((await run('build:agent', [join(root, 'scripts/build-agent.ts')])) !== 0) process.exit(1);
+// The control planes the e2e tests start serve the console build.
+if ((await run('build:console', [join(root, 'scripts/build-console.ts')])) !== 0) process.exit(1);
 process.env.CRONIUM_AGENT_BINARY = binary;
 
 const results = await Promise.all([
   run('typecheck', [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.json'), '--noEmit']),
+  run('console check', [join(root, 'scripts/check-console.ts')]),
   run(`tests (${files.length} files)`, ['--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files]),
 ]);
 process.exit(results.every((code) => code === 0) ? 0 : 1);

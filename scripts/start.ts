@@ -1,10 +1,11 @@
-// `npm start`: the control plane (API, agent link) and an orchestrator-mode
+// `npm start`: the control plane (API, console, agent link) and an orchestrator-mode
 // agent beside it, each its own process, as a remote agent would be. The agent
 // is restarted if it dies; stopping this process stops both.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ensureConsoleBuild } from './build-console.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const dataDir = resolve(process.env.CRONIUM_DATA_DIR || join(root, '.cronium'));
@@ -12,6 +13,9 @@ const agentId = process.env.CRONIUM_EMBEDDED_AGENT_ID || 'local-orchestrator';
 const agentPort = process.env.CRONIUM_AGENT_PORT || '8443';
 const embeddedAgent = process.env.CRONIUM_EMBEDDED_AGENT !== '0';
 const env = { ...process.env, CRONIUM_DATA_DIR: dataDir };
+
+// The console is served on the API's port; build it first when its sources changed.
+await ensureConsoleBuild((line) => console.error(`cronium: ${line}`));
 
 let stopping = false;
 const controlPlane = spawn(process.execPath, [join(root, 'control-plane/src/main.ts')], { env, stdio: 'inherit' });

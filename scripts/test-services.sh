@@ -7,6 +7,7 @@
 #   - base image cronium-test/base:bookworm, built offline with debootstrap
 #     (rootfs tarball cached in .cache/base-rootfs.tar)
 #   - OpenSSH server binaries (tests run their own sshd instances)
+#   - Chromium at /usr/bin/chromium (the console's browser test)
 # Overrides (mainly to test this script): CRONIUM_TEST_BASE_IMAGE,
 # CRONIUM_TEST_BASE_TARBALL.
 set -eu
@@ -57,6 +58,8 @@ apt_install() {
 pkgs=
 [ -x /usr/sbin/dockerd ] && command -v docker >/dev/null 2>&1 || pkgs="$pkgs docker.io"
 [ -x /usr/sbin/sshd ] || pkgs="$pkgs openssh-server"
+# The console's browser test drives Debian's Chromium (headless).
+[ -x /usr/bin/chromium ] || pkgs="$pkgs chromium"
 # debootstrap is only needed to build the base image from scratch.
 [ -f "$base_tar" ] || command -v debootstrap >/dev/null 2>&1 || pkgs="$pkgs debootstrap"
 # shellcheck disable=SC2086

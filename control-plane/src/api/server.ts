@@ -24,6 +24,7 @@ import { tracingInterceptor } from '../tracing.ts';
 import { WorkflowService } from '@cronium/proto/api/v1/workflow';
 import { workflowService } from './workflow-service.ts';
 import { webhookHandler } from './webhooks.ts';
+import { loadConsole, servesConsole, type NodeHandler } from './console-mount.ts';
 
 export interface ApiServerOptions {
   readonly host: string;
@@ -54,6 +55,7 @@ export async function startApiServer(deps: ApiDeps, options: ApiServerOptions): 
   };
   const ops = opsRoutes(deps);
   const hooks = webhookHandler(deps);
+  let consoleHandler: NodeHandler | undefined;
   const adapter = connectNodeAdapter({
     routes,
     requestPathPrefix: '/api',
@@ -63,6 +65,7 @@ export async function startApiServer(deps: ApiDeps, options: ApiServerOptions): 
     fallback: (req, res) => {
       if (ops(req, res)) return;
       if (hooks(req, res)) return;
+      if (consoleHandler && req instanceof http.IncomingMessage && servesConsole(req.url)) return consoleHandler(req, res as http.ServerResponse);
       res.writeHead(404, { 'content-type': 'text/plain' });
       res.end('not found: the API is under /api/<service>/<method>\n');
     },
@@ -76,6 +79,7 @@ export async function startApiServer(deps: ApiDeps, options: ApiServerOptions): 
     });
   const httpPort = await listen(h1, options.httpPort);
   const grpcPort = await listen(h2, options.grpcPort);
+  consoleHandler = await loadConsole(options.host, httpPort);
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on('session', (session) => {
     sessions.add(session);

@@ -1,0 +1,234 @@
+// Plain, serialisable views of API messages for pages (server loads and the
+// browser's WatchJob stream share them).
+import { toJson, type JsonValue } from '@bufbuild/protobuf';
+import { timestampDate, ValueSchema, type Timestamp, type Value } from '@bufbuild/protobuf/wkt';
+import { AgentStatus, type Agent } from '@cronium/proto/api/v1/agent';
+import { LabelOp, type LabelTerm, type Target } from '@cronium/proto/api/v1/common';
+import { EventStatus, EventType, type Event } from '@cronium/proto/api/v1/event';
+import { JobStatus, LogStream, type Job, type LogEntry } from '@cronium/proto/api/v1/job';
+import { RunStatus, type Run } from '@cronium/proto/api/v1/run';
+import { ServerStatus, type Server } from '@cronium/proto/api/v1/server';
+
+/** `JOB_STATUS_SUCCEEDED` style enum value → `succeeded`. */
+function enumName(values: Record<number, string>, value: number): string {
+  return (values[value] ?? 'UNSPECIFIED').toLowerCase().replace(/_/g, ' ');
+}
+
+function iso(ts: Timestamp | undefined): string | null {
+  return ts ? timestampDate(ts).toISOString() : null;
+}
+
+function json(value: Value | undefined): JsonValue | undefined {
+  return value ? toJson(ValueSchema, value) : undefined;
+}
+
+export interface JobView {
+  id: string;
+  runId: string;
+  eventId: string;
+  attempt: number;
+  status: string;
+  terminal: boolean;
+  agentId: string;
+  exitCode: number | null;
+  output: JsonValue | undefined;
+  condition: boolean | null;
+  error: string;
+  waitingReason: string;
+  logTruncated: boolean;
+  oomKilled: boolean;
+  createdAt: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+const terminalJobs = new Set([JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED]);
+
+export function jobView(job: Job): JobView {
+  return {
+    id: job.id,
+    runId: job.runId,
+    eventId: job.eventId,
+    attempt: job.attempt,
+    status: enumName(JobStatus, job.status),
+    terminal: terminalJobs.has(job.status),
+    agentId: job.agentId,
+    exitCode: job.exitCode ?? null,
+    output: json(job.output),
+    condition: job.condition ?? null,
+    error: job.error,
+    waitingReason: job.waitingReason,
+    logTruncated: job.logTruncated,
+    oomKilled: job.oomKilled,
+    createdAt: iso(job.createdAt),
+    startedAt: iso(job.startedAt),
+    finishedAt: iso(job.finishedAt),
+  };
+}
+
+export interface LogView {
+  stream: 'stdout' | 'stderr' | 'system';
+  data: string;
+  attempt: number;
+  offset: number;
+}
+
+export function logView(entry: LogEntry): LogView {
+  const stream = entry.stream === LogStream.STDERR ? 'stderr' : entry.stream === LogStream.SYSTEM ? 'system' : 'stdout';
+  return { stream, data: entry.data, attempt: entry.attempt, offset: Number(entry.offset) };
+}
+
+export interface RunView {
+  id: string;
+  eventId: string;
+  status: string;
+  finished: boolean;
+  exitCode: number | null;
+  input: JsonValue | undefined;
+  jobs: JobView[];
+  createdAt: string | null;
+  finishedAt: string | null;
+}
+
+export function runView(run: Run): RunView {
+  return {
+    id: run.id,
+    eventId: run.eventId,
+    status: enumName(RunStatus, run.status),
+    finished: run.status !== RunStatus.RUNNING && run.status !== RunStatus.UNSPECIFIED,
+    exitCode: run.exitCode ?? null,
+    input: json(run.input),
+    jobs: run.jobs.map(jobView),
+    createdAt: iso(run.createdAt),
+    finishedAt: iso(run.finishedAt),
+  };
+}
+
+export interface TermView {
+  key: string;
+  op: string;
+  values: string;
+}
+
+export const labelOps: { value: string; label: string }[] = [
+  { value: 'EQ', label: '=' },
+  { value: 'NE', label: '≠' },
+  { value: 'IN', label: 'in' },
+  { value: 'EXISTS', label: 'exists' },
+  { value: 'GT', label: '>' },
+  { value: 'LT', label: '<' },
+];
+
+function termView(term: LabelTerm): TermView {
+  return { key: term.key, op: LabelOp[term.op] ?? 'EQ', values: term.values.join(', ') };
+}
+
+export interface EventView {
+  id: string;
+  name: string;
+  description: string;
+  type: string;
+  status: string;
+  script: string;
+  env: Record<string, string>;
+  timeoutSeconds: number;
+  retries: number;
+  cron: string;
+  timezone: string;
+  targetKind: 'selector' | 'servers';
+  terms: TermView[];
+  serverIds: string[];
+  httpMethod: string;
+  httpUrl: string;
+  network: boolean;
+  updatedAt: string | null;
+}
+
+function targetView(target: Target | undefined): Pick<EventView, 'targetKind' | 'terms' | 'serverIds'> {
+  if (target?.kind.case === 'servers') return { targetKind: 'servers', terms: [], serverIds: target.kind.value.serverIds };
+  const selector = target?.kind.case === 'selector' ? target.kind.value : undefined;
+  return { targetKind: 'selector', terms: (selector?.required ?? []).map(termView), serverIds: [] };
+}
+
+export function eventView(event: Event): EventView {
+  return {
+    id: event.id,
+    name: event.name,
+    description: event.description,
+    type: EventType[event.type] ?? 'BASH',
+    status: EventStatus[event.status] ?? 'ACTIVE',
+    script: event.script,
+    env: { ...event.env },
+    timeoutSeconds: event.timeoutSeconds,
+    retries: event.retries,
+    cron: event.schedule?.cron ?? '',
+    timezone: event.schedule?.timezone ?? '',
+    ...targetView(event.target),
+    httpMethod: event.http?.method ?? '',
+    httpUrl: event.http?.url ?? '',
+    network: event.network,
+    updatedAt: iso(event.updatedAt),
+  };
+}
+
+export interface AgentView {
+  id: string;
+  name: string;
+  mode: string;
+  labels: Record<string, string>;
+  pinnedLabels: Record<string, string>;
+  executors: string[];
+  slots: number;
+  runningJobs: number;
+  status: string;
+  lastHeartbeatAt: string | null;
+  version: string;
+}
+
+export function agentView(agent: Agent): AgentView {
+  return {
+    id: agent.id,
+    name: agent.name,
+    mode: agent.mode,
+    labels: { ...agent.labels },
+    pinnedLabels: { ...agent.pinnedLabels },
+    executors: [...agent.executors],
+    slots: agent.slots,
+    runningJobs: agent.runningJobs,
+    status: enumName(AgentStatus, agent.status),
+    lastHeartbeatAt: iso(agent.lastHeartbeatAt),
+    version: agent.version,
+  };
+}
+
+export interface ServerView {
+  id: string;
+  name: string;
+  host: string;
+  port: number;
+  username: string;
+  status: string;
+  ready: boolean;
+  hostKeyFingerprint: string;
+  seenHostKeyFingerprint: string;
+  labels: Record<string, string>;
+  hasPrivateKey: boolean;
+  hasPassword: boolean;
+}
+
+export function serverView(server: Server): ServerView {
+  return {
+    id: server.id,
+    name: server.name,
+    host: server.host,
+    port: server.port,
+    username: server.username,
+    status: enumName(ServerStatus, server.status),
+    ready: server.status === ServerStatus.READY,
+    hostKeyFingerprint: server.hostKeyFingerprint,
+    seenHostKeyFingerprint: server.seenHostKeyFingerprint,
+    labels: { ...server.labels },
+    hasPrivateKey: server.hasPrivateKey,
+    hasPassword: server.hasPassword,
+  };
+}

@@ -1,0 +1,49 @@
+import { fromJson, type JsonValue } from '@bufbuild/protobuf';
+import { ValueSchema, type Value } from '@bufbuild/protobuf/wkt';
+import { fail, redirect } from '@sveltejs/kit';
+import { eventFromForm } from '#lib/server/event-form.ts';
+import { attempt } from '#lib/server/forms.ts';
+import { eventView, runView, serverView } from '#lib/views.ts';
+import type { Actions, PageServerLoad } from './$types';
+
+export const load: PageServerLoad = async ({ locals, params }) => {
+  const [{ event }, { servers }, { runs }] = await Promise.all([
+    locals.api.events.getEvent({ id: params.id }),
+    locals.api.servers.listServers({}),
+    locals.api.runs.listRuns({ eventId: params.id, pageSize: 10 }),
+  ]);
+  return { event: eventView(event!), servers: servers.map(serverView), runs: runs.map(runView) };
+};
+
+export const actions: Actions = {
+  save: async ({ request, locals, params }) => {
+    const form = await request.formData();
+    return attempt(async () => {
+      const { event } = await locals.api.events.getEvent({ id: params.id });
+      await locals.api.events.updateEvent({ event: eventFromForm(form, event) });
+      return { saved: true };
+    });
+  },
+  run: async ({ request, locals, params }) => {
+    const raw = String((await request.formData()).get('input') ?? '').trim();
+    let input: Value | undefined;
+    if (raw) {
+      try {
+        input = fromJson(ValueSchema, JSON.parse(raw) as JsonValue);
+      } catch {
+        return fail(400, { runError: 'Input must be valid JSON, e.g. {"name": "world"}' });
+      }
+    }
+    return attempt(async () => {
+      const { run } = await locals.api.events.runEvent({ id: params.id, input });
+      redirect(303, `/runs/${run!.id}`);
+    });
+  },
+  delete: async ({ locals, params }) => {
+    return attempt(async () => {
+      await locals.api.events.deleteEvent({ id: params.id });
+      redirect(303, '/events');
+    });
+  },
+};
+

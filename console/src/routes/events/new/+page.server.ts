@@ -1,0 +1,20 @@
+import { redirect } from '@sveltejs/kit';
+import { eventFromForm } from '#lib/server/event-form.ts';
+import { attempt } from '#lib/server/forms.ts';
+import { serverView } from '#lib/views.ts';
+import type { Actions, PageServerLoad } from './$types';
+
+export const load: PageServerLoad = async ({ locals }) => {
+  const { servers } = await locals.api.servers.listServers({});
+  return { servers: servers.map(serverView) };
+};
+
+export const actions: Actions = {
+  save: async ({ request, locals }) => {
+    const form = await request.formData();
+    return attempt(async () => {
+      const { event } = await locals.api.events.createEvent({ event: eventFromForm(form) });
+      redirect(303, `/events/${event!.id}?created=1`);
+    });
+  },
+};

@@ -1,0 +1,35 @@
+// Serves the operator console (console/, a SvelteKit app built by adapter-node)
+// on the API's HTTP port, for every path outside /api. The console is optional:
+// without a build the control plane answers those paths with a hint.
+import { existsSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+export const consoleBuild = resolve(import.meta.dirname, '../../../console/build/handler.js');
+
+/** Paths the API and webhooks own never reach the console, even when no route matched them. */
+export function servesConsole(url: string | undefined): boolean {
+  const path = (url ?? '/').split('?')[0]!;
+  return !/^\/(api|hooks)(\/|$)/.test(path);
+}
+
+/**
+ * Loads the built console, pointed at this server's own API over loopback
+ * (the console talks to the control plane only through the public API).
+ */
+export async function loadConsole(host: string, httpPort: number): Promise<NodeHandler | undefined> {
+  if (!existsSync(consoleBuild)) return undefined;
+  const apiHost = host === '0.0.0.0' || host === '::' || host === '' ? '127.0.0.1' : host;
+  process.env.CRONIUM_API_URL ||= `http://${apiHost.includes(':') ? `[${apiHost}]` : apiHost}:${httpPort}/api`;
+  // This server speaks plain HTTP: a request says https only when a TLS proxy in
+  // front sets X-Forwarded-Proto (adapter-node would otherwise assume https).
+  process.env.CRONIUM_CONSOLE_PROTOCOL_HEADER ||= 'x-forwarded-proto';
+  const { handler } = (await import(pathToFileURL(consoleBuild).href)) as { handler: NodeHandler };
+  return (req, res) => {
+    req.headers['x-forwarded-proto'] ??= 'http';
+    handler(req, res);
+  };
+}
