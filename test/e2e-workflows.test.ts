@@ -220,6 +220,25 @@ describe('workflows', () => {
     assert.deepEqual((await stack.ok(`${W}/GetWorkflow`, { id: workflow.id })).workflow.edges, workflow.edges);
   });
 
+  test('a schedule trigger starts one execution per instant; a bad schedule is refused naming the field', { timeout: 60_000 }, async () => {
+    const bad = await stack.call(`${W}/CreateWorkflow`, { workflow: { name: 'bad cron', nodes: [node('A', 'pass')], triggers: { schedule: { cron: '0 0 31 2 *' } } } });
+    assert.equal(bad.status, 400);
+    assert.match(bad.body.message, /^workflow\.triggers\.schedule\.cron: /);
+    const { workflow } = await stack.ok(`${W}/CreateWorkflow`, {
+      workflow: { name: 'every second', nodes: [node('A', 'pass')], triggers: { schedule: { cron: '* * * * * *', timezone: 'UTC' } } },
+    });
+    assert.equal(workflow.triggers.schedule.cron, '* * * * * *');
+    await sleep(3_500);
+    await stack.ok(`${W}/UpdateWorkflow`, { workflow: { ...workflow, status: 'WORKFLOW_STATUS_PAUSED' } });
+    const executions = (await stack.ok(`${W}/ListExecutions`, { workflowId: workflow.id, pageSize: 100 })).executions;
+    assert.ok(executions.length >= 2, `${executions.length} executions in 3.5 s`);
+    const instants = executions.map((execution: any) => execution.input.scheduledAt).sort();
+    assert.equal(new Set(instants).size, instants.length, 'no instant started twice');
+    for (const execution of executions) assert.equal(execution.trigger, 'schedule');
+    const done = await waitForExecution(executions[0].id, finished);
+    assert.equal(done.status, 'EXECUTION_STATUS_SUCCEEDED');
+  });
+
   test('CancelExecution stops the running node, cancels the pending ones, and the execution ends CANCELLED', { timeout: 120_000 }, async () => {
     const { workflow } = await stack.ok(`${W}/CreateWorkflow`, {
       workflow: { name: 'long', nodes: [node('S', 'sleep'), node('T', 'pass')], edges: [edge('S', 'T', 'ALWAYS')] },

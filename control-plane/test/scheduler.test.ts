@@ -134,5 +134,42 @@ for (const store of STORES) {
       assert.equal(cancelled.length, 1);
       assert.match(cancelled[0]!.job.error, /replaced by a newer run/);
     });
+
+    test('a workflow schedule starts one execution per instant, across leaders, and none while paused', async () => {
+      const event = await makeEvent({ cron: '', timezone: 'UTC' });
+      const workflow = await db
+        .insertInto('workflows')
+        .values({
+          id: randomUUID(),
+          owner_id: 'owner-1',
+          name: 'nightly',
+          status: 'active',
+          nodes: JSON.stringify([{ id: 'a', eventId: event.id, name: '' }]),
+          edges: '[]',
+          schedule: JSON.stringify(every10s),
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      const executions = async () =>
+        (await db.selectFrom('workflow_executions').select(['trigger', 'input']).where('workflow_id', '=', workflow.id).orderBy('created_at').execute()).map(
+          (row) => [row.trigger, (row.input as { scheduledAt: string }).scheduledAt],
+        );
+      const leader = scheduler();
+      await leader.at(100);
+      await leader.at(10_100);
+      // A second leader that starts over the same instants fires none of them again.
+      const next = scheduler();
+      await next.at(10_200);
+      assert.deepEqual(await executions(), [
+        ['schedule', iso(0)],
+        ['schedule', iso(10_000)],
+      ]);
+      const runs = await db.selectFrom('runs').select('event_id').where('event_id', '=', event.id).execute();
+      assert.equal(runs.length, 2, 'each execution started its root node');
+
+      await db.updateTable('workflows').set({ status: 'paused' }).where('id', '=', workflow.id).execute();
+      await next.at(20_100);
+      assert.equal((await executions()).length, 2, 'a paused workflow does not fire');
+    });
   });
 }

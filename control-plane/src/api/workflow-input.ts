@@ -1,6 +1,7 @@
 import { WorkflowStatus, type Workflow } from '@cronium/proto/api/v1/workflow';
 import type { Db } from '../store/database.ts';
-import type { WorkflowEdgeSpec, WorkflowNodeSpec, WorkflowStatus as WorkflowStatusName } from '../store/schema.ts';
+import type { WorkflowEdgeSpec, WorkflowNodeSpec, WorkflowRow, WorkflowStatus as WorkflowStatusName } from '../store/schema.ts';
+import { scheduleSpec } from './event-input.ts';
 import { edgeTypes, workflowStatuses } from '../wire/workflow-messages.ts';
 import { reverse } from '../wire/api-messages.ts';
 import { graphProblem } from '../workflows/graph.ts';
@@ -16,10 +17,12 @@ export interface WorkflowFields {
   readonly nodes: WorkflowNodeSpec[];
   readonly edges: WorkflowEdgeSpec[];
   readonly webhook: boolean;
+  /** JSON of the schedule trigger (or null), as the column takes it. */
+  readonly schedule: string;
 }
 
 /** Checks a workflow from the API (graph shape, and that every node's event exists and belongs to the owner); every error names its field. */
-export async function workflowFields(db: Db, ownerId: string, workflow: Workflow | undefined): Promise<WorkflowFields> {
+export async function workflowFields(db: Db, ownerId: string, workflow: Workflow | undefined, previous?: WorkflowRow): Promise<WorkflowFields> {
   if (!workflow) throw invalid('workflow', 'required');
   const name = workflow.name.trim();
   if (!name) throw invalid('workflow.name', 'required');
@@ -42,5 +45,6 @@ export async function workflowFields(db: Db, ownerId: string, workflow: Workflow
   );
   const missing = nodes.findIndex((node) => !found.has(node.eventId));
   if (missing >= 0) throw invalid(`workflow.nodes[${missing}].eventId`, `event ${JSON.stringify(nodes[missing]!.eventId)} not found`);
-  return { name, description: workflow.description, status, nodes, edges, webhook: workflow.triggers?.webhook?.enabled ?? false };
+  const schedule = scheduleSpec(workflow.triggers?.schedule, 'workflow.triggers.schedule', previous?.schedule);
+  return { name, description: workflow.description, status, nodes, edges, webhook: workflow.triggers?.webhook?.enabled ?? false, schedule: JSON.stringify(schedule) };
 }

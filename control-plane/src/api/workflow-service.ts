@@ -81,7 +81,7 @@ export function workflowService(deps: ApiDeps): ServiceImpl<typeof WorkflowServi
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const existing = await findWorkflow(deps, principal, req.workflow?.id ?? '');
-      const { webhook, ...fields } = await workflowFields(db, existing.owner_id, req.workflow);
+      const { webhook, ...fields } = await workflowFields(db, existing.owner_id, req.workflow, existing);
       // A webhook kept on keeps its key and secret; one turned on now gets new ones.
       const hook = webhook && !existing.webhook_key ? newWebhook(deps.sealer, 'workflows', existing.id) : undefined;
       const row = await db

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../store/database.ts';
-import type { EventRow, EventStatus } from '../store/schema.ts';
+import type { EventRow, EventStatus, ScheduleSpec, WorkflowRow } from '../store/schema.ts';
+import { fireWorkflow } from './workflow-fire.ts';
 import { fanOutAgents } from '../queue/enqueue.ts';
 import { startRun } from '../queue/start-run.ts';
 import type { Cancelled } from '../queue/transitions.ts';
@@ -11,7 +12,8 @@ export interface SchedulerOptions {
   readonly db: Db;
   readonly leadership: Leadership;
   readonly leaseTtlMs: number;
-  readonly onRun: (runId: string) => void;
+  /** A run or a workflow execution was started (by id): work to dispatch. */
+  readonly onRun: (id: string) => void;
   /** Jobs a CONCURRENCY_REPLACE fire cancelled, after the commit: their agents must be told. */
   readonly onCancelled: (cancelled: readonly Cancelled[]) => void;
   readonly log: (message: string, fields?: Record<string, unknown>) => void;
@@ -19,6 +21,16 @@ export interface SchedulerOptions {
   readonly tickMs?: number;
   /** The time now; tests move it. */
   readonly clock?: () => Date;
+}
+
+/** An event or a workflow with a schedule, as the scheduler walks it. */
+interface Scheduled {
+  readonly key: string;
+  readonly schedule: ScheduleSpec | null;
+  readonly updatedAt: Date;
+  readonly skipMissed: boolean;
+  lastFire(): Promise<Date | undefined>;
+  fireOnce(at: Date): Promise<void>;
 }
 
 /** Fires beyond this many per event and tick are dropped (a schedule faster than the ticks can serve). */
@@ -29,7 +41,7 @@ const CATCH_UP_WINDOW_MS = 24 * 3_600_000;
 const MISSED_AFTER_MS = 1_000;
 
 /**
- * Fires schedules (cron, interval, one-shot) on the replica that holds the
+ * Fires the schedules (cron, interval, one-shot) of events and workflows on the replica that holds the
  * leadership. Each (event, instant) is recorded under a unique key in the same
  * transaction as its run (or the reason it made none), so a fire happens at
  * most once across leader changes and restarts. After taking the leadership,
@@ -76,10 +88,21 @@ export class Scheduler {
         .where('deleted_at', 'is', null)
         .where('schedule', 'is not', null)
         .execute();
-      // An event paused (or deleted) meanwhile starts again from the catch-up rules, not from where it stopped.
-      const listed = new Set(events.map((event) => event.id));
-      for (const id of this.#handledUntil.keys()) if (!listed.has(id)) this.#handledUntil.delete(id);
-      for (const event of events) await this.#fire(event, now);
+      const workflows = await this.#options.db
+        .selectFrom('workflows')
+        .selectAll()
+        .where('status', '=', 'active')
+        .where('deleted_at', 'is', null)
+        .where('schedule', 'is not', null)
+        .execute();
+      const due: Scheduled[] = [
+        ...events.map((event) => this.#eventSubject(event)),
+        ...workflows.map((workflow) => this.#workflowSubject(workflow)),
+      ];
+      // A subject paused (or deleted) meanwhile starts again from the catch-up rules, not from where it stopped.
+      const listed = new Set(due.map((subject) => subject.key));
+      for (const key of this.#handledUntil.keys()) if (!listed.has(key)) this.#handledUntil.delete(key);
+      for (const subject of due) await this.#fire(subject, now);
     } catch (error) {
       this.#options.log('scheduler tick failed', { error: String(error) });
     } finally {
@@ -87,23 +110,61 @@ export class Scheduler {
     }
   }
 
-  async #fire(event: EventRow, now: Date): Promise<void> {
-    if (!isScheduled(event.schedule)) return;
-    let from = this.#handledUntil.get(event.id);
+  #eventSubject(event: EventRow): Scheduled {
+    return {
+      key: `event:${event.id}`,
+      schedule: event.schedule,
+      updatedAt: new Date(event.updated_at),
+      skipMissed: event.missed_fire_policy === 'skip',
+      lastFire: async () =>
+        (await this.#options.db.selectFrom('schedule_fires').select(sql<Date>`max(fire_at)`.as('at')).where('event_id', '=', event.id).executeTakeFirst())?.at ?? undefined,
+      fireOnce: (at) => this.#fireOnce(event, at),
+    };
+  }
+
+  #workflowSubject(workflow: WorkflowRow): Scheduled {
+    return {
+      key: `workflow:${workflow.id}`,
+      schedule: workflow.schedule,
+      updatedAt: new Date(workflow.updated_at),
+      skipMissed: false,
+      lastFire: async () =>
+        (
+          await this.#options.db
+            .selectFrom('workflow_schedule_fires')
+            .select(sql<Date>`max(fire_at)`.as('at'))
+            .where('workflow_id', '=', workflow.id)
+            .executeTakeFirst()
+        )?.at ?? undefined,
+      fireOnce: async (at) => {
+        const fired = await fireWorkflow(this.#options.db, workflow.id, at);
+        if (!fired) return;
+        if ('reason' in fired) {
+          this.#options.log('workflow schedule fire skipped', { workflowId: workflow.id, scheduledAt: at.toISOString(), reason: fired.reason });
+          return;
+        }
+        this.#options.log('workflow schedule fired', { workflowId: workflow.id, executionId: fired.execution.id, scheduledAt: at.toISOString() });
+        this.#options.onRun(fired.execution.id);
+      },
+    };
+  }
+
+  async #fire(subject: Scheduled, now: Date): Promise<void> {
+    if (!isScheduled(subject.schedule)) return;
+    let from = this.#handledUntil.get(subject.key);
     let limit = MAX_FIRES_PER_TICK;
     if (!from) {
       // Catching up after taking the leadership: from the last recorded fire (or the last edit), one run for what was missed.
-      const last = await this.#options.db.selectFrom('schedule_fires').select(sql<Date>`max(fire_at)`.as('at')).where('event_id', '=', event.id).executeTakeFirst();
-      const edited = new Date(event.updated_at);
-      from = last?.at && new Date(last.at) > edited ? new Date(last.at) : edited;
+      const last = await subject.lastFire();
+      from = last && new Date(last) > subject.updatedAt ? new Date(last) : subject.updatedAt;
       // Only the newest missed instant runs, so a long outage need not be walked through second by second.
       if (now.getTime() - from.getTime() > CATCH_UP_WINDOW_MS) from = new Date(now.getTime() - CATCH_UP_WINDOW_MS);
-      if (event.missed_fire_policy === 'skip' && now.getTime() - from.getTime() > MISSED_AFTER_MS) from = new Date(now.getTime() - MISSED_AFTER_MS);
+      if (subject.skipMissed && now.getTime() - from.getTime() > MISSED_AFTER_MS) from = new Date(now.getTime() - MISSED_AFTER_MS);
       limit = 1;
     }
-    const due = fireTimes(event.schedule, from, now, limit);
-    this.#handledUntil.set(event.id, now);
-    for (const at of due) await this.#fireOnce(event, at);
+    const due = fireTimes(subject.schedule, from, now, limit);
+    this.#handledUntil.set(subject.key, now);
+    for (const at of due) await subject.fireOnce(at);
   }
 
   async #fireOnce(event: EventRow, at: Date): Promise<void> {

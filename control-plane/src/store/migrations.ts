@@ -317,6 +317,21 @@ const migrations: Record<string, Migration> = {
       `);
     },
   },
+  '0010_workflow_schedules': {
+    async up(db: Kysely<any>) {
+      await runStatements(db, `
+        alter table workflows add column schedule jsonb;
+        create table workflow_schedule_fires (
+          workflow_id text not null references workflows (id),
+          fire_at timestamptz not null,
+          execution_id text references workflow_executions (id),
+          skipped_reason text not null default '',
+          created_at timestamptz not null default now(),
+          primary key (workflow_id, fire_at)
+        );
+      `);
+    },
+  },
 };
 
 // PGlite's extended protocol takes one statement per query.

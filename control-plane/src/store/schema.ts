@@ -333,9 +333,20 @@ export interface WorkflowsTable {
   webhook_key: string | null;
   /** Sealed (secrets/sealer.ts), bound to the row. */
   webhook_secret_sealed: string | null;
+  /** The schedule trigger, as events store theirs. */
+  schedule: ColumnType<ScheduleSpec | null, string | undefined, string>;
   created_at: Timestamp;
   updated_at: Timestamp;
   deleted_at: NullableTimestamp;
+}
+
+/** Each (workflow, instant) its schedule fired: the execution it started, or why none. */
+export interface WorkflowScheduleFiresTable {
+  workflow_id: string;
+  fire_at: Date;
+  execution_id: string | null;
+  skipped_reason: Defaulted<string>;
+  created_at: Generated<Date>;
 }
 
 export type ExecutionStatus = 'running' | 'succeeded' | 'failed' | 'cancelled';
@@ -393,6 +404,7 @@ export interface Database {
   notification_channels: NotificationChannelsTable;
   notification_deliveries: NotificationDeliveriesTable;
   job_attempts: JobAttemptsTable;
+  workflow_schedule_fires: WorkflowScheduleFiresTable;
 }
 
 /** Key pairs all replicas share (agent CA, join-token signer); private halves sealed with the master key. */

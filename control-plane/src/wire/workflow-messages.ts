@@ -18,7 +18,7 @@ import type {
   WorkflowRow,
   WorkflowStatus as WorkflowStatusName,
 } from '../store/schema.ts';
-import { jsonValue, time } from './api-messages.ts';
+import { jsonValue, scheduleToProto, time } from './api-messages.ts';
 import { webhookToProto } from './webhook-messages.ts';
 
 export const edgeTypes: Record<EdgeTypeName, EdgeType> = {
@@ -54,7 +54,7 @@ export function workflowToProto(row: WorkflowRow, secret = ''): Workflow {
     status: workflowStatuses[row.status],
     nodes: row.nodes.map((node) => ({ id: node.id, eventId: node.eventId, name: node.name })),
     edges: row.edges.map((edge) => ({ from: edge.from, to: edge.to, type: edgeTypes[edge.type] })),
-    triggers: { manual: true, webhook: webhookToProto('workflows', row.webhook_key, secret) },
+    triggers: { manual: true, webhook: webhookToProto('workflows', row.webhook_key, secret), schedule: row.schedule ? scheduleToProto(row.schedule) : undefined },
     createdAt: time(row.created_at),
     updatedAt: time(row.updated_at),
   });

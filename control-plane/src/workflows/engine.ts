@@ -20,7 +20,7 @@ const NODE_STATUS_OF_RUN: Record<RunStatus, NodeStatus> = {
   cancelled: 'cancelled',
 };
 
-/** How an execution was started; 'schedule' is for the scheduler's workflow triggers (not built yet). */
+/** How an execution was started. */
 export type ExecutionTrigger = 'manual' | 'webhook' | 'schedule';
 
 /** Creates an execution of the workflow's current graph and starts its root nodes, in one transaction. */

@@ -5,6 +5,7 @@
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
 import type { Webhook } from "./webhook_pb.js";
+import type { Schedule } from "./event_pb.js";
 import type { Timestamp, Value } from "@bufbuild/protobuf/wkt";
 
 /**
@@ -80,11 +81,17 @@ export declare type WorkflowTriggers = Message<"cronium.api.v1.WorkflowTriggers"
   /**
    * Set `enabled` to get POST /hooks/workflows/<key>.
    *
-   * Field 3 is kept for schedule triggers.
-   *
    * @generated from field: cronium.api.v1.Webhook webhook = 2;
    */
   webhook?: Webhook | undefined;
+
+  /**
+   * Starts an execution at each instant (input {"scheduledAt": ...}); the same schedules as events.
+   * Each instant starts at most one execution, across replicas and restarts; missed instants run once now.
+   *
+   * @generated from field: cronium.api.v1.Schedule schedule = 3;
+   */
+  schedule?: Schedule | undefined;
 };
 
 /**
@@ -254,7 +261,7 @@ export declare type Execution = Message<"cronium.api.v1.Execution"> & {
   nodes: ExecutionNode[];
 
   /**
-   * How it was started: "manual" or "webhook" ("schedule" is kept for schedule triggers).
+   * How it was started: "manual", "webhook" or "schedule".
    *
    * @generated from field: string trigger = 8;
    */
