@@ -8,7 +8,7 @@ import { randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { RemoteAgent, Stack, freePort, freshDatabase } from './harness.ts';
+import { RemoteAgent, Stack, freePort, freshDatabase, scrapeMetrics } from './harness.ts';
 
 const NATS_URL = 'nats://127.0.0.1:4222';
 
@@ -60,6 +60,17 @@ describe('two control-plane replicas', () => {
     for (const stack of [a, b]) {
       const listed = new Map((await stack.agents()).map((agent: any) => [agent.id, agent.status]));
       for (const agent of agents.values()) assert.equal(listed.get(idOf(agent)), 'AGENT_STATUS_ONLINE', `${idOf(agent)} on replica ${stack === a ? 'A' : 'B'}`);
+    }
+  });
+
+  test('each replica reports its own streams, its Postgres pools and NATS in /metrics', async () => {
+    const [onA, onB] = await Promise.all([scrapeMetrics(`${a.baseUrl}/metrics`), scrapeMetrics(`${b.baseUrl}/metrics`)]);
+    assert.equal(onA.value('cronium_agent_streams') + onB.value('cronium_agent_streams'), 4, 'three remote agents and the orchestrator, each on one replica');
+    assert.equal(onA.value('cronium_agents', { status: 'online' }), 4, 'the registry is shared');
+    for (const scraped of [onA, onB]) {
+      assert.equal(scraped.value('cronium_bus_connected', { kind: 'nats' }), 1);
+      assert.ok(scraped.value('cronium_postgres_pool_connections', { pool: 'api', state: 'total' }) >= 1);
+      assert.ok(scraped.value('cronium_postgres_pool_connections', { pool: 'link', state: 'total' }) >= 1);
     }
   });
 

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
+import { createRequire } from 'node:module';
 
 export const root = resolve(import.meta.dirname, '..');
 export const TEST_IMAGE = process.env.CRONIUM_TEST_BASE_IMAGE || 'cronium-test/base:bookworm';
@@ -428,4 +429,24 @@ export class RemoteAgent {
 /** Containers the Docker engine still has for a job. */
 export function containersOf(jobId: string): string[] {
   return execFileSync('docker', ['ps', '-aq', '--filter', `label=cronium.job=${jobId}`], { encoding: 'utf8' }).split('\n').filter(Boolean);
+}
+
+type MetricFamily = { name: string; metrics: { value?: string; count?: string; labels?: Record<string, string> }[] };
+const parsePrometheus: (text: string) => MetricFamily[] = createRequire(import.meta.url)('parse-prometheus-text-format');
+
+/** A Prometheus text-format scrape, parsed; `value(name, labels)` reads one sample (a histogram's count), 0 when absent. */
+export async function scrapeMetrics(url: string): Promise<{ families: Map<string, MetricFamily>; contentType: string; value(name: string, labels?: Record<string, string>): number }> {
+  const res = await fetch(url);
+  if (res.status !== 200) throw new Error(`${url} answered ${res.status}`);
+  const families = new Map(parsePrometheus(await res.text()).map((family) => [family.name, family]));
+  return {
+    families,
+    contentType: res.headers.get('content-type') ?? '',
+    value(name, labels = {}) {
+      const family = families.get(name);
+      if (!family) throw new Error(`${name} is not exported`);
+      const sample = family.metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v));
+      return sample ? Number(sample.value ?? sample.count) : 0;
+    },
+  };
 }

@@ -92,9 +92,10 @@ async function loadServerCredentials(config: ControlPlaneConfig, ca: Certificate
 
 export async function startControlPlane(config: ControlPlaneConfig, logger: Logger): Promise<ControlPlane> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  const { db, kind } = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
+  const { db, kind, poolStats } = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
   // On Postgres the agent link and dispatcher get their own pool, so API traffic never queues ahead of agents' results.
-  const linkDb = config.databaseUrl ? (await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir })).db : db;
+  const linkStore = config.databaseUrl ? await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir }) : undefined;
+  const linkDb = linkStore?.db ?? db;
   await migrate(db);
   setFanOutWindow(config.leaseTtlMs);
   const bus = config.natsUrl ? await createNatsBus(config.natsUrl, `cronium-control-plane-${hostname()}`) : createMemoryBus();
@@ -134,6 +135,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
       return counts;
     },
     bus: () => ({ kind: bus.kind, connected: bus.connected() }),
+    pools: () => ({ ...(poolStats ? { api: poolStats() } : {}), ...(linkStore?.poolStats ? { link: linkStore.poolStats() } : {}) }),
   });
   link = new LinkServer({
     db: linkDb,

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { sql } from 'kysely';
-import type { Db } from './store/database.ts';
+import type { Db, PoolStats } from './store/database.ts';
 
 /** What a scrape reads live from the running control plane. */
 export interface MetricSources {
@@ -10,6 +10,8 @@ export interface MetricSources {
   /** Agents by status, as the registry reports them. */
   readonly agentsByStatus: () => Promise<Record<string, number>>;
   readonly bus: () => { readonly kind: string; readonly connected: boolean };
+  /** Postgres pools by name (none on the embedded store). */
+  readonly pools: () => Readonly<Record<string, PoolStats>>;
 }
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -77,6 +79,18 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         this.set(sources.streams());
+      },
+    });
+    new Gauge({
+      name: 'cronium_postgres_pool_connections',
+      help: 'Postgres pool connections by pool (api, link) and state (total, idle, waiting = queries waiting for a connection)',
+      labelNames: ['pool', 'state'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [pool, stats] of Object.entries(sources.pools())) {
+          for (const state of ['total', 'idle', 'waiting'] as const) this.set({ pool, state }, stats[state]);
+        }
       },
     });
     new Gauge({
