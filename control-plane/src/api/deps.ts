@@ -3,6 +3,17 @@ import type { Db } from '../store/database.ts';
 import type { JobRow } from '../store/schema.ts';
 import type { JoinTokenSigner } from '../enrollment/join-tokens.ts';
 import type { Sealer } from '../secrets/sealer.ts';
+import type { RateLimiter } from '../auth/rate-limit.ts';
+
+/** Sessions and the limits on sign-in and on API calls. */
+export interface AccessOptions {
+  readonly sessionKey: Uint8Array;
+  readonly sessionHours: number;
+  readonly signInByEmail: RateLimiter;
+  readonly signInByAddress: RateLimiter;
+  /** Per API token or session; none: unlimited. */
+  readonly apiLimiter?: RateLimiter;
+}
 
 export interface ApiDeps {
   readonly db: Db;
@@ -13,6 +24,7 @@ export interface ApiDeps {
   /** An agent silent for longer is shown offline. */
   readonly leaseTtlMs: number;
   readonly sealer: Sealer;
+  readonly access: AccessOptions;
   /** Prometheus text for /metrics. */
   readonly metrics?: () => Promise<{ readonly contentType: string; readonly body: string }>;
   /** For /readyz: throws when this replica cannot serve (database unreachable). */

@@ -13,6 +13,7 @@ import { invalid, notFound } from './errors.ts';
 import type { ApiDeps } from './deps.ts';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { eventWebhookHandlers } from './event-webhook.ts';
+import { audited } from './changes.ts';
 
 export function mustChange(principal: Principal): void {
   if (principal.role === 'viewer') throw new ConnectError('viewers cannot change anything', Code.PermissionDenied);
@@ -46,12 +47,10 @@ export function eventService(deps: ApiDeps): ServiceImpl<typeof EventService> {
       const fields = eventFields(req.event);
       await checkServers(deps, principal, fields);
       await checkActionTargets(deps, principal, fields.actions);
-      const row = await db
-        .insertInto('events')
-        .values({ ...fields, id: randomUUID(), owner_id: principal.ownerId })
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      return { event: eventToProto(row) };
+      return audited(db, ctx, async (tx) => {
+        const row = await tx.insertInto('events').values({ ...fields, id: randomUUID(), owner_id: principal.ownerId }).returningAll().executeTakeFirstOrThrow();
+        return { event: eventToProto(row) };
+      });
     },
     async getEvent(req, ctx) {
       return { event: eventToProto(await findEvent(deps, principalOf(ctx.values), req.id)) };
@@ -69,30 +68,36 @@ export function eventService(deps: ApiDeps): ServiceImpl<typeof EventService> {
       const fields = eventFields(req.event);
       await checkServers(deps, principal, fields);
       await checkActionTargets(deps, principal, fields.actions);
-      const row = await db
-        .updateTable('events')
-        .set({ ...fields, updated_at: sql<Date>`now()` })
-        .where('id', '=', existing.id)
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      return { event: eventToProto(row) };
+      return audited(db, ctx, async (tx) => {
+        const row = await tx.updateTable('events').set({ ...fields, updated_at: sql<Date>`now()` }).where('id', '=', existing.id).returningAll().executeTakeFirstOrThrow();
+        return { event: eventToProto(row) };
+      });
     },
     async deleteEvent(req, ctx) {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const existing = await findEvent(deps, principal, req.id);
-      await db.updateTable('events').set({ deleted_at: sql<Date>`now()`, status: 'archived' }).where('id', '=', existing.id).execute();
-      return {};
+      return audited(db, ctx, async (tx) => {
+        await tx.updateTable('events').set({ deleted_at: sql<Date>`now()`, status: 'archived' }).where('id', '=', existing.id).execute();
+        return {};
+      });
     },
     async runEvent(req, ctx) {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const event = await findEvent(deps, principal, req.id);
       const agents = await fanOutAgents(db, deps.leaseTtlMs);
-      const { run } = await enqueueRun(db, event, plainJson(req.input), agents);
+      const response = await audited(
+        db,
+        ctx,
+        async (tx) => {
+          const { run } = await enqueueRun(tx, event, plainJson(req.input), agents);
+          return { run: runToProto(run, await tx.selectFrom('jobs').selectAll().where('run_id', '=', run.id).execute()) };
+        },
+        { type: 'run', id: (r) => r.run.id },
+      );
       kickDispatch(bus);
-      const jobs = await db.selectFrom('jobs').selectAll().where('run_id', '=', run.id).execute();
-      return { run: runToProto(run, jobs) };
+      return response;
     },
   };
 }

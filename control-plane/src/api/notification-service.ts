@@ -12,6 +12,7 @@ import { channelFields, channelToProto } from './channel-input.ts';
 import { invalid, notFound } from './errors.ts';
 import { mustChange } from './event-service.ts';
 import type { ApiDeps } from './deps.ts';
+import { audited } from './changes.ts';
 
 const deliveryStatuses: Record<DeliveryStatusName, DeliveryStatus> = { pending: DeliveryStatus.PENDING, delivered: DeliveryStatus.DELIVERED, failed: DeliveryStatus.FAILED };
 
@@ -49,12 +50,14 @@ export function notificationService(deps: ApiDeps): ServiceImpl<typeof Notificat
       const { name, config } = channelFields(req.channel);
       const { kind, settings, secrets } = splitConfig(config);
       const id = randomUUID();
-      const row = await db
-        .insertInto('notification_channels')
-        .values({ id, owner_id: principal.ownerId, name, kind, settings: JSON.stringify(settings), secrets_sealed: sealChannelSecrets(sealer, id, secrets) })
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      return { channel: channelToProto(row) };
+      return audited(db, ctx, async (tx) => {
+        const row = await tx
+          .insertInto('notification_channels')
+          .values({ id, owner_id: principal.ownerId, name, kind, settings: JSON.stringify(settings), secrets_sealed: sealChannelSecrets(sealer, id, secrets) })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        return { channel: channelToProto(row) };
+      });
     },
     async getChannel(req, ctx) {
       return { channel: channelToProto(await findChannel(deps, principalOf(ctx.values), req.id)) };

@@ -11,6 +11,7 @@ import { principalOf, type Principal } from './auth.ts';
 import { invalid, notFound } from './errors.ts';
 import { mustChange } from './event-service.ts';
 import type { ApiDeps } from './deps.ts';
+import { audited } from './changes.ts';
 
 const HOST = /^[A-Za-z0-9.-]{1,253}$|^\[?[0-9A-Fa-f:]+\]?$/;
 const USER = /^[a-z_][a-z0-9_.-]{0,31}\$?$/i;
@@ -65,7 +66,8 @@ export function serverService(deps: ApiDeps): ServiceImpl<typeof ServerService> 
       const server = req.server!;
       if (!server.privateKey && !server.password) throw invalid('server.privateKey', 'a private key or a password is required');
       const id = randomUUID();
-      const row = await db
+      return audited(db, ctx, async (tx) => {
+        const row = await tx
         .insertInto('servers')
         .values({
           ...values,
@@ -77,7 +79,8 @@ export function serverService(deps: ApiDeps): ServiceImpl<typeof ServerService> 
         })
         .returningAll()
         .executeTakeFirstOrThrow();
-      return { server: serverToProto(row) };
+        return { server: serverToProto(row) };
+      });
     },
     async getServer(req, ctx) {
       return { server: serverToProto(await findServer(deps, principalOf(ctx.values), req.id)) };

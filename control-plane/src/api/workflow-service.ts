@@ -15,6 +15,7 @@ import { mustChange } from './event-service.ts';
 import { cancelJobs } from './cancel.ts';
 import { workflowFields } from './workflow-input.ts';
 import type { ApiDeps } from './deps.ts';
+import { audited } from './changes.ts';
 
 async function findWorkflow(deps: ApiDeps, principal: Principal, id: string): Promise<WorkflowRow> {
   if (!id) throw invalid('id', 'required');
@@ -54,7 +55,8 @@ export function workflowService(deps: ApiDeps): ServiceImpl<typeof WorkflowServi
       const { webhook, ...fields } = await workflowFields(db, principal.ownerId, req.workflow);
       const id = randomUUID();
       const hook = webhook ? newWebhook(deps.sealer, 'workflows', id) : undefined;
-      const row = await db
+      return audited(db, ctx, async (tx) => {
+        const row = await tx
         .insertInto('workflows')
         .values({
           ...fields,
@@ -66,7 +68,8 @@ export function workflowService(deps: ApiDeps): ServiceImpl<typeof WorkflowServi
         })
         .returningAll()
         .executeTakeFirstOrThrow();
-      return { workflow: workflowToProto(row, hook?.secret) };
+        return { workflow: workflowToProto(row, hook?.secret) };
+      });
     },
     async getWorkflow(req, ctx) {
       return { workflow: workflowToProto(await findWorkflow(deps, principalOf(ctx.values), req.id)) };
@@ -122,8 +125,17 @@ export function workflowService(deps: ApiDeps): ServiceImpl<typeof WorkflowServi
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const workflow = await findWorkflow(deps, principal, req.id);
-      const execution = await runWorkflow(deps, workflow, plainJson(req.input), 'manual');
-      return { execution: (await executionsToProto(deps, [execution]))[0] };
+      const response = await audited(
+        db,
+        ctx,
+        async (tx) => {
+          const inTx = { ...deps, db: tx };
+          return { execution: (await executionsToProto(inTx, [await runWorkflow(inTx, workflow, plainJson(req.input), 'manual')]))[0]! };
+        },
+        { type: 'execution', id: (r) => r.execution.id },
+      );
+      kickDispatch(deps.bus);
+      return response;
     },
     async getExecution(req, ctx) {
       const execution = await findExecution(deps, principalOf(ctx.values), req.id);
