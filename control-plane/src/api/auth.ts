@@ -48,14 +48,15 @@ export function forgetCachedCredentials(): void {
   cache.clear();
 }
 
-async function resolvePrincipal(db: Db, sessionKey: Uint8Array, bearer: string): Promise<Principal | undefined> {
+/** The caller, and until when the credential holds (for the cache). */
+async function resolvePrincipal(db: Db, sessionKey: Uint8Array, bearer: string): Promise<{ principal: Principal; expiresAt: Date | null } | undefined> {
   if (looksLikeSessionToken(bearer)) {
     const session = await verifySession(db, sessionKey, bearer);
     const user = session && (await activeUser(db, session.userId));
-    return user && { ownerId: user.id, role: user.role, credential: 'session', credentialId: session.sessionId };
+    return user && { principal: { ownerId: user.id, role: user.role, credential: 'session', credentialId: session.sessionId }, expiresAt: session.expiresAt };
   }
   const holder = await tokenHolder(db, bearer);
-  return holder && { ownerId: holder.userId, role: holder.role, credential: 'token', credentialId: holder.tokenId };
+  return holder && { principal: { ownerId: holder.userId, role: holder.role, credential: 'token', credentialId: holder.tokenId }, expiresAt: holder.expiresAt };
 }
 
 export interface AuthOptions {
@@ -74,12 +75,12 @@ export function authInterceptor(options: AuthOptions): Interceptor {
     const key = createHash('sha256').update(match[1]!).digest('hex');
     let entry = cache.get(key);
     if (!entry || entry.until < Date.now()) {
-      const principal = await resolvePrincipal(options.db, options.sessionKey, match[1]!);
-      if (!principal) {
+      const resolved = await resolvePrincipal(options.db, options.sessionKey, match[1]!);
+      if (!resolved) {
         cache.delete(key);
         throw new ConnectError('invalid, expired or revoked token', Code.Unauthenticated);
       }
-      entry = { principal, until: Date.now() + CACHE_MS };
+      entry = { principal: resolved.principal, until: Math.min(Date.now() + CACHE_MS, resolved.expiresAt?.getTime() ?? Infinity) };
       cache.set(key, entry);
     }
     const allowed = options.apiLimiter?.take(entry.principal.credentialId);

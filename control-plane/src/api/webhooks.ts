@@ -44,6 +44,8 @@ export function webhookHandler(deps: ApiDeps): (req: Request, res: Response) => 
 
 async function handle(deps: ApiDeps, req: Request, kind: WebhookOwner, key: string): Promise<Record<string, unknown>> {
   if (req.method !== 'POST') throw new HookError(405, 'use POST');
+  // Refused before any lookup, so an oversized body costs nothing.
+  if (Number(req.headers['content-length'] ?? 0) > MAX_WEBHOOK_BODY_BYTES) throw tooLarge();
   if (kind === 'workflows') {
     const workflow = await deps.db.selectFrom('workflows').selectAll().where('webhook_key', '=', key).where('deleted_at', 'is', null).executeTakeFirst();
     const input = await authorizedInput(deps, req, kind, workflow);
@@ -76,15 +78,18 @@ async function authorizedInput(deps: ApiDeps, req: Request, kind: WebhookOwner, 
 }
 
 async function readBody(req: Request): Promise<Buffer> {
-  if (Number(req.headers['content-length'] ?? 0) > MAX_WEBHOOK_BODY_BYTES) throw new HookError(413, `body: larger than ${MAX_WEBHOOK_BODY_BYTES} bytes`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_WEBHOOK_BODY_BYTES) throw new HookError(413, `body: larger than ${MAX_WEBHOOK_BODY_BYTES} bytes`);
+    if (size > MAX_WEBHOOK_BODY_BYTES) throw tooLarge();
     chunks.push(chunk);
   }
   return Buffer.concat(chunks);
+}
+
+function tooLarge(): HookError {
+  return new HookError(413, `body: larger than ${MAX_WEBHOOK_BODY_BYTES} bytes`);
 }
 
 function parseJson(body: Buffer): unknown {

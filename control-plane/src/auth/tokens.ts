@@ -38,11 +38,11 @@ export async function ensureAdminToken(db: Db, given: string | undefined): Promi
  * The owner and role an API token acts with: refused when revoked, expired, or
  * its user is disabled or deleted; the role is the token's or the user's, whichever is lower.
  */
-export async function tokenHolder(db: Db, token: string): Promise<{ tokenId: string; userId: string; role: RoleName } | undefined> {
+export async function tokenHolder(db: Db, token: string): Promise<{ tokenId: string; userId: string; role: RoleName; expiresAt: Date | null } | undefined> {
   const row = await db
     .selectFrom('api_tokens as t')
     .leftJoin('users as u', 'u.id', 't.owner_id')
-    .select(['t.id', 't.owner_id', 't.role', 'u.role as user_role', 'u.id as user_id', 'u.disabled', 'u.deleted_at'])
+    .select(['t.id', 't.owner_id', 't.role', 't.expires_at', 'u.role as user_role', 'u.id as user_id', 'u.disabled', 'u.deleted_at'])
     .where('t.token_hash', '=', hashToken(token))
     .where('t.revoked_at', 'is', null)
     .where((eb) => eb.or([eb('t.expires_at', 'is', null), eb('t.expires_at', '>', sql<Date>`now()`)]))
@@ -51,5 +51,5 @@ export async function tokenHolder(db: Db, token: string): Promise<{ tokenId: str
   if (row.user_id !== null && (row.disabled || row.deleted_at)) return undefined;
   await db.updateTable('api_tokens').set({ last_used_at: sql<Date>`now()` }).where('id', '=', row.id).execute();
   const role = row.role as RoleName;
-  return { tokenId: row.id, userId: row.owner_id, role: row.user_role ? lowerRole(role, row.user_role) : role };
+  return { tokenId: row.id, userId: row.owner_id, role: row.user_role ? lowerRole(role, row.user_role) : role, expiresAt: row.expires_at && new Date(row.expires_at) };
 }
