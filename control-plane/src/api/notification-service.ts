@@ -74,20 +74,24 @@ export function notificationService(deps: ApiDeps): ServiceImpl<typeof Notificat
       const existing = await findChannel(deps, principal, req.channel?.id ?? '');
       const { name, config } = channelFields(req.channel, openChannel(sealer, existing));
       const { kind, settings, secrets } = splitConfig(config);
-      const row = await db
-        .updateTable('notification_channels')
-        .set({ name, kind, settings: JSON.stringify(settings), secrets_sealed: sealChannelSecrets(sealer, existing.id, secrets), updated_at: sql<Date>`now()` })
-        .where('id', '=', existing.id)
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      return { channel: channelToProto(row) };
+      return audited(db, ctx, async (tx) => {
+        const row = await tx
+          .updateTable('notification_channels')
+          .set({ name, kind, settings: JSON.stringify(settings), secrets_sealed: sealChannelSecrets(sealer, existing.id, secrets), updated_at: sql<Date>`now()` })
+          .where('id', '=', existing.id)
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        return { channel: channelToProto(row) };
+      });
     },
     async deleteChannel(req, ctx) {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const existing = await findChannel(deps, principal, req.id);
-      await db.updateTable('notification_channels').set({ deleted_at: sql<Date>`now()` }).where('id', '=', existing.id).execute();
-      return {};
+      return audited(db, ctx, async (tx) => {
+        await tx.updateTable('notification_channels').set({ deleted_at: sql<Date>`now()` }).where('id', '=', existing.id).execute();
+        return {};
+      });
     },
     async testChannel(req, ctx) {
       const principal = principalOf(ctx.values);

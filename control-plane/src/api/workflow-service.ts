@@ -57,17 +57,17 @@ export function workflowService(deps: ApiDeps): ServiceImpl<typeof WorkflowServi
       const hook = webhook ? newWebhook(deps.sealer, 'workflows', id) : undefined;
       return audited(db, ctx, async (tx) => {
         const row = await tx
-        .insertInto('workflows')
-        .values({
-          ...fields,
-          id,
-          owner_id: principal.ownerId,
-          nodes: JSON.stringify(fields.nodes),
-          edges: JSON.stringify(fields.edges),
-          ...(hook?.columns ?? NO_WEBHOOK),
-        })
-        .returningAll()
-        .executeTakeFirstOrThrow();
+          .insertInto('workflows')
+          .values({
+            ...fields,
+            id,
+            owner_id: principal.ownerId,
+            nodes: JSON.stringify(fields.nodes),
+            edges: JSON.stringify(fields.edges),
+            ...(hook?.columns ?? NO_WEBHOOK),
+          })
+          .returningAll()
+          .executeTakeFirstOrThrow();
         return { workflow: workflowToProto(row, hook?.secret) };
       });
     },
@@ -87,39 +87,45 @@ export function workflowService(deps: ApiDeps): ServiceImpl<typeof WorkflowServi
       const { webhook, ...fields } = await workflowFields(db, existing.owner_id, req.workflow);
       // A webhook kept on keeps its key and secret; one turned on now gets new ones.
       const hook = webhook && !existing.webhook_key ? newWebhook(deps.sealer, 'workflows', existing.id) : undefined;
-      const row = await db
-        .updateTable('workflows')
-        .set({
-          ...fields,
-          nodes: JSON.stringify(fields.nodes),
-          edges: JSON.stringify(fields.edges),
-          updated_at: sql<Date>`now()`,
-          ...(webhook ? (hook?.columns ?? {}) : NO_WEBHOOK),
-        })
-        .where('id', '=', existing.id)
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      return { workflow: workflowToProto(row, hook?.secret) };
+      return audited(db, ctx, async (tx) => {
+        const row = await tx
+          .updateTable('workflows')
+          .set({
+            ...fields,
+            nodes: JSON.stringify(fields.nodes),
+            edges: JSON.stringify(fields.edges),
+            updated_at: sql<Date>`now()`,
+            ...(webhook ? (hook?.columns ?? {}) : NO_WEBHOOK),
+          })
+          .where('id', '=', existing.id)
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        return { workflow: workflowToProto(row, hook?.secret) };
+      });
     },
     async deleteWorkflow(req, ctx) {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const existing = await findWorkflow(deps, principal, req.id);
-      await db.updateTable('workflows').set({ deleted_at: sql<Date>`now()`, ...NO_WEBHOOK }).where('id', '=', existing.id).execute();
-      return {};
+      return audited(db, ctx, async (tx) => {
+        await tx.updateTable('workflows').set({ deleted_at: sql<Date>`now()`, ...NO_WEBHOOK }).where('id', '=', existing.id).execute();
+        return {};
+      });
     },
     async rotateWorkflowWebhook(req, ctx) {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const existing = await findWorkflow(deps, principal, req.id);
       const { secret, columns } = newWebhook(deps.sealer, 'workflows', existing.id);
-      const row = await db
-        .updateTable('workflows')
-        .set({ ...columns, updated_at: sql<Date>`now()` })
-        .where('id', '=', existing.id)
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      return { workflow: workflowToProto(row, secret) };
+      return audited(db, ctx, async (tx) => {
+        const row = await tx
+          .updateTable('workflows')
+          .set({ ...columns, updated_at: sql<Date>`now()` })
+          .where('id', '=', existing.id)
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        return { workflow: workflowToProto(row, secret) };
+      });
     },
     async runWorkflow(req, ctx) {
       const principal = principalOf(ctx.values);
