@@ -2,6 +2,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import pg from 'pg';
 import { ADMIN_TOKEN, freshDatabase, freePort, Stack } from './harness.ts';
 
@@ -92,6 +94,7 @@ describe('users, roles, tokens, audit and idempotency', { timeout: 300_000 }, ()
     const { server } = await api.ok('ServerService/CreateServer', { server: { name: 'box', host: 'example.com', username: 'deploy', password: 'ssh-pass' } }, alice.token);
     const { channel } = await api.ok('NotificationService/CreateChannel', { channel: { name: 'hook', webhook: { url: 'http://127.0.0.1:9/x' } } }, alice.token);
     await api.ok('VariableService/SetVariable', { key: 'ALICE_ONLY', value: 'a' }, alice.token);
+    const { execution } = await api.ok('WorkflowService/RunWorkflow', { id: workflow.id }, alice.token);
 
     const notFound = async (method: string, body: unknown) => {
       const answer = await api.call(method, body, bob.token);
@@ -109,6 +112,15 @@ describe('users, roles, tokens, audit and idempotency', { timeout: 300_000 }, ()
     await notFound('WorkflowService/GetWorkflow', { id: workflow.id });
     await notFound('WorkflowService/RunWorkflow', { id: workflow.id });
     await notFound('WorkflowService/DeleteWorkflow', { id: workflow.id });
+    await notFound('WorkflowService/RotateWorkflowWebhook', { id: workflow.id });
+    await notFound('WorkflowService/GetExecution', { id: execution.id });
+    await notFound('WorkflowService/CancelExecution', { id: execution.id });
+    await notFound('EventService/RotateEventWebhook', { id: event.id });
+    await notFound('ServerService/UpdateServer', { server: { id: server.id, name: 'x', host: 'example.com', username: 'x', password: 'p' } });
+    await notFound('ServerService/TestServer', { id: server.id });
+    await notFound('ServerService/ApproveHostKey', { id: server.id, fingerprint: `SHA256:${'A'.repeat(43)}` });
+    await notFound('NotificationService/UpdateChannel', { channel: { id: channel.id, name: 'x', webhook: { url: 'http://127.0.0.1:9/y' } } });
+    await notFound('NotificationService/TestChannel', { id: channel.id });
     await notFound('ServerService/GetServer', { id: server.id });
     await notFound('ServerService/DeleteServer', { id: server.id });
     await notFound('NotificationService/GetChannel', { id: channel.id });
@@ -124,6 +136,7 @@ describe('users, roles, tokens, audit and idempotency', { timeout: 300_000 }, ()
       ['RunService/ListRuns', 'runs'],
       ['JobService/ListJobs', 'jobs'],
       ['WorkflowService/ListWorkflows', 'workflows'],
+      ['WorkflowService/ListExecutions', 'executions'],
       ['ServerService/ListServers', 'servers'],
       ['NotificationService/ListChannels', 'channels'],
       ['VariableService/ListVariables', 'variables'],
@@ -315,6 +328,15 @@ describe('limits', { timeout: 300_000 }, () => {
   });
   after(async () => stack?.stop());
 
+  test('without CRONIUM_ADMIN_PASSWORD the first start prints a generated one once, and it signs in', async () => {
+    const output = readFileSync(join(stack.dataDir, 'control-plane.log'), 'utf8');
+    const password = /password: (\S+)/.exec(output)?.[1];
+    assert.ok(password, output);
+    assert.equal(output.split(password).length, 2, 'printed once, never logged');
+    const me = await api.ok('AuthService/WhoAmI', {}, await api.signIn('admin@localhost', password));
+    assert.equal(me.role, 'ROLE_ADMIN');
+  });
+
   test('sign-in attempts, API calls per credential and request sizes are limited; sessions expire', async () => {
     const password = 'erin-password-1';
     await api.ok('UserService/CreateUser', { email: 'erin@example.com', password }, ADMIN_TOKEN);
@@ -336,7 +358,7 @@ describe('limits', { timeout: 300_000 }, () => {
 
     const huge = JSON.stringify({ event: { name: 'big', type: 'EVENT_TYPE_BASH', script: 'x'.repeat(5 * 1024 * 1024) } });
     const tooBig = await api.call('EventService/CreateEvent', huge, ADMIN_TOKEN);
-    assert.notEqual(tooBig.status, 200);
+    assert.equal(tooBig.body.code, 'resource_exhausted', JSON.stringify(tooBig.body));
     const hook = await fetch(`${stack.baseUrl}/hooks/events/nokey`, { method: 'POST', body: 'x'.repeat(2 * 1024 * 1024) });
     assert.equal(hook.status, 413);
 

@@ -39,15 +39,17 @@ export function authService(deps: ApiDeps): ServiceImpl<typeof AuthService> {
         await auditRefusal(db, ctx, email, 'unauthenticated', user?.id);
         throw new ConnectError(REFUSED, Code.Unauthenticated);
       }
+      let sessionId = '';
       return audited(
         db,
         ctx,
         async (tx) => {
           const session = await startSession(tx, access.sessionKey, user.id, access.sessionHours);
-          return { sessionToken: session.token, expiresAt: timestampFromDate(session.expiresAt), user: userToProto(user), sessionId: session.id };
+          sessionId = session.id;
+          return { sessionToken: session.token, expiresAt: timestampFromDate(session.expiresAt), user: userToProto(user) };
         },
-        { id: (r) => r.sessionId, actor: (r) => ({ userId: user.id, credentialId: r.sessionId }) },
-      ).then(({ sessionId: _, ...response }) => response);
+        { id: () => sessionId, actor: () => ({ userId: user.id, credentialId: sessionId }) },
+      );
     },
     async signOut(_req, ctx) {
       const principal = principalOf(ctx.values);

@@ -51,10 +51,12 @@ export async function ensureFirstAdmin(db: Db, given: { email?: string; password
     return undefined;
   }
   const password = given.password || randomBytes(18).toString('base64url');
-  await db
+  const inserted = await db
     .insertInto('users')
     .values({ id: FIRST_ADMIN_ID, email, name: 'Administrator', role: 'admin', password_hash: await hashPassword(password) })
     .onConflict((oc) => oc.column('id').doNothing())
-    .execute();
-  return given.password ? undefined : password;
+    .returning('id')
+    .executeTakeFirst();
+  // Two replicas starting at once: only the one whose row was kept prints its password.
+  return given.password || !inserted ? undefined : password;
 }
