@@ -315,6 +315,15 @@ describe('users, roles, tokens, audit and idempotency', { timeout: 300_000 }, ()
     const expiry = await db.query("select extract(epoch from expires_at - created_at) as s from idempotency_keys where key = 'create-1' limit 1");
     assert.equal(Math.round(Number(expiry.rows[0].s) / 3600), 24);
     assert.equal((await api.call('TokenService/CreateToken', { name: 'x' }, alice.token, { 'idempotency-key': 'k' })).body.code, 'invalid_argument');
+
+    // An answer holding a secret shown once (a workflow's webhook secret) is kept sealed, and answered again the same.
+    const hooked = { workflow: { name: 'hooked once', nodes: [{ id: 'a', eventId: event.id }], triggers: { webhook: { enabled: true } } } };
+    const made = await api.ok('WorkflowService/CreateWorkflow', hooked, alice.token, { 'idempotency-key': 'hooked-1' });
+    const remade = await api.ok('WorkflowService/CreateWorkflow', hooked, alice.token, { 'idempotency-key': 'hooked-1' });
+    assert.match(made.workflow.triggers.webhook.secret, /^whs_/);
+    assert.equal(remade.workflow.triggers.webhook.secret, made.workflow.triggers.webhook.secret);
+    const kept = await db.query("select string_agg(k::text, ' ') as all from idempotency_keys k");
+    assert.ok(!kept.rows[0].all.includes(made.workflow.triggers.webhook.secret));
   });
 });
 

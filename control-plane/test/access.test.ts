@@ -11,6 +11,7 @@ import { audited, changeInterceptor, fieldNames } from '../src/api/changes.ts';
 import { principalKey } from '../src/api/auth.ts';
 import type { Db } from '../src/store/database.ts';
 import { openTestStore } from './test-store.ts';
+import { Sealer } from '../src/secrets/sealer.ts';
 
 describe('passwords', () => {
   test('scrypt hashes carry their parameters and a fresh salt; only the right password verifies', async () => {
@@ -84,7 +85,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
               return {};
             },
           }),
-        { router: { interceptors: [asAlice, changeInterceptor(db)] } },
+        { router: { interceptors: [asAlice, changeInterceptor(db, new Sealer(randomBytes(32)))] } },
       );
       return createClient(VariableService, transport);
     }

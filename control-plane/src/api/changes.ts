@@ -1,6 +1,7 @@
 import { create, fromJson, toBinary, toJson, type DescMessage, type JsonValue } from '@bufbuild/protobuf';
 import { Code, ConnectError, createContextKey, type ContextValues, type HandlerContext, type Interceptor } from '@connectrpc/connect';
 import { inTransaction, type Db } from '../store/database.ts';
+import type { Sealer } from '../secrets/sealer.ts';
 import { writeAudit } from '../audit/log.ts';
 import { originKey, principalKey } from './auth.ts';
 import { invalid } from './errors.ts';
@@ -13,7 +14,7 @@ interface ChangeState {
   readonly objectType: string;
   readonly fields: readonly string[];
   readonly request: Record<string, unknown>;
-  readonly idempotency?: { readonly key: string; readonly hash: string };
+  readonly idempotency?: { readonly key: string; readonly hash: string; readonly sealer: Sealer };
   recorded: boolean;
 }
 
@@ -81,7 +82,7 @@ async function record(db: Db, values: ContextValues, state: ChangeState, respons
     fields: state.fields,
     ...origin,
   });
-  if (state.idempotency && principal) await keepAnswer(db, principal.ownerId, state.idempotency.key, state.idempotency.hash, json);
+  if (state.idempotency && principal) await keepAnswer(db, state.idempotency.sealer, principal.ownerId, state.idempotency.key, state.idempotency.hash, json);
 }
 
 /**
@@ -111,7 +112,7 @@ export async function auditRefusal(db: Db, ctx: HandlerContext, objectId: string
  * (written by `audited` inside the service's transaction, or here after a
  * change that has none), and answers a repeated Idempotency-Key from the store.
  */
-export function changeInterceptor(db: Db): Interceptor {
+export function changeInterceptor(db: Db, sealer: Sealer): Interceptor {
   return (next) => async (req) => {
     if (req.stream || !isChange(req.method.name)) return next(req);
     const method = `${req.service.typeName}/${req.method.name}`;
@@ -122,10 +123,10 @@ export function changeInterceptor(db: Db): Interceptor {
     if (key) {
       if (!takesIdempotencyKey(req.method.name)) throw invalid('Idempotency-Key', 'only RunEvent, RunWorkflow and Create* calls (except CreateToken and CreateJoinToken) take one');
       if (key.length > MAX_KEY_LENGTH) throw invalid('Idempotency-Key', `at most ${MAX_KEY_LENGTH} characters`);
-      if (principal) idempotency = { key, hash: requestHash(method, toBinary(req.method.input, req.message)) };
+      if (principal) idempotency = { key, hash: requestHash(method, toBinary(req.method.input, req.message)), sealer };
     }
     const replay = async () => {
-      const stored = idempotency && principal && (await storedAnswer(db, principal.ownerId, idempotency.key));
+      const stored = idempotency && principal && (await storedAnswer(db, sealer, principal.ownerId, idempotency.key));
       if (!stored || !idempotency) return undefined;
       if (stored.requestHash !== idempotency.hash) {
         throw new ConnectError('Idempotency-Key: already used with a different request', Code.FailedPrecondition);

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Db } from '../store/database.ts';
+import type { Sealer } from '../secrets/sealer.ts';
 
 export const IDEMPOTENCY_HOURS = 24;
 export const MAX_KEY_LENGTH = 255;
@@ -14,8 +15,13 @@ export function requestHash(method: string, body: Uint8Array): string {
   return createHash('sha256').update(method).update('\0').update(body).digest('hex');
 }
 
+/** Answers are sealed: some hold a secret shown once (a workflow's webhook secret). */
+function boundTo(ownerId: string, key: string): string {
+  return `idempotency_keys:${ownerId}:${key}`;
+}
+
 /** The answer kept for this caller's key, unless it has expired. */
-export async function storedAnswer(db: Db, ownerId: string, key: string): Promise<{ requestHash: string; response: unknown } | undefined> {
+export async function storedAnswer(db: Db, sealer: Sealer, ownerId: string, key: string): Promise<{ requestHash: string; response: unknown } | undefined> {
   const row = await db
     .selectFrom('idempotency_keys')
     .select(['request_hash', 'response'])
@@ -23,15 +29,15 @@ export async function storedAnswer(db: Db, ownerId: string, key: string): Promis
     .where('key', '=', key)
     .where('expires_at', '>', sql<Date>`now()`)
     .executeTakeFirst();
-  return row && { requestHash: row.request_hash, response: row.response };
+  return row && { requestHash: row.request_hash, response: JSON.parse(sealer.open(row.response as string, boundTo(ownerId, key))) };
 }
 
 /** Kept in the change's own transaction: a second call with the key that races this one fails on the primary key and is answered from here. */
-export async function keepAnswer(tx: Db, ownerId: string, key: string, hash: string, response: unknown): Promise<void> {
+export async function keepAnswer(tx: Db, sealer: Sealer, ownerId: string, key: string, hash: string, response: unknown): Promise<void> {
   await tx.deleteFrom('idempotency_keys').where('owner_id', '=', ownerId).where('key', '=', key).where('expires_at', '<=', sql<Date>`now()`).execute();
   await tx
     .insertInto('idempotency_keys')
-    .values({ owner_id: ownerId, key, request_hash: hash, response: JSON.stringify(response), expires_at: new Date(Date.now() + IDEMPOTENCY_HOURS * 3_600_000) })
+    .values({ owner_id: ownerId, key, request_hash: hash, response: JSON.stringify(sealer.seal(JSON.stringify(response), boundTo(ownerId, key))), expires_at: new Date(Date.now() + IDEMPOTENCY_HOURS * 3_600_000) })
     .execute();
 }
 

@@ -69,7 +69,7 @@ export async function startApiServer(deps: ApiDeps, options: ApiServerOptions): 
   const adapter = connectNodeAdapter({
     routes,
     requestPathPrefix: '/api',
-    interceptors: [authInterceptor({ db: deps.db, sessionKey: deps.access.sessionKey, apiLimiter: deps.access.apiLimiter }), changeInterceptor(deps.db)],
+    interceptors: [authInterceptor({ db: deps.db, sessionKey: deps.access.sessionKey, apiLimiter: deps.access.apiLimiter }), changeInterceptor(deps.db, deps.sealer)],
     contextValues: (req) =>
       createContextValues().set(originKey, { remoteAddress: req.socket?.remoteAddress ?? '', userAgent: String(req.headers['user-agent'] ?? '').slice(0, 500) }),
     readMaxBytes: MAX_MESSAGE_BYTES,
