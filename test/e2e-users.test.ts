@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -375,5 +375,41 @@ describe('limits', { timeout: 300_000 }, () => {
     await sleep(Math.max(0, signedInAt + 9_000 - Date.now()));
     const expired = await api.call('AuthService/WhoAmI', {}, session);
     assert.equal(expired.status, 401, JSON.stringify(expired.body));
+  });
+});
+
+describe('sessions across replicas', { timeout: 300_000 }, () => {
+  let database: Awaited<ReturnType<typeof freshDatabase>>;
+  let a: Stack;
+  let b: Stack;
+
+  before(async () => {
+    database = await freshDatabase('users_replicas');
+    // Replicas share the database and the master key; the session signing key comes from the database.
+    const env = { CRONIUM_ENCRYPTION_KEY: randomBytes(32).toString('base64') };
+    [a, b] = await Promise.all([startApi(new Stack({ databaseUrl: database.url, env })), startApi(new Stack({ databaseUrl: database.url, env }))]);
+  });
+  after(async () => {
+    await a?.stop();
+    await b?.stop();
+    await database?.drop();
+  });
+
+  test('a session made on one replica works on the other, and signing out on one ends it on both', async () => {
+    const onA = client(a);
+    const onB = client(b);
+    await onA.ok('UserService/CreateUser', { email: 'fay@example.com', password: 'fay-password-1' }, ADMIN_TOKEN);
+    const session = await onA.signIn('fay@example.com', 'fay-password-1');
+    assert.equal((await onB.ok('AuthService/WhoAmI', {}, session)).user.email, 'fay@example.com');
+    await onB.ok('AuthService/SignOut', {}, session);
+    assert.equal((await onB.call('AuthService/WhoAmI', {}, session)).status, 401);
+    // A replica trusts what it checked for at most 5 s.
+    const deadline = Date.now() + 15_000;
+    let status = 200;
+    while (status === 200 && Date.now() < deadline) {
+      status = (await onA.call('AuthService/WhoAmI', {}, session)).status;
+      if (status === 200) await sleep(500);
+    }
+    assert.equal(status, 401);
   });
 });

@@ -56,7 +56,9 @@ function objectIdOf(request: Record<string, unknown>, response: Record<string, u
   const idOf = (value: unknown) => (value && typeof value === 'object' && typeof (value as { id?: unknown }).id === 'string' ? (value as { id: string }).id : '');
   for (const direct of [request.id, request.key]) if (typeof direct === 'string' && direct) return direct;
   for (const value of [...Object.values(response), ...Object.values(request)]) if (idOf(value)) return idOf(value);
-  return '';
+  // An answer naming what it made by reference (CreateJoinToken: agentId).
+  const named = Object.entries(response).find(([name, value]) => name.endsWith('Id') && typeof value === 'string' && value);
+  return named ? (named[1] as string) : '';
 }
 
 export interface ChangeDetails<R> {
