@@ -251,10 +251,14 @@ describe('users, roles, tokens, audit and idempotency', { timeout: 300_000 }, ()
     await api.ok('RunService/CancelRun', { id: run.id }, bob.token);
     await api.ok('VariableService/SetVariable', { key: 'BOB_SECRET', value: 'hunter2-do-not-log', secret: true }, bob.token);
     await api.ok('ServerService/CreateServer', { server: { name: 'b', host: 'example.com', username: 'b', password: 'ssh-pass-do-not-log' } }, bob.token);
+    const hook = (await api.ok('EventService/RotateEventWebhook', { id: event.id }, bob.token)).event.webhook;
+    const hooked = await fetch(`${stack.baseUrl}${hook.path}`, { method: 'POST', headers: { 'x-cronium-secret': hook.secret, 'user-agent': 'hook-sender/2' }, body: '{}' });
+    assert.equal(hooked.status, 202);
+    const { runId: hookRunId } = (await hooked.json()) as { runId: string };
     await api.ok('EventService/DeleteEvent', { id: event.id }, bob.token);
 
     const onEvent = await audit({ objectType: 'event', objectId: event.id });
-    assert.deepEqual(onEvent.map((row) => row.method.split('/')[1]).reverse(), ['CreateEvent', 'UpdateEvent', 'DeleteEvent']);
+    assert.deepEqual(onEvent.map((row) => row.method.split('/')[1]).reverse(), ['CreateEvent', 'UpdateEvent', 'RotateEventWebhook', 'DeleteEvent']);
     const created = onEvent.at(-1);
     assert.equal(created.userId, bob.user.id);
     assert.equal(created.remoteAddress.replace(/^::ffff:/, ''), '127.0.0.1');
@@ -264,10 +268,13 @@ describe('users, roles, tokens, audit and idempotency', { timeout: 300_000 }, ()
     assert.ok(Date.now() - Date.parse(created.time) < 120_000);
     const onRun = await audit({ objectType: 'run', objectId: run.id });
     assert.deepEqual(onRun.map((row) => row.method.split('/')[1]).reverse(), ['RunEvent', 'CancelRun']);
+    // A webhook acts for the event's owner; its row names it, without the key or secret.
+    const [fromHook] = await audit({ objectType: 'run', objectId: hookRunId });
+    assert.deepEqual([fromHook.method, fromHook.userId, fromHook.credentialId, fromHook.userAgent], ['POST /hooks/events', bob.user.id, 'webhook', 'hook-sender/2']);
 
     const everything = JSON.stringify(await audit({ userId: bob.user.id }));
     assert.ok(everything.includes('VariableService/SetVariable') && everything.includes('ServerService/CreateServer'));
-    assert.ok(!everything.includes('hunter2') && !everything.includes('ssh-pass-do-not-log') && !everything.includes('echo hi'));
+    for (const secret of ['hunter2', 'ssh-pass-do-not-log', 'echo hi', hook.secret, hook.key]) assert.ok(!everything.includes(secret), secret);
     const dump = await db.query("select string_agg(a::text, ' ') as all from audit_events a");
     assert.ok(!dump.rows[0].all.includes('hunter2') && !dump.rows[0].all.includes(alice.password));
 

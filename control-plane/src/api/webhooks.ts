@@ -5,6 +5,8 @@ import { kickDispatch } from '../job-events.ts';
 import { webhookAuthorized, type WebhookOwner } from '../workflows/webhook-secret.ts';
 import { runWorkflow } from './workflow-service.ts';
 import type { ApiDeps } from './deps.ts';
+import { inTransaction, type Db } from '../store/database.ts';
+import { writeAudit } from '../audit/log.ts';
 
 type Request = Parameters<NonNullable<ConnectNodeAdapterOptions['fallback']>>[0];
 type Response = Parameters<NonNullable<ConnectNodeAdapterOptions['fallback']>>[1];
@@ -49,13 +51,23 @@ async function handle(deps: ApiDeps, req: Request, kind: WebhookOwner, key: stri
   if (kind === 'workflows') {
     const workflow = await deps.db.selectFrom('workflows').selectAll().where('webhook_key', '=', key).where('deleted_at', 'is', null).executeTakeFirst();
     const input = await authorizedInput(deps, req, kind, workflow);
-    const execution = await runWorkflow(deps, workflow!, input, 'webhook');
+    const execution = await inTransaction(deps.db, async (tx) => {
+      const started = await runWorkflow({ ...deps, db: tx }, workflow!, input, 'webhook');
+      await auditHook(tx, req, kind, workflow!.owner_id, 'execution', started.id);
+      return started;
+    });
+    kickDispatch(deps.bus);
     return { executionId: execution.id };
   }
   const event = await deps.db.selectFrom('events').selectAll().where('webhook_key', '=', key).where('deleted_at', 'is', null).executeTakeFirst();
   const input = await authorizedInput(deps, req, kind, event);
   if (event!.status !== 'active') throw new HookError(409, `event ${event!.id} is ${event!.status}`);
-  const { run, jobIds } = await enqueueRun(deps.db, event!, input, await fanOutAgents(deps.db, deps.leaseTtlMs));
+  const agents = await fanOutAgents(deps.db, deps.leaseTtlMs);
+  const { run, jobIds } = await inTransaction(deps.db, async (tx) => {
+    const started = await enqueueRun(tx, event!, input, agents);
+    await auditHook(tx, req, kind, event!.owner_id, 'run', started.run.id);
+    return started;
+  });
   kickDispatch(deps.bus);
   return { runId: run.id, jobIds };
 }
@@ -86,6 +98,21 @@ async function readBody(req: Request): Promise<Buffer> {
     chunks.push(chunk);
   }
   return Buffer.concat(chunks);
+}
+
+/** A webhook acts for the owner of what it starts; its audit row says so, in the start's transaction. */
+async function auditHook(tx: Db, req: Request, kind: WebhookOwner, ownerId: string, objectType: string, objectId: string): Promise<void> {
+  const userAgent = req.headers['user-agent'];
+  await writeAudit(tx, {
+    userId: ownerId,
+    credentialId: 'webhook',
+    method: `POST /hooks/${kind}`,
+    objectType,
+    objectId,
+    fields: [],
+    remoteAddress: req.socket?.remoteAddress ?? '',
+    userAgent: typeof userAgent === 'string' ? userAgent : '',
+  });
 }
 
 function tooLarge(): HookError {
