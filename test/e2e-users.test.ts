@@ -154,6 +154,8 @@ describe('users, roles, tokens, audit and idempotency', { timeout: 300_000 }, ()
       ['ServerService/CreateServer', { server: { name: 'v', host: 'example.com', username: 'v', password: 'p' } }],
       ['NotificationService/CreateChannel', { channel: { name: 'v', webhook: { url: 'http://127.0.0.1:9/v' } } }],
       ['WorkflowService/CreateWorkflow', { workflow: { name: 'v', nodes: [] } }],
+      ['ServerService/TestServer', { id: server.id }],
+      ['RunService/CancelRun', { id: run.id }],
     ] as const) {
       const answer = await api.call(method, body, val.token);
       assert.equal(answer.status, 403, `${method} as viewer: ${JSON.stringify(answer.body)}`);

@@ -34,6 +34,10 @@ export function principalOf(values: { get<T>(key: { id: symbol; defaultValue: T 
   return principal;
 }
 
+export function mustChange(principal: Principal): void {
+  if (principal.role === 'viewer') throw new ConnectError('viewers cannot change anything', Code.PermissionDenied);
+}
+
 export function mustAdmin(principal: Principal): void {
   if (principal.role !== 'admin') throw new ConnectError('admins only', Code.PermissionDenied);
 }

@@ -3,7 +3,7 @@ import { Code, ConnectError, createContextKey, type ContextValues, type HandlerC
 import { inTransaction, type Db } from '../store/database.ts';
 import type { Sealer } from '../secrets/sealer.ts';
 import { writeAudit } from '../audit/log.ts';
-import { originKey, principalKey } from './auth.ts';
+import { mustChange, originKey, principalKey } from './auth.ts';
 import { invalid } from './errors.ts';
 import { keepAnswer, MAX_KEY_LENGTH, requestHash, storedAnswer, takesIdempotencyKey } from './idempotency.ts';
 
@@ -33,6 +33,15 @@ const OBJECT_TYPES: Record<string, string> = {
   TokenService: 'token',
   AuthService: 'session',
 };
+
+/** What a viewer may change: only their own credentials. */
+const VIEWER_CHANGES = new Set([
+  'cronium.api.v1.AuthService/SignIn',
+  'cronium.api.v1.AuthService/SignOut',
+  'cronium.api.v1.UserService/ChangePassword',
+  'cronium.api.v1.TokenService/CreateToken',
+  'cronium.api.v1.TokenService/RevokeToken',
+]);
 
 export function isChange(methodName: string): boolean {
   return !/^(Get|List|Watch|WhoAmI)/.test(methodName);
@@ -122,6 +131,8 @@ export function changeInterceptor(db: Db, sealer: Sealer): Interceptor {
     const key = req.header.get('idempotency-key') ?? '';
     let idempotency: ChangeState['idempotency'];
     const principal = req.contextValues.get(principalKey);
+    // Each service refuses viewers too; this holds for any call added later.
+    if (principal && !VIEWER_CHANGES.has(method)) mustChange(principal);
     if (key) {
       if (!takesIdempotencyKey(req.method.name)) throw invalid('Idempotency-Key', 'only RunEvent, RunWorkflow and Create* calls (except CreateToken and CreateJoinToken) take one');
       if (key.length > MAX_KEY_LENGTH) throw invalid('Idempotency-Key', `at most ${MAX_KEY_LENGTH} characters`);

@@ -6,18 +6,15 @@ import { eventToProto, plainJson, runToProto } from '../wire/api-messages.ts';
 import { enqueueRun, fanOutAgents } from '../queue/enqueue.ts';
 import { kickDispatch } from '../job-events.ts';
 import type { EventRow } from '../store/schema.ts';
-import { principalOf, type Principal } from './auth.ts';
+import { mustChange, principalOf, type Principal } from './auth.ts';
 import { eventFields } from './event-input.ts';
 import { checkActionTargets } from './action-input.ts';
 import { invalid, notFound } from './errors.ts';
 import type { ApiDeps } from './deps.ts';
-import { Code, ConnectError } from '@connectrpc/connect';
 import { eventWebhookHandlers } from './event-webhook.ts';
 import { audited } from './changes.ts';
 
-export function mustChange(principal: Principal): void {
-  if (principal.role === 'viewer') throw new ConnectError('viewers cannot change anything', Code.PermissionDenied);
-}
+export { mustChange };
 
 export async function findEvent(deps: ApiDeps, principal: Principal, id: string): Promise<EventRow> {
   if (!id) throw invalid('id', 'required');
