@@ -12,6 +12,8 @@ import { principalKey } from '../src/api/auth.ts';
 import type { Db } from '../src/store/database.ts';
 import { openTestStore } from './test-store.ts';
 import { Sealer } from '../src/secrets/sealer.ts';
+import { loadSessionKey } from '../src/auth/session-key.ts';
+import { resealClusterKeys } from '../src/pki/cluster-keys.ts';
 
 describe('passwords', () => {
   test('scrypt hashes carry their parameters and a fresh salt; only the right password verifies', async () => {
@@ -58,7 +60,7 @@ describe('audit field names', () => {
 });
 
 for (const kind of ['pglite', 'postgres'] as const) {
-  describe(`audit rows share the change's transaction (${kind})`, () => {
+  describe(`session key and audit rows in the store (${kind})`, () => {
     let store: Awaited<ReturnType<typeof openTestStore>>;
     before(async () => {
       store = await openTestStore(kind, 'access');
@@ -89,6 +91,16 @@ for (const kind of ['pglite', 'postgres'] as const) {
       );
       return createClient(VariableService, transport);
     }
+
+    test('the session key is made once, shared, and sealed again with a new master key', async () => {
+      const { db } = store;
+      const oldKey = randomBytes(32);
+      const first = await loadSessionKey(db, new Sealer(oldKey));
+      assert.deepEqual(await loadSessionKey(db, new Sealer(oldKey)), first, 'a second replica gets the same key');
+      const newKey = randomBytes(32);
+      assert.equal(await resealClusterKeys(db, new Sealer(newKey, [oldKey])), 1);
+      assert.deepEqual(await loadSessionKey(db, new Sealer(newKey)), first, 'opens with the new key alone');
+    });
 
     test('a change that commits has its row; one that fails has neither change nor row', async () => {
       const { db } = store;
