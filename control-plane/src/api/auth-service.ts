@@ -5,7 +5,7 @@ import { verifyDecoy, verifyPassword } from '../auth/passwords.ts';
 import { endSessions, startSession } from '../auth/sessions.ts';
 import { normalEmail, userByEmail } from '../auth/users.ts';
 import { roles, userToProto } from '../wire/user-messages.ts';
-import { forgetCachedCredentials, originKey, principalOf } from './auth.ts';
+import { originKey, principalOf, thenForgetCredentials } from './auth.ts';
 import { audited, auditRefusal } from './changes.ts';
 import { tooManyRequests } from './errors.ts';
 import { findUser } from './user-service.ts';
@@ -54,15 +54,16 @@ export function authService(deps: ApiDeps): ServiceImpl<typeof AuthService> {
     async signOut(_req, ctx) {
       const principal = principalOf(ctx.values);
       if (principal.credential !== 'session') throw new ConnectError('this call was made with an API token, not a session: revoke tokens with TokenService/RevokeToken', Code.FailedPrecondition);
-      return audited(
-        db,
-        ctx,
-        async (tx) => {
-          await endSessions(tx, { sessionId: principal.credentialId });
-          forgetCachedCredentials();
-          return {};
-        },
-        { id: () => principal.credentialId },
+      return thenForgetCredentials(
+        audited(
+          db,
+          ctx,
+          async (tx) => {
+            await endSessions(tx, { sessionId: principal.credentialId });
+            return {};
+          },
+          { id: () => principal.credentialId },
+        ),
       );
     },
     async whoAmI(_req, ctx) {

@@ -53,6 +53,13 @@ export function forgetCachedCredentials(): void {
 }
 
 /** The caller, and until when the credential holds (for the cache). */
+/** Once a change to who may call has committed, this replica stops honouring what it cached. */
+export async function thenForgetCredentials<R>(committed: Promise<R>): Promise<R> {
+  const result = await committed;
+  forgetCachedCredentials();
+  return result;
+}
+
 async function resolvePrincipal(db: Db, sessionKey: Uint8Array, bearer: string): Promise<{ principal: Principal; expiresAt: Date | null } | undefined> {
   if (looksLikeSessionToken(bearer)) {
     const session = await verifySession(db, sessionKey, bearer);

@@ -7,7 +7,7 @@ import { TokenService } from '@cronium/proto/api/v1/token';
 import { hashToken, newToken } from '../auth/tokens.ts';
 import { roleAtMost } from '../auth/users.ts';
 import { roleName, tokenToProto } from '../wire/user-messages.ts';
-import { forgetCachedCredentials, principalOf, type Principal } from './auth.ts';
+import { principalOf, thenForgetCredentials, type Principal } from './auth.ts';
 import { audited } from './changes.ts';
 import { invalid, notFound } from './errors.ts';
 import type { ApiDeps } from './deps.ts';
@@ -51,16 +51,15 @@ export function tokenService(deps: ApiDeps): ServiceImpl<typeof TokenService> {
     async revokeToken(req, ctx) {
       const principal = principalOf(ctx.values);
       const existing = await find(principal, req.id);
-      return audited(db, ctx, async (tx) => {
+      return thenForgetCredentials(audited(db, ctx, async (tx) => {
         const row = await tx
           .updateTable('api_tokens')
           .set({ revoked_at: sql<Date>`coalesce(revoked_at, now())` })
           .where('id', '=', existing.id)
           .returning(SHOWN)
           .executeTakeFirstOrThrow();
-        forgetCachedCredentials();
         return { token: tokenToProto(row) };
-      });
+      }));
     },
   };
 }

@@ -8,7 +8,7 @@ import { hashPassword, passwordProblem, verifyPassword } from '../auth/passwords
 import { endSessions } from '../auth/sessions.ts';
 import { normalEmail, userByEmail } from '../auth/users.ts';
 import { roleName, userToProto } from '../wire/user-messages.ts';
-import { forgetCachedCredentials, mustAdmin, principalOf } from './auth.ts';
+import { mustAdmin, principalOf, thenForgetCredentials } from './auth.ts';
 import { audited } from './changes.ts';
 import { invalid, notFound } from './errors.ts';
 import type { ApiDeps } from './deps.ts';
@@ -32,11 +32,6 @@ export async function findUser(db: Db, id: string): Promise<UserRow> {
   return db.selectFrom('users').selectAll().where('id', '=', id).where('deleted_at', 'is', null).executeTakeFirstOrThrow(() => notFound('user', id));
 }
 
-/** A disabled or deleted user is signed out everywhere; their tokens stop at the next check. */
-async function signOutEverywhere(tx: Db, userId: string): Promise<void> {
-  await endSessions(tx, { userId });
-  forgetCachedCredentials();
-}
 
 export function userService(deps: ApiDeps): ServiceImpl<typeof UserService> {
   const { db } = deps;
@@ -71,7 +66,7 @@ export function userService(deps: ApiDeps): ServiceImpl<typeof UserService> {
         throw new ConnectError('admins cannot demote or disable themselves', Code.FailedPrecondition);
       }
       const passwordHash = req.password === undefined ? undefined : await hashPassword(checkedPassword(req.password, 'password'));
-      return audited(db, ctx, async (tx) => {
+      return thenForgetCredentials(audited(db, ctx, async (tx) => {
         const row = await tx
           .updateTable('users')
           .set({
@@ -84,22 +79,22 @@ export function userService(deps: ApiDeps): ServiceImpl<typeof UserService> {
           .where('id', '=', existing.id)
           .returningAll()
           .executeTakeFirstOrThrow();
-        if (row.disabled || passwordHash) await signOutEverywhere(tx, row.id);
-        if (role) forgetCachedCredentials();
+        // A disabled user, or one whose password an admin reset, is signed out everywhere.
+        if (row.disabled || passwordHash) await endSessions(tx, { userId: row.id });
         return { user: userToProto(row) };
-      });
+      }));
     },
     async deleteUser(req, ctx) {
       const principal = principalOf(ctx.values);
       mustAdmin(principal);
       const existing = await findUser(db, req.id);
       if (existing.id === principal.ownerId) throw new ConnectError('admins cannot delete themselves', Code.FailedPrecondition);
-      return audited(db, ctx, async (tx) => {
+      return thenForgetCredentials(audited(db, ctx, async (tx) => {
         await tx.updateTable('users').set({ deleted_at: sql<Date>`now()`, disabled: true }).where('id', '=', existing.id).execute();
         await tx.updateTable('api_tokens').set({ revoked_at: sql<Date>`now()` }).where('owner_id', '=', existing.id).where('revoked_at', 'is', null).execute();
-        await signOutEverywhere(tx, existing.id);
+        await endSessions(tx, { userId: existing.id });
         return {};
-      });
+      }));
     },
     async changePassword(req, ctx) {
       const principal = principalOf(ctx.values);
@@ -107,17 +102,18 @@ export function userService(deps: ApiDeps): ServiceImpl<typeof UserService> {
       const fresh = checkedPassword(req.newPassword, 'newPassword');
       if (!(await verifyPassword(req.currentPassword, user.password_hash))) throw invalid('currentPassword', 'wrong password');
       const passwordHash = await hashPassword(fresh);
-      return audited(
-        db,
-        ctx,
-        async (tx) => {
-          await tx.updateTable('users').set({ password_hash: passwordHash, updated_at: sql<Date>`now()` }).where('id', '=', user.id).execute();
-          // Other sessions end; the one changing the password goes on.
-          await endSessions(tx, { userId: user.id, exceptSessionId: principal.credential === 'session' ? principal.credentialId : undefined });
-          forgetCachedCredentials();
-          return {};
-        },
-        { id: () => user.id },
+      return thenForgetCredentials(
+        audited(
+          db,
+          ctx,
+          async (tx) => {
+            await tx.updateTable('users').set({ password_hash: passwordHash, updated_at: sql<Date>`now()` }).where('id', '=', user.id).execute();
+            // Other sessions end; the one changing the password goes on.
+            await endSessions(tx, { userId: user.id, exceptSessionId: principal.credential === 'session' ? principal.credentialId : undefined });
+            return {};
+          },
+          { id: () => user.id },
+        ),
       );
     },
   };
