@@ -30,7 +30,7 @@ import { kickDispatch, publishJob } from './job-events.ts';
 import { ensureAdminToken } from './auth/tokens.ts';
 import { ensureFirstAdmin } from './auth/users.ts';
 import { loadSessionKey } from './auth/session-key.ts';
-import { RateLimiter } from './auth/rate-limit.ts';
+import { FailureBackoff, RateLimiter } from './auth/rate-limit.ts';
 import { purgeExpiredKeys } from './api/idempotency.ts';
 import { startApiServer, type ApiServer } from './api/server.ts';
 import type { JobRow } from './store/schema.ts';
@@ -54,6 +54,11 @@ export interface ControlPlane {
 }
 
 const REAP_INTERVAL_MS = 1_000;
+
+/** `perMinute` failed sign-ins at once, then waits from 60/perMinute seconds, doubling, up to 15 minutes. */
+function signInBackoff(perMinute: number): FailureBackoff {
+  return new FailureBackoff({ free: perMinute, baseMs: 60_000 / perMinute, maxMs: 15 * 60_000 });
+}
 const DISPATCH_POLL_MS = 1_000;
 
 /** By signature, not by name: two CAs made on one host carry the same subject. */
@@ -193,8 +198,8 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
       access: {
         sessionKey: await loadSessionKey(db, sealer),
         sessionHours: config.sessionHours,
-        signInByEmail: new RateLimiter({ capacity: config.signInAttemptsPerMinute, refillPerSecond: config.signInAttemptsPerMinute / 60 }),
-        signInByAddress: new RateLimiter({ capacity: config.signInAttemptsPerMinute, refillPerSecond: config.signInAttemptsPerMinute / 60 }),
+        signInByEmail: signInBackoff(config.signInAttemptsPerMinute),
+        signInByAddress: signInBackoff(config.signInAttemptsPerMinute),
         apiLimiter: config.apiRatePerSecond > 0 ? new RateLimiter({ capacity: config.apiBurst, refillPerSecond: config.apiRatePerSecond }) : undefined,
       },
       metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),

@@ -6,7 +6,7 @@ import { CreateEventRequestSchema, RunEventRequestSchema } from '@cronium/proto/
 import { randomBytes, scryptSync } from 'node:crypto';
 import { VariableService } from '@cronium/proto/api/v1/variable';
 import { hashPassword, verifyDecoy, verifyPassword } from '../src/auth/passwords.ts';
-import { RateLimiter } from '../src/auth/rate-limit.ts';
+import { FailureBackoff, RateLimiter } from '../src/auth/rate-limit.ts';
 import { audited, changeInterceptor, fieldNames } from '../src/api/changes.ts';
 import { principalKey } from '../src/api/auth.ts';
 import type { Db } from '../src/store/database.ts';
@@ -46,6 +46,32 @@ describe('rate limiter', () => {
     assert.equal(limiter.take('a', t + 500).ok, false);
     for (let i = 0; i < 3; i++) assert.equal(limiter.take('a', t + 60_000).ok, true, 'never more than capacity after a long pause');
     assert.equal(limiter.take('a', t + 60_000).ok, false);
+  });
+});
+
+describe('sign-in backoff', () => {
+  test('`free` failures, then locks that double, up to the cap; a success or an hour of quiet clears them', () => {
+    const backoff = new FailureBackoff({ free: 3, baseMs: 10_000, maxMs: 60_000 });
+    let t = 5_000_000;
+    backoff.failed('e', t);
+    backoff.failed('e', t);
+    assert.equal(backoff.waitMs('e', t), 0, 'two failures are free');
+    backoff.failed('e', t);
+    assert.equal(backoff.waitMs('e', t), 10_000);
+    assert.equal(backoff.waitMs('other', t), 0);
+    const locks = [];
+    for (let i = 0; i < 4; i++) {
+      t += backoff.waitMs('e', t);
+      backoff.failed('e', t);
+      locks.push(backoff.waitMs('e', t));
+    }
+    assert.deepEqual(locks, [20_000, 40_000, 60_000, 60_000]);
+    backoff.succeeded('e');
+    assert.equal(backoff.waitMs('e', t), 0);
+    backoff.failed('q', t);
+    backoff.failed('q', t);
+    backoff.failed('q', t + 3_600_001);
+    assert.equal(backoff.waitMs('q', t + 3_600_001), 0, 'old failures are forgotten');
   });
 });
 

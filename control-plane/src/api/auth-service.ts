@@ -16,29 +16,33 @@ const REFUSED = 'wrong email or password';
 export function authService(deps: ApiDeps): ServiceImpl<typeof AuthService> {
   const { db, access } = deps;
 
-  /** Failed attempts only count: 5 per email and per address, then one every 12 s. */
+  /** Only failures count, per email and per address; while locked, even the right password waits. */
   const checkLimits = (email: string, ctx: HandlerContext) => {
     const address = ctx.values.get(originKey).remoteAddress;
     const wait = Math.max(access.signInByEmail.waitMs(email), access.signInByAddress.waitMs(address));
     if (wait > 0) throw tooManyRequests('failed sign-ins', wait);
-    return () => {
-      access.signInByEmail.take(email);
-      access.signInByAddress.take(address);
+    return {
+      failed() {
+        access.signInByEmail.failed(email);
+        access.signInByAddress.failed(address);
+      },
+      succeeded: () => access.signInByEmail.succeeded(email),
     };
   };
 
   return {
     async signIn(req, ctx) {
       const email = normalEmail(req.email).slice(0, 254);
-      const failed = checkLimits(email, ctx);
+      const attempt = checkLimits(email, ctx);
       const user = email ? await userByEmail(db, email) : undefined;
       // The same work and the same answer whether the email is unknown or the password wrong.
       const valid = user && !user.disabled ? await verifyPassword(req.password, user.password_hash) : await verifyDecoy(req.password);
       if (!user || !valid) {
-        failed();
+        attempt.failed();
         await auditRefusal(db, ctx, email, 'unauthenticated', user?.id);
         throw new ConnectError(REFUSED, Code.Unauthenticated);
       }
+      attempt.succeeded();
       let sessionId = '';
       return audited(
         db,

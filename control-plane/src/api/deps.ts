@@ -3,14 +3,15 @@ import type { Db } from '../store/database.ts';
 import type { JobRow } from '../store/schema.ts';
 import type { JoinTokenSigner } from '../enrollment/join-tokens.ts';
 import type { Sealer } from '../secrets/sealer.ts';
-import type { RateLimiter } from '../auth/rate-limit.ts';
+import type { FailureBackoff, RateLimiter } from '../auth/rate-limit.ts';
 
 /** Sessions and the limits on sign-in and on API calls. */
 export interface AccessOptions {
   readonly sessionKey: Uint8Array;
   readonly sessionHours: number;
-  readonly signInByEmail: RateLimiter;
-  readonly signInByAddress: RateLimiter;
+  /** Failed sign-ins, per email and per client address. */
+  readonly signInByEmail: FailureBackoff;
+  readonly signInByAddress: FailureBackoff;
   /** Per API token or session; none: unlimited. */
   readonly apiLimiter?: RateLimiter;
 }
