@@ -252,7 +252,10 @@ describe('users, roles, tokens, audit and idempotency', { timeout: 300_000 }, ()
     const { run } = await api.ok('EventService/RunEvent', { id: event.id }, bob.token);
     await api.ok('RunService/CancelRun', { id: run.id }, bob.token);
     await api.ok('VariableService/SetVariable', { key: 'BOB_SECRET', value: 'hunter2-do-not-log', secret: true }, bob.token);
-    await api.ok('ServerService/CreateServer', { server: { name: 'b', host: 'example.com', username: 'b', password: 'ssh-pass-do-not-log' } }, bob.token);
+    const { server } = await api.ok('ServerService/CreateServer', { server: { name: 'b', host: 'example.com', username: 'b', password: 'ssh-pass-do-not-log' } }, bob.token);
+    await api.ok('ServerService/ApproveHostKey', { id: server.id, fingerprint: `SHA256:${'B'.repeat(43)}` }, bob.token);
+    const { token } = await api.ok('TokenService/CreateToken', { name: 'to revoke' }, bob.token);
+    await api.ok('TokenService/RevokeToken', { id: token.id }, bob.token);
     const hook = (await api.ok('EventService/RotateEventWebhook', { id: event.id }, bob.token)).event.webhook;
     const hooked = await fetch(`${stack.baseUrl}${hook.path}`, { method: 'POST', headers: { 'x-cronium-secret': hook.secret, 'user-agent': 'hook-sender/2' }, body: '{}' });
     assert.equal(hooked.status, 202);
@@ -274,6 +277,12 @@ describe('users, roles, tokens, audit and idempotency', { timeout: 300_000 }, ()
     const [fromHook] = await audit({ objectType: 'run', objectId: hookRunId });
     assert.deepEqual([fromHook.method, fromHook.userId, fromHook.credentialId, fromHook.userAgent], ['POST /hooks/events', bob.user.id, 'webhook', 'hook-sender/2']);
 
+    const methodsOn = async (objectType: string, objectId: string) => (await audit({ objectType, objectId })).map((row) => row.method.split('/')[1]).reverse();
+    assert.deepEqual(await methodsOn('server', server.id), ['CreateServer', 'ApproveHostKey']);
+    assert.deepEqual(await methodsOn('token', token.id), ['CreateToken', 'RevokeToken']);
+    const [madeBob] = await audit({ objectType: 'user', objectId: bob.user.id });
+    assert.deepEqual([madeBob.method, madeBob.userId, madeBob.credentialId], ['cronium.api.v1.UserService/CreateUser', 'admin', 'admin-from-env']);
+    assert.deepEqual(madeBob.fields, ['email', 'name', 'role', 'password']);
     const everything = JSON.stringify(await audit({ userId: bob.user.id }));
     assert.ok(everything.includes('VariableService/SetVariable') && everything.includes('ServerService/CreateServer'));
     for (const secret of ['hunter2', 'ssh-pass-do-not-log', 'echo hi', hook.secret, hook.key]) assert.ok(!everything.includes(secret), secret);
