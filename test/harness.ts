@@ -92,6 +92,8 @@ export class Stack {
       CRONIUM_LEASE_TTL_MS: '10000',
       CRONIUM_HEARTBEAT_MS: '1000',
       CRONIUM_RESTART_GRACE_MS: '15000',
+      // Tests poll hard with one token; the limit has its own test.
+      CRONIUM_API_RATE: '0',
       ...this.options.env,
     };
   }

@@ -9,6 +9,15 @@ export interface ControlPlaneConfig {
   readonly grpcPort: number;
   readonly agentPort: number;
   readonly adminToken?: string;
+  /** The first admin's sign-in; a password is generated (and printed once) when unset. */
+  readonly adminEmail?: string;
+  readonly adminPassword?: string;
+  readonly sessionHours: number;
+  /** Per API token or session: sustained requests per second (0: no limit) and burst. */
+  readonly apiRatePerSecond: number;
+  readonly apiBurst: number;
+  /** Failed sign-ins per minute, per email and per address. */
+  readonly signInAttemptsPerMinute: number;
   /** Extra names agents dial the control plane by (server certificate SANs). */
   readonly agentHostnames: readonly string[];
   readonly heartbeatIntervalMs: number;
@@ -53,6 +62,12 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ControlPlan
     grpcPort: int(env, 'CRONIUM_GRPC_PORT', 8081),
     agentPort: int(env, 'CRONIUM_AGENT_PORT', 8443),
     adminToken: env.CRONIUM_ADMIN_TOKEN || undefined,
+    adminEmail: env.CRONIUM_ADMIN_EMAIL || undefined,
+    adminPassword: env.CRONIUM_ADMIN_PASSWORD || undefined,
+    sessionHours: positive(env, 'CRONIUM_SESSION_HOURS', 12),
+    apiRatePerSecond: int(env, 'CRONIUM_API_RATE', 50),
+    apiBurst: positive(env, 'CRONIUM_API_BURST', 100),
+    signInAttemptsPerMinute: positive(env, 'CRONIUM_SIGNIN_ATTEMPTS_PER_MINUTE', 5),
     agentHostnames: (env.CRONIUM_AGENT_HOSTNAMES ?? '').split(',').map((s) => s.trim()).filter(Boolean),
     heartbeatIntervalMs: int(env, 'CRONIUM_HEARTBEAT_MS', 5_000),
     leaseTtlMs: int(env, 'CRONIUM_LEASE_TTL_MS', 30_000),

@@ -27,7 +27,11 @@ import { expireLeases, failUnscheduled, requeueExpiredOffers, settleOpenRuns } f
 import { executorFor } from './queue/claim.ts';
 import { pickAgent, selectorMatches } from './domain/selector.ts';
 import { kickDispatch, publishJob } from './job-events.ts';
-import { ensureAdminToken } from './api/auth.ts';
+import { ensureAdminToken } from './auth/tokens.ts';
+import { ensureFirstAdmin } from './auth/users.ts';
+import { loadSessionKey } from './auth/session-key.ts';
+import { FailureBackoff, RateLimiter } from './auth/rate-limit.ts';
+import { purgeExpiredKeys } from './api/idempotency.ts';
 import { startApiServer, type ApiServer } from './api/server.ts';
 import { announceCancel } from './api/cancel.ts';
 import type { JobRow } from './store/schema.ts';
@@ -46,10 +50,17 @@ export interface ControlPlane {
   readonly link: LinkServer;
   /** Set on the first start when no CRONIUM_ADMIN_TOKEN was given. */
   readonly generatedAdminToken?: string;
+  /** Set on the first start when no CRONIUM_ADMIN_PASSWORD was given. */
+  readonly generatedAdminPassword?: string;
   stop(): Promise<void>;
 }
 
 const REAP_INTERVAL_MS = 1_000;
+
+/** `perMinute` failed sign-ins at once, then waits from 60/perMinute seconds, doubling, up to 15 minutes. */
+function signInBackoff(perMinute: number): FailureBackoff {
+  return new FailureBackoff({ free: perMinute, baseMs: 60_000 / perMinute, maxMs: 15 * 60_000 });
+}
 const DISPATCH_POLL_MS = 1_000;
 
 /** By signature, not by name: two CAs made on one host carry the same subject. */
@@ -99,6 +110,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
   await migrate(db);
   setFanOutWindow(config.leaseTtlMs);
   const bus = config.natsUrl ? await createNatsBus(config.natsUrl, `cronium-control-plane-${hostname()}`) : createMemoryBus();
+  const generatedAdminPassword = await ensureFirstAdmin(db, { email: config.adminEmail, password: config.adminPassword });
   const generatedAdminToken = await ensureAdminToken(db, config.adminToken);
 
   const sealer = loadSealer({ current: config.encryptionKey, old: config.oldEncryptionKeys }, config.dataDir);
@@ -191,6 +203,13 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
   const api = await startApiServer(
     { db, bus, waitingReason, enrollment: { signer: joinTokens, caFingerprint: ca.fingerprint }, leaseTtlMs: config.leaseTtlMs,
       sealer,
+      access: {
+        sessionKey: await loadSessionKey(db, sealer),
+        sessionHours: config.sessionHours,
+        signInByEmail: signInBackoff(config.signInAttemptsPerMinute),
+        signInByAddress: signInBackoff(config.signInAttemptsPerMinute),
+        apiLimiter: config.apiRatePerSecond > 0 ? new RateLimiter({ capacity: config.apiBurst, refillPerSecond: config.apiRatePerSecond }) : undefined,
+      },
       metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
       ready: async () => {
         await sql`select 1`.execute(db);
@@ -245,6 +264,10 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     );
   }, 3_600_000);
   purge.unref();
+  const purgeKeys = setInterval(() => {
+    purgeExpiredKeys(db).catch((error: unknown) => logger.error({ error: String(error) }, 'idempotency key purge failed'));
+  }, 3_600_000);
+  purgeKeys.unref();
 
   logger.info(
     { store: kind, bus: config.natsUrl ? 'nats' : 'memory', http: api.httpPort, grpc: api.grpcPort, agentLink: link.port, dataDir: config.dataDir },
@@ -256,12 +279,14 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     api,
     link,
     generatedAdminToken,
+    generatedAdminPassword,
     // Stops taking work first (schedules go to another replica, no new offers), then ends the agents' streams
     // so they move to another replica with their running jobs, then closes the API.
     async stop() {
       clearInterval(reaper);
       clearInterval(poll);
       clearInterval(purge);
+      clearInterval(purgeKeys);
       await scheduler.stop();
       await notifications.stop();
       stopDispatchKicks();

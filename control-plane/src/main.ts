@@ -14,6 +14,11 @@ try {
       `\nCronium admin API token (shown once; set CRONIUM_ADMIN_TOKEN to choose your own):\n\n  ${controlPlane.generatedAdminToken}\n\n`,
     );
   }
+  if (controlPlane.generatedAdminPassword) {
+    process.stdout.write(
+      `\nCronium admin sign-in (shown once; set CRONIUM_ADMIN_PASSWORD to choose your own):\n\n  email:    ${config.adminEmail ?? 'admin@localhost'}\n  password: ${controlPlane.generatedAdminPassword}\n\n`,
+    );
+  }
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;

@@ -7,15 +7,12 @@ import { sql } from 'kysely';
 import { subjects } from '../bus/bus.ts';
 import type { AgentRow } from '../store/schema.ts';
 import { createJoinToken, DEFAULT_TOKEN_TTL_SECONDS, MAX_TOKEN_TTL_SECONDS, MAX_TOKEN_USES } from '../enrollment/join-tokens.ts';
-import { principalOf, type Principal } from './auth.ts';
+import { mustAdmin, principalOf } from './auth.ts';
 import { invalid, notFound } from './errors.ts';
 import type { ApiDeps } from './deps.ts';
 
 const LABEL_KEY = /^[A-Za-z0-9_./-]{1,63}$/;
 
-function mustAdmin(principal: Principal): void {
-  if (principal.role !== 'admin') throw new ConnectError('only admins manage agents', Code.PermissionDenied);
-}
 
 /** Online needs a live stream and a heartbeat within one lease; silence past it is offline. */
 export function agentStatus(row: AgentRow, leaseTtlMs: number, now = Date.now()): AgentStatus {
@@ -81,11 +78,11 @@ export function agentService(deps: ApiDeps): ServiceImpl<typeof AgentService> {
       return { token: token.token, agentId: token.agentId, expiresAt: timestampFromDate(token.expiresAt) };
     },
     async listAgents(_req, ctx) {
-      principalOf(ctx.values);
+      mustAdmin(principalOf(ctx.values));
       return { agents: await toProto(await db.selectFrom('agents').selectAll().orderBy('created_at').orderBy('id').execute()) };
     },
     async getAgent(req, ctx) {
-      principalOf(ctx.values);
+      mustAdmin(principalOf(ctx.values));
       const [agent] = await toProto([await find(req.id)]);
       return { agent };
     },

@@ -1,14 +1,32 @@
-import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { Code, ConnectError, createContextKey, type Interceptor } from '@connectrpc/connect';
-import { sql } from 'kysely';
 import type { Db } from '../store/database.ts';
+import type { RoleName } from '../store/schema.ts';
+import { tokenHolder } from '../auth/tokens.ts';
+import { looksLikeSessionToken, verifySession } from '../auth/sessions.ts';
+import { activeUser } from '../auth/users.ts';
+import type { RateLimiter } from '../auth/rate-limit.ts';
+import { tooManyRequests } from './errors.ts';
+
+export { ensureAdminToken, newToken } from '../auth/tokens.ts';
 
 export interface Principal {
+  /** The user: owner of what they make. */
   readonly ownerId: string;
-  readonly role: 'admin' | 'user' | 'viewer';
+  readonly role: RoleName;
+  readonly credential: 'token' | 'session';
+  /** The API token's or the session's id. */
+  readonly credentialId: string;
 }
 
 export const principalKey = createContextKey<Principal | undefined>(undefined, { description: 'the caller' });
+
+/** Where a call came from, for the audit log and sign-in limits. */
+export interface CallOrigin {
+  readonly remoteAddress: string;
+  readonly userAgent: string;
+}
+export const originKey = createContextKey<CallOrigin>({ remoteAddress: '', userAgent: '' }, { description: 'where the call came from' });
 
 export function principalOf(values: { get<T>(key: { id: symbol; defaultValue: T }): T }): Principal {
   const principal = values.get(principalKey);
@@ -16,60 +34,69 @@ export function principalOf(values: { get<T>(key: { id: symbol; defaultValue: T 
   return principal;
 }
 
-function hashToken(token: string): string {
-  return createHash('sha256').update(token).digest('hex');
+export function mustChange(principal: Principal): void {
+  if (principal.role === 'viewer') throw new ConnectError('viewers cannot change anything', Code.PermissionDenied);
 }
 
-export function newToken(): string {
-  return `crn_${randomBytes(32).toString('base64url')}`;
+export function mustAdmin(principal: Principal): void {
+  if (principal.role !== 'admin') throw new ConnectError('admins only', Code.PermissionDenied);
 }
 
-/**
- * Makes sure an admin token exists: the one given by CRONIUM_ADMIN_TOKEN, or a
- * generated one on first start (returned so it can be printed once; only its
- * hash is stored).
- */
-export async function ensureAdminToken(db: Db, given: string | undefined): Promise<string | undefined> {
-  if (given) {
-    const hash = hashToken(given);
-    await db
-      .insertInto('api_tokens')
-      .values({ id: 'admin-from-env', owner_id: 'admin', role: 'admin', name: 'CRONIUM_ADMIN_TOKEN', token_hash: hash })
-      .onConflict((oc) => oc.column('id').doUpdateSet({ token_hash: hash, revoked_at: null }))
-      .execute();
-    return undefined;
+/** Calls that need no credential. */
+const PUBLIC_METHODS = new Set(['cronium.api.v1.AuthService/SignIn']);
+const CACHE_MS = 5_000;
+const cache = new Map<string, { principal: Principal; until: number }>();
+
+/** After a sign-out, revocation or user change: this replica stops honouring cached credentials at once (others within CACHE_MS). */
+export function forgetCachedCredentials(): void {
+  cache.clear();
+}
+
+/** The caller, and until when the credential holds (for the cache). */
+/** Once a change to who may call has committed, this replica stops honouring what it cached. */
+export async function thenForgetCredentials<R>(committed: Promise<R>): Promise<R> {
+  const result = await committed;
+  forgetCachedCredentials();
+  return result;
+}
+
+async function resolvePrincipal(db: Db, sessionKey: Uint8Array, bearer: string): Promise<{ principal: Principal; expiresAt: Date | null } | undefined> {
+  if (looksLikeSessionToken(bearer)) {
+    const session = await verifySession(db, sessionKey, bearer);
+    const user = session && (await activeUser(db, session.userId));
+    return user && { principal: { ownerId: user.id, role: user.role, credential: 'session', credentialId: session.sessionId }, expiresAt: session.expiresAt };
   }
-  const existing = await db.selectFrom('api_tokens').select('id').where('role', '=', 'admin').where('revoked_at', 'is', null).executeTakeFirst();
-  if (existing) return undefined;
-  const token = newToken();
-  await db.insertInto('api_tokens').values({ id: randomUUID(), owner_id: 'admin', role: 'admin', name: 'first admin token', token_hash: hashToken(token) }).execute();
-  return token;
+  const holder = await tokenHolder(db, bearer);
+  return holder && { principal: { ownerId: holder.userId, role: holder.role, credential: 'token', credentialId: holder.tokenId }, expiresAt: holder.expiresAt };
 }
 
-/** Every call needs `Authorization: Bearer <token>`. */
-export function authInterceptor(db: Db): Interceptor {
-  const cache = new Map<string, { principal: Principal; until: number }>();
+export interface AuthOptions {
+  readonly db: Db;
+  readonly sessionKey: Uint8Array;
+  /** Per credential; none: unlimited. */
+  readonly apiLimiter?: RateLimiter;
+}
+
+/** Every call but SignIn needs `Authorization: Bearer <API token or session token>`. */
+export function authInterceptor(options: AuthOptions): Interceptor {
   return (next) => async (req) => {
-    const header = req.header.get('authorization') ?? '';
-    const match = /^Bearer\s+(\S+)$/i.exec(header);
+    if (PUBLIC_METHODS.has(`${req.service.typeName}/${req.method.name}`)) return next(req);
+    const match = /^Bearer\s+(\S+)$/i.exec(req.header.get('authorization') ?? '');
     if (!match) throw new ConnectError('missing bearer token (Authorization: Bearer <token>)', Code.Unauthenticated);
-    const hash = hashToken(match[1]!);
-    let principal = cache.get(hash);
-    if (!principal || principal.until < Date.now()) {
-      const row = await db
-        .selectFrom('api_tokens')
-        .select(['id', 'owner_id', 'role', 'token_hash'])
-        .where('token_hash', '=', hash)
-        .where('revoked_at', 'is', null)
-        .executeTakeFirst();
-      if (!row || !timingSafeEqual(Buffer.from(row.token_hash), Buffer.from(hash))) {
-        throw new ConnectError('invalid or revoked token', Code.Unauthenticated);
+    const key = createHash('sha256').update(match[1]!).digest('hex');
+    let entry = cache.get(key);
+    if (!entry || entry.until < Date.now()) {
+      const resolved = await resolvePrincipal(options.db, options.sessionKey, match[1]!);
+      if (!resolved) {
+        cache.delete(key);
+        throw new ConnectError('invalid, expired or revoked token', Code.Unauthenticated);
       }
-      await db.updateTable('api_tokens').set({ last_used_at: sql<Date>`now()` }).where('id', '=', row.id).execute();
-      principal = { principal: { ownerId: row.owner_id, role: row.role as Principal['role'] }, until: Date.now() + 5_000 };
-      cache.set(hash, principal);
+      entry = { principal: resolved.principal, until: Math.min(Date.now() + CACHE_MS, resolved.expiresAt?.getTime() ?? Infinity) };
+      cache.set(key, entry);
     }
-    req.contextValues.set(principalKey, principal.principal);
+    const allowed = options.apiLimiter?.take(entry.principal.credentialId);
+    if (allowed && !allowed.ok) throw tooManyRequests('requests with this credential', allowed.retryAfterMs);
+    req.contextValues.set(principalKey, entry.principal);
     return next(req);
   };
 }

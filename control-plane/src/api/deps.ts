@@ -3,6 +3,18 @@ import type { Db } from '../store/database.ts';
 import type { JobRow } from '../store/schema.ts';
 import type { JoinTokenSigner } from '../enrollment/join-tokens.ts';
 import type { Sealer } from '../secrets/sealer.ts';
+import type { FailureBackoff, RateLimiter } from '../auth/rate-limit.ts';
+
+/** Sessions and the limits on sign-in and on API calls. */
+export interface AccessOptions {
+  readonly sessionKey: Uint8Array;
+  readonly sessionHours: number;
+  /** Failed sign-ins, per email and per client address. */
+  readonly signInByEmail: FailureBackoff;
+  readonly signInByAddress: FailureBackoff;
+  /** Per API token or session; none: unlimited. */
+  readonly apiLimiter?: RateLimiter;
+}
 
 export interface ApiDeps {
   readonly db: Db;
@@ -13,6 +25,7 @@ export interface ApiDeps {
   /** An agent silent for longer is shown offline. */
   readonly leaseTtlMs: number;
   readonly sealer: Sealer;
+  readonly access: AccessOptions;
   /** Prometheus text for /metrics. */
   readonly metrics?: () => Promise<{ readonly contentType: string; readonly body: string }>;
   /** For /readyz: throws when this replica cannot serve (database unreachable). */

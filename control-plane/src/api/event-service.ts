@@ -1,26 +1,25 @@
 import { randomUUID } from 'node:crypto';
-import type { ServiceImpl } from '@connectrpc/connect';
+import { Code, ConnectError, type ServiceImpl } from '@connectrpc/connect';
 import { sql } from 'kysely';
 import { EventService } from '@cronium/proto/api/v1/event';
 import { eventToProto, plainJson, runToProto, scheduleFireToProto } from '../wire/api-messages.ts';
 import { pageSize } from './pagination.ts';
 import { fanOutAgents } from '../queue/enqueue.ts';
 import { startRun } from '../queue/start-run.ts';
+import type { Cancelled } from '../queue/transitions.ts';
 import { announceCancel } from './cancel.ts';
 import { previewSchedule } from './schedule-preview.ts';
 import { kickDispatch } from '../job-events.ts';
 import type { EventRow } from '../store/schema.ts';
-import { principalOf, type Principal } from './auth.ts';
+import { mustChange, principalOf, type Principal } from './auth.ts';
 import { eventFields } from './event-input.ts';
 import { checkActionTargets } from './action-input.ts';
 import { invalid, notFound } from './errors.ts';
 import type { ApiDeps } from './deps.ts';
-import { Code, ConnectError } from '@connectrpc/connect';
 import { eventWebhookHandlers } from './event-webhook.ts';
+import { audited } from './changes.ts';
 
-export function mustChange(principal: Principal): void {
-  if (principal.role === 'viewer') throw new ConnectError('viewers cannot change anything', Code.PermissionDenied);
-}
+export { mustChange };
 
 export async function findEvent(deps: ApiDeps, principal: Principal, id: string): Promise<EventRow> {
   if (!id) throw invalid('id', 'required');
@@ -50,12 +49,10 @@ export function eventService(deps: ApiDeps): ServiceImpl<typeof EventService> {
       const fields = eventFields(req.event);
       await checkServers(deps, principal, fields);
       await checkActionTargets(deps, principal, fields.actions);
-      const row = await db
-        .insertInto('events')
-        .values({ ...fields, id: randomUUID(), owner_id: principal.ownerId })
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      return { event: eventToProto(row) };
+      return audited(db, ctx, async (tx) => {
+        const row = await tx.insertInto('events').values({ ...fields, id: randomUUID(), owner_id: principal.ownerId }).returningAll().executeTakeFirstOrThrow();
+        return { event: eventToProto(row) };
+      });
     },
     async getEvent(req, ctx) {
       return { event: eventToProto(await findEvent(deps, principalOf(ctx.values), req.id)) };
@@ -73,33 +70,40 @@ export function eventService(deps: ApiDeps): ServiceImpl<typeof EventService> {
       const fields = eventFields(req.event, existing);
       await checkServers(deps, principal, fields);
       await checkActionTargets(deps, principal, fields.actions);
-      const row = await db
-        .updateTable('events')
-        .set({ ...fields, updated_at: sql<Date>`now()` })
-        .where('id', '=', existing.id)
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      return { event: eventToProto(row) };
+      return audited(db, ctx, async (tx) => {
+        const row = await tx.updateTable('events').set({ ...fields, updated_at: sql<Date>`now()` }).where('id', '=', existing.id).returningAll().executeTakeFirstOrThrow();
+        return { event: eventToProto(row) };
+      });
     },
     async deleteEvent(req, ctx) {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const existing = await findEvent(deps, principal, req.id);
-      await db.updateTable('events').set({ deleted_at: sql<Date>`now()`, status: 'archived' }).where('id', '=', existing.id).execute();
-      return {};
+      return audited(db, ctx, async (tx) => {
+        await tx.updateTable('events').set({ deleted_at: sql<Date>`now()`, status: 'archived' }).where('id', '=', existing.id).execute();
+        return {};
+      });
     },
     async runEvent(req, ctx) {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const event = await findEvent(deps, principal, req.id);
       const agents = await fanOutAgents(db, deps.leaseTtlMs);
-      const started = await startRun(db, event, plainJson(req.input), agents);
-      if (!started.started) throw new ConnectError(`event ${event.id}: not started: ${started.reason}`, Code.FailedPrecondition);
-      for (const cancelled of started.cancelled) announceCancel(bus, cancelled);
-      const { run } = started;
+      let cancelledJobs: readonly Cancelled[] = [];
+      const response = await audited(
+        db,
+        ctx,
+        async (tx) => {
+          const started = await startRun(tx, event, plainJson(req.input), agents);
+          if (!started.started) throw new ConnectError(`event ${event.id}: not started: ${started.reason}`, Code.FailedPrecondition);
+          cancelledJobs = started.cancelled;
+          return { run: runToProto(started.run, await tx.selectFrom('jobs').selectAll().where('run_id', '=', started.run.id).execute()) };
+        },
+        { type: 'run', id: (r) => r.run.id },
+      );
+      for (const cancelled of cancelledJobs) announceCancel(bus, cancelled);
       kickDispatch(bus);
-      const jobs = await db.selectFrom('jobs').selectAll().where('run_id', '=', run.id).execute();
-      return { run: runToProto(run, jobs) };
+      return response;
     },
     async listScheduleFires(req, ctx) {
       const event = await findEvent(deps, principalOf(ctx.values), req.eventId);

@@ -12,6 +12,7 @@ import { channelFields, channelToProto } from './channel-input.ts';
 import { invalid, notFound } from './errors.ts';
 import { mustChange } from './event-service.ts';
 import type { ApiDeps } from './deps.ts';
+import { audited } from './changes.ts';
 
 const deliveryStatuses: Record<DeliveryStatusName, DeliveryStatus> = { pending: DeliveryStatus.PENDING, delivered: DeliveryStatus.DELIVERED, failed: DeliveryStatus.FAILED };
 
@@ -49,12 +50,14 @@ export function notificationService(deps: ApiDeps): ServiceImpl<typeof Notificat
       const { name, config } = channelFields(req.channel);
       const { kind, settings, secrets } = splitConfig(config);
       const id = randomUUID();
-      const row = await db
-        .insertInto('notification_channels')
-        .values({ id, owner_id: principal.ownerId, name, kind, settings: JSON.stringify(settings), secrets_sealed: sealChannelSecrets(sealer, id, secrets) })
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      return { channel: channelToProto(row) };
+      return audited(db, ctx, async (tx) => {
+        const row = await tx
+          .insertInto('notification_channels')
+          .values({ id, owner_id: principal.ownerId, name, kind, settings: JSON.stringify(settings), secrets_sealed: sealChannelSecrets(sealer, id, secrets) })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        return { channel: channelToProto(row) };
+      });
     },
     async getChannel(req, ctx) {
       return { channel: channelToProto(await findChannel(deps, principalOf(ctx.values), req.id)) };
@@ -71,20 +74,24 @@ export function notificationService(deps: ApiDeps): ServiceImpl<typeof Notificat
       const existing = await findChannel(deps, principal, req.channel?.id ?? '');
       const { name, config } = channelFields(req.channel, openChannel(sealer, existing));
       const { kind, settings, secrets } = splitConfig(config);
-      const row = await db
-        .updateTable('notification_channels')
-        .set({ name, kind, settings: JSON.stringify(settings), secrets_sealed: sealChannelSecrets(sealer, existing.id, secrets), updated_at: sql<Date>`now()` })
-        .where('id', '=', existing.id)
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      return { channel: channelToProto(row) };
+      return audited(db, ctx, async (tx) => {
+        const row = await tx
+          .updateTable('notification_channels')
+          .set({ name, kind, settings: JSON.stringify(settings), secrets_sealed: sealChannelSecrets(sealer, existing.id, secrets), updated_at: sql<Date>`now()` })
+          .where('id', '=', existing.id)
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        return { channel: channelToProto(row) };
+      });
     },
     async deleteChannel(req, ctx) {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const existing = await findChannel(deps, principal, req.id);
-      await db.updateTable('notification_channels').set({ deleted_at: sql<Date>`now()` }).where('id', '=', existing.id).execute();
-      return {};
+      return audited(db, ctx, async (tx) => {
+        await tx.updateTable('notification_channels').set({ deleted_at: sql<Date>`now()` }).where('id', '=', existing.id).execute();
+        return {};
+      });
     },
     async testChannel(req, ctx) {
       const principal = principalOf(ctx.values);

@@ -11,6 +11,7 @@ import { principalOf, type Principal } from './auth.ts';
 import { invalid, notFound } from './errors.ts';
 import { mustChange } from './event-service.ts';
 import type { ApiDeps } from './deps.ts';
+import { audited } from './changes.ts';
 
 const HOST = /^[A-Za-z0-9.-]{1,253}$|^\[?[0-9A-Fa-f:]+\]?$/;
 const USER = /^[a-z_][a-z0-9_.-]{0,31}\$?$/i;
@@ -65,19 +66,21 @@ export function serverService(deps: ApiDeps): ServiceImpl<typeof ServerService> 
       const server = req.server!;
       if (!server.privateKey && !server.password) throw invalid('server.privateKey', 'a private key or a password is required');
       const id = randomUUID();
-      const row = await db
-        .insertInto('servers')
-        .values({
-          ...values,
-          id,
-          owner_id: principal.ownerId,
-          private_key_sealed: sealCredential(sealer, id, 'private_key', server.privateKey),
-          password_sealed: sealCredential(sealer, id, 'password', server.password),
-          host_key_fingerprint: server.hostKeyFingerprint,
-        })
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      return { server: serverToProto(row) };
+      return audited(db, ctx, async (tx) => {
+        const row = await tx
+          .insertInto('servers')
+          .values({
+            ...values,
+            id,
+            owner_id: principal.ownerId,
+            private_key_sealed: sealCredential(sealer, id, 'private_key', server.privateKey),
+            password_sealed: sealCredential(sealer, id, 'password', server.password),
+            host_key_fingerprint: server.hostKeyFingerprint,
+          })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        return { server: serverToProto(row) };
+      });
     },
     async getServer(req, ctx) {
       return { server: serverToProto(await findServer(deps, principalOf(ctx.values), req.id)) };
@@ -95,28 +98,32 @@ export function serverService(deps: ApiDeps): ServiceImpl<typeof ServerService> 
       const values = fields(req.server);
       const server = req.server!;
       const moved = values.host !== existing.host || values.port !== existing.port;
-      const row = await db
-        .updateTable('servers')
-        .set({
-          ...values,
-          updated_at: sql<Date>`now()`,
-          // A new credential replaces the stored one; none given keeps it.
-          ...(server.privateKey ? { private_key_sealed: sealCredential(sealer, existing.id, 'private_key', server.privateKey) } : {}),
-          ...(server.password ? { password_sealed: sealCredential(sealer, existing.id, 'password', server.password) } : {}),
-          // Another address is another machine: its key must be approved again.
-          host_key_fingerprint: server.hostKeyFingerprint || (moved ? '' : existing.host_key_fingerprint),
-        })
-        .where('id', '=', existing.id)
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      return { server: serverToProto(row) };
+      return audited(db, ctx, async (tx) => {
+        const row = await tx
+          .updateTable('servers')
+          .set({
+            ...values,
+            updated_at: sql<Date>`now()`,
+            // A new credential replaces the stored one; none given keeps it.
+            ...(server.privateKey ? { private_key_sealed: sealCredential(sealer, existing.id, 'private_key', server.privateKey) } : {}),
+            ...(server.password ? { password_sealed: sealCredential(sealer, existing.id, 'password', server.password) } : {}),
+            // Another address is another machine: its key must be approved again.
+            host_key_fingerprint: server.hostKeyFingerprint || (moved ? '' : existing.host_key_fingerprint),
+          })
+          .where('id', '=', existing.id)
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        return { server: serverToProto(row) };
+      });
     },
     async deleteServer(req, ctx) {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const existing = await findServer(deps, principal, req.id);
-      await db.updateTable('servers').set({ deleted_at: sql<Date>`now()` }).where('id', '=', existing.id).execute();
-      return {};
+      return audited(db, ctx, async (tx) => {
+        await tx.updateTable('servers').set({ deleted_at: sql<Date>`now()` }).where('id', '=', existing.id).execute();
+        return {};
+      });
     },
     async testServer(req, ctx) {
       const principal = principalOf(ctx.values);
@@ -139,13 +146,15 @@ export function serverService(deps: ApiDeps): ServiceImpl<typeof ServerService> 
       mustChange(principal);
       const server = await findServer(deps, principal, req.id);
       if (!FINGERPRINT.test(req.fingerprint)) throw invalid('fingerprint', 'SHA256:… as `ssh-keygen -l` prints it');
-      const row = await db
-        .updateTable('servers')
-        .set({ host_key_fingerprint: req.fingerprint, updated_at: sql<Date>`now()` })
-        .where('id', '=', server.id)
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      return { server: serverToProto(row) };
+      return audited(db, ctx, async (tx) => {
+        const row = await tx
+          .updateTable('servers')
+          .set({ host_key_fingerprint: req.fingerprint, updated_at: sql<Date>`now()` })
+          .where('id', '=', server.id)
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        return { server: serverToProto(row) };
+      });
     },
   };
 }

@@ -6,7 +6,16 @@ import type { ConnectRouter } from '@connectrpc/connect';
 import { EventService } from '@cronium/proto/api/v1/event';
 import { RunService } from '@cronium/proto/api/v1/run';
 import { JobService } from '@cronium/proto/api/v1/job';
-import { authInterceptor } from './auth.ts';
+import { authInterceptor, originKey } from './auth.ts';
+import { changeInterceptor } from './changes.ts';
+import { createContextValues } from '@connectrpc/connect';
+import { AuthService, UserService } from '@cronium/proto/api/v1/user';
+import { TokenService } from '@cronium/proto/api/v1/token';
+import { AuditService } from '@cronium/proto/api/v1/audit';
+import { userService } from './user-service.ts';
+import { authService } from './auth-service.ts';
+import { tokenService } from './token-service.ts';
+import { auditService } from './audit-service.ts';
 import { eventService } from './event-service.ts';
 import { runService } from './run-service.ts';
 import { jobService } from './job-service.ts';
@@ -52,6 +61,10 @@ export async function startApiServer(deps: ApiDeps, options: ApiServerOptions): 
     router.service(WorkflowService, workflowService(deps));
     router.service(VariableService, variableService(deps));
     router.service(NotificationService, notificationService(deps));
+    router.service(UserService, userService(deps));
+    router.service(AuthService, authService(deps));
+    router.service(TokenService, tokenService(deps));
+    router.service(AuditService, auditService(deps));
   };
   const ops = opsRoutes(deps);
   const hooks = webhookHandler(deps);
@@ -59,7 +72,9 @@ export async function startApiServer(deps: ApiDeps, options: ApiServerOptions): 
   const adapter = connectNodeAdapter({
     routes,
     requestPathPrefix: '/api',
-    interceptors: [tracingInterceptor(), authInterceptor(deps.db)],
+    interceptors: [tracingInterceptor(), authInterceptor({ db: deps.db, sessionKey: deps.access.sessionKey, apiLimiter: deps.access.apiLimiter }), changeInterceptor(deps.db, deps.sealer)],
+    contextValues: (req) =>
+      createContextValues().set(originKey, { remoteAddress: req.socket?.remoteAddress ?? '', userAgent: String(req.headers['user-agent'] ?? '').slice(0, 500) }),
     readMaxBytes: MAX_MESSAGE_BYTES,
     writeMaxBytes: MAX_MESSAGE_BYTES,
     fallback: (req, res) => {

@@ -11,6 +11,7 @@ import { principalOf } from './auth.ts';
 import { invalid, notFound } from './errors.ts';
 import { mustChange } from './event-service.ts';
 import type { ApiDeps } from './deps.ts';
+import { audited } from './changes.ts';
 
 const MAX_VALUE_BYTES = 64 * 1024;
 
@@ -45,21 +46,25 @@ export function variableService(deps: ApiDeps): ServiceImpl<typeof VariableServi
       const key = checkedKey(req.key, 'variable.key');
       if (Buffer.byteLength(req.value) > MAX_VALUE_BYTES) throw invalid('variable.value', 'at most 64 KiB');
       const value = req.secret ? sealVariable(sealer, principal.ownerId, key, req.value) : req.value;
-      const row = await db
-        .insertInto('variables')
-        .values({ owner_id: principal.ownerId, key, value, secret: req.secret })
-        .onConflict((oc) => oc.columns(['owner_id', 'key']).doUpdateSet({ value, secret: req.secret, updated_at: sql<Date>`now()` }))
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      return { variable: variableToProto(row) };
+      return audited(db, ctx, async (tx) => {
+        const row = await tx
+          .insertInto('variables')
+          .values({ owner_id: principal.ownerId, key, value, secret: req.secret })
+          .onConflict((oc) => oc.columns(['owner_id', 'key']).doUpdateSet({ value, secret: req.secret, updated_at: sql<Date>`now()` }))
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        return { variable: variableToProto(row) };
+      });
     },
     async deleteVariable(req, ctx) {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       if (!req.key) throw invalid('key', 'required');
-      const deleted = await db.deleteFrom('variables').where('owner_id', '=', principal.ownerId).where('key', '=', req.key).executeTakeFirst();
-      if (deleted.numDeletedRows === 0n) throw notFound('variable', req.key);
-      return {};
+      return audited(db, ctx, async (tx) => {
+        const deleted = await tx.deleteFrom('variables').where('owner_id', '=', principal.ownerId).where('key', '=', req.key).executeTakeFirst();
+        if (deleted.numDeletedRows === 0n) throw notFound('variable', req.key);
+        return {};
+      });
     },
   };
 }

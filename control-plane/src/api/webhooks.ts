@@ -5,6 +5,8 @@ import { kickDispatch } from '../job-events.ts';
 import { webhookAuthorized, type WebhookOwner } from '../workflows/webhook-secret.ts';
 import { runWorkflow } from './workflow-service.ts';
 import type { ApiDeps } from './deps.ts';
+import { inTransaction, type Db } from '../store/database.ts';
+import { writeAudit } from '../audit/log.ts';
 
 type Request = Parameters<NonNullable<ConnectNodeAdapterOptions['fallback']>>[0];
 type Response = Parameters<NonNullable<ConnectNodeAdapterOptions['fallback']>>[1];
@@ -44,16 +46,28 @@ export function webhookHandler(deps: ApiDeps): (req: Request, res: Response) => 
 
 async function handle(deps: ApiDeps, req: Request, kind: WebhookOwner, key: string): Promise<Record<string, unknown>> {
   if (req.method !== 'POST') throw new HookError(405, 'use POST');
+  // Refused before any lookup, so an oversized body costs nothing.
+  if (Number(req.headers['content-length'] ?? 0) > MAX_WEBHOOK_BODY_BYTES) throw tooLarge();
   if (kind === 'workflows') {
     const workflow = await deps.db.selectFrom('workflows').selectAll().where('webhook_key', '=', key).where('deleted_at', 'is', null).executeTakeFirst();
     const input = await authorizedInput(deps, req, kind, workflow);
-    const execution = await runWorkflow(deps, workflow!, input, 'webhook');
+    const execution = await inTransaction(deps.db, async (tx) => {
+      const started = await runWorkflow({ ...deps, db: tx }, workflow!, input, 'webhook');
+      await auditHook(tx, req, kind, workflow!.owner_id, 'execution', started.id);
+      return started;
+    });
+    kickDispatch(deps.bus);
     return { executionId: execution.id };
   }
   const event = await deps.db.selectFrom('events').selectAll().where('webhook_key', '=', key).where('deleted_at', 'is', null).executeTakeFirst();
   const input = await authorizedInput(deps, req, kind, event);
   if (event!.status !== 'active') throw new HookError(409, `event ${event!.id} is ${event!.status}`);
-  const { run, jobIds } = await enqueueRun(deps.db, event!, input, await fanOutAgents(deps.db, deps.leaseTtlMs));
+  const agents = await fanOutAgents(deps.db, deps.leaseTtlMs);
+  const { run, jobIds } = await inTransaction(deps.db, async (tx) => {
+    const started = await enqueueRun(tx, event!, input, agents);
+    await auditHook(tx, req, kind, event!.owner_id, 'run', started.run.id);
+    return started;
+  });
   kickDispatch(deps.bus);
   return { runId: run.id, jobIds };
 }
@@ -76,15 +90,33 @@ async function authorizedInput(deps: ApiDeps, req: Request, kind: WebhookOwner, 
 }
 
 async function readBody(req: Request): Promise<Buffer> {
-  if (Number(req.headers['content-length'] ?? 0) > MAX_WEBHOOK_BODY_BYTES) throw new HookError(413, `body: larger than ${MAX_WEBHOOK_BODY_BYTES} bytes`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_WEBHOOK_BODY_BYTES) throw new HookError(413, `body: larger than ${MAX_WEBHOOK_BODY_BYTES} bytes`);
+    if (size > MAX_WEBHOOK_BODY_BYTES) throw tooLarge();
     chunks.push(chunk);
   }
   return Buffer.concat(chunks);
+}
+
+/** A webhook acts for the owner of what it starts; its audit row says so, in the start's transaction. */
+async function auditHook(tx: Db, req: Request, kind: WebhookOwner, ownerId: string, objectType: string, objectId: string): Promise<void> {
+  const userAgent = req.headers['user-agent'];
+  await writeAudit(tx, {
+    userId: ownerId,
+    credentialId: 'webhook',
+    method: `POST /hooks/${kind}`,
+    objectType,
+    objectId,
+    fields: [],
+    remoteAddress: req.socket?.remoteAddress ?? '',
+    userAgent: typeof userAgent === 'string' ? userAgent : '',
+  });
+}
+
+function tooLarge(): HookError {
+  return new HookError(413, `body: larger than ${MAX_WEBHOOK_BODY_BYTES} bytes`);
 }
 
 function parseJson(body: Buffer): unknown {

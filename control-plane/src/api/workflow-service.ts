@@ -15,6 +15,7 @@ import { mustChange } from './event-service.ts';
 import { cancelJobs } from './cancel.ts';
 import { workflowFields } from './workflow-input.ts';
 import type { ApiDeps } from './deps.ts';
+import { audited } from './changes.ts';
 
 async function findWorkflow(deps: ApiDeps, principal: Principal, id: string): Promise<WorkflowRow> {
   if (!id) throw invalid('id', 'required');
@@ -54,19 +55,21 @@ export function workflowService(deps: ApiDeps): ServiceImpl<typeof WorkflowServi
       const { webhook, ...fields } = await workflowFields(db, principal.ownerId, req.workflow);
       const id = randomUUID();
       const hook = webhook ? newWebhook(deps.sealer, 'workflows', id) : undefined;
-      const row = await db
-        .insertInto('workflows')
-        .values({
-          ...fields,
-          id,
-          owner_id: principal.ownerId,
-          nodes: JSON.stringify(fields.nodes),
-          edges: JSON.stringify(fields.edges),
-          ...(hook?.columns ?? NO_WEBHOOK),
-        })
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      return { workflow: workflowToProto(row, hook?.secret) };
+      return audited(db, ctx, async (tx) => {
+        const row = await tx
+          .insertInto('workflows')
+          .values({
+            ...fields,
+            id,
+            owner_id: principal.ownerId,
+            nodes: JSON.stringify(fields.nodes),
+            edges: JSON.stringify(fields.edges),
+            ...(hook?.columns ?? NO_WEBHOOK),
+          })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        return { workflow: workflowToProto(row, hook?.secret) };
+      });
     },
     async getWorkflow(req, ctx) {
       return { workflow: workflowToProto(await findWorkflow(deps, principalOf(ctx.values), req.id)) };
@@ -84,46 +87,61 @@ export function workflowService(deps: ApiDeps): ServiceImpl<typeof WorkflowServi
       const { webhook, ...fields } = await workflowFields(db, existing.owner_id, req.workflow, existing);
       // A webhook kept on keeps its key and secret; one turned on now gets new ones.
       const hook = webhook && !existing.webhook_key ? newWebhook(deps.sealer, 'workflows', existing.id) : undefined;
-      const row = await db
-        .updateTable('workflows')
-        .set({
-          ...fields,
-          nodes: JSON.stringify(fields.nodes),
-          edges: JSON.stringify(fields.edges),
-          updated_at: sql<Date>`now()`,
-          ...(webhook ? (hook?.columns ?? {}) : NO_WEBHOOK),
-        })
-        .where('id', '=', existing.id)
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      return { workflow: workflowToProto(row, hook?.secret) };
+      return audited(db, ctx, async (tx) => {
+        const row = await tx
+          .updateTable('workflows')
+          .set({
+            ...fields,
+            nodes: JSON.stringify(fields.nodes),
+            edges: JSON.stringify(fields.edges),
+            updated_at: sql<Date>`now()`,
+            ...(webhook ? (hook?.columns ?? {}) : NO_WEBHOOK),
+          })
+          .where('id', '=', existing.id)
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        return { workflow: workflowToProto(row, hook?.secret) };
+      });
     },
     async deleteWorkflow(req, ctx) {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const existing = await findWorkflow(deps, principal, req.id);
-      await db.updateTable('workflows').set({ deleted_at: sql<Date>`now()`, ...NO_WEBHOOK }).where('id', '=', existing.id).execute();
-      return {};
+      return audited(db, ctx, async (tx) => {
+        await tx.updateTable('workflows').set({ deleted_at: sql<Date>`now()`, ...NO_WEBHOOK }).where('id', '=', existing.id).execute();
+        return {};
+      });
     },
     async rotateWorkflowWebhook(req, ctx) {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const existing = await findWorkflow(deps, principal, req.id);
       const { secret, columns } = newWebhook(deps.sealer, 'workflows', existing.id);
-      const row = await db
-        .updateTable('workflows')
-        .set({ ...columns, updated_at: sql<Date>`now()` })
-        .where('id', '=', existing.id)
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      return { workflow: workflowToProto(row, secret) };
+      return audited(db, ctx, async (tx) => {
+        const row = await tx
+          .updateTable('workflows')
+          .set({ ...columns, updated_at: sql<Date>`now()` })
+          .where('id', '=', existing.id)
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        return { workflow: workflowToProto(row, secret) };
+      });
     },
     async runWorkflow(req, ctx) {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const workflow = await findWorkflow(deps, principal, req.id);
-      const execution = await runWorkflow(deps, workflow, plainJson(req.input), 'manual');
-      return { execution: (await executionsToProto(deps, [execution]))[0] };
+      const response = await audited(
+        db,
+        ctx,
+        async (tx) => {
+          const inTx = { ...deps, db: tx };
+          return { execution: (await executionsToProto(inTx, [await runWorkflow(inTx, workflow, plainJson(req.input), 'manual')]))[0]! };
+        },
+        { type: 'execution', id: (r) => r.execution.id },
+      );
+      kickDispatch(deps.bus);
+      return response;
     },
     async getExecution(req, ctx) {
       const execution = await findExecution(deps, principalOf(ctx.values), req.id);

@@ -317,6 +317,61 @@ const migrations: Record<string, Migration> = {
       `);
     },
   },
+  '0009_users': {
+    async up(db: Kysely<any>) {
+      await runStatements(db, `
+        create table users (
+          id text primary key,
+          email text not null,
+          name text not null default '',
+          role text not null,
+          password_hash text not null,
+          disabled boolean not null default false,
+          created_at timestamptz not null default now(),
+          updated_at timestamptz not null default now(),
+          deleted_at timestamptz
+        );
+        create unique index users_email on users (lower(email)) where deleted_at is null;
+
+        create table sessions (
+          id text primary key,
+          user_id text not null references users (id),
+          created_at timestamptz not null default now(),
+          expires_at timestamptz not null,
+          revoked_at timestamptz
+        );
+        create index sessions_user on sessions (user_id) where revoked_at is null;
+
+        alter table api_tokens add column expires_at timestamptz;
+
+        create table audit_events (
+          id bigserial primary key,
+          at timestamptz not null default now(),
+          user_id text not null default '',
+          credential_id text not null default '',
+          method text not null,
+          object_type text not null default '',
+          object_id text not null default '',
+          fields jsonb not null default '[]',
+          remote_address text not null default '',
+          user_agent text not null default '',
+          outcome text not null default 'ok'
+        );
+        create index audit_events_object on audit_events (object_type, object_id, id desc);
+        create index audit_events_user on audit_events (user_id, id desc);
+
+        create table idempotency_keys (
+          owner_id text not null,
+          key text not null,
+          request_hash text not null,
+          response jsonb not null,
+          created_at timestamptz not null default now(),
+          expires_at timestamptz not null,
+          primary key (owner_id, key)
+        );
+      `);
+    },
+  },
   '0010_workflow_schedules': {
     async up(db: Kysely<any>) {
       await runStatements(db, `

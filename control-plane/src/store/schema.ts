@@ -307,6 +307,7 @@ export interface ApiTokensTable {
   created_at: Timestamp;
   last_used_at: NullableTimestamp;
   revoked_at: NullableTimestamp;
+  expires_at: NullableTimestamp;
 }
 
 export type EdgeType = 'always' | 'on_success' | 'on_failure' | 'on_condition';
@@ -405,6 +406,10 @@ export interface Database {
   notification_deliveries: NotificationDeliveriesTable;
   job_attempts: JobAttemptsTable;
   workflow_schedule_fires: WorkflowScheduleFiresTable;
+  users: UsersTable;
+  sessions: SessionsTable;
+  audit_events: AuditEventsTable;
+  idempotency_keys: IdempotencyKeysTable;
 }
 
 /** Key pairs all replicas share (agent CA, join-token signer); private halves sealed with the master key. */
@@ -426,3 +431,54 @@ export type ChannelRow = Selectable<NotificationChannelsTable>;
 export type DeliveryRow = Selectable<NotificationDeliveriesTable>;
 export type JobAttemptRow = Selectable<JobAttemptsTable>;
 export type ScheduleFireRow = Selectable<ScheduleFiresTable>;
+
+export type RoleName = 'admin' | 'user' | 'viewer';
+
+/** People; `id` is the owner_id of everything they make (the first admin is 'admin'). */
+export interface UsersTable {
+  id: string;
+  email: string;
+  name: Defaulted<string>;
+  role: RoleName;
+  /** scrypt$N$r$p$salt$hash (auth/passwords.ts). */
+  password_hash: string;
+  disabled: Defaulted<boolean>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  deleted_at: NullableTimestamp;
+}
+
+/** Signed-in sessions; a session token (JWT) is honoured while its row is neither revoked nor expired. */
+export interface SessionsTable {
+  id: string;
+  user_id: string;
+  created_at: Timestamp;
+  expires_at: Date;
+  revoked_at: NullableTimestamp;
+}
+
+export interface AuditEventsTable {
+  id: Generated<number>;
+  at: Timestamp;
+  user_id: Defaulted<string>;
+  credential_id: Defaulted<string>;
+  method: string;
+  object_type: Defaulted<string>;
+  object_id: Defaulted<string>;
+  fields: Json<string[]>;
+  remote_address: Defaulted<string>;
+  user_agent: Defaulted<string>;
+  outcome: Defaulted<string>;
+}
+
+/** What a call with an Idempotency-Key answered, kept 24 hours. */
+export interface IdempotencyKeysTable {
+  owner_id: string;
+  key: string;
+  request_hash: string;
+  response: Json<unknown>;
+  created_at: Timestamp;
+  expires_at: Date;
+}
+
+export type UserRow = Selectable<UsersTable>;
