@@ -8,7 +8,7 @@ import type { ResultBuilder } from './lib/result.ts';
 import { freshDatabase, Stack, withClient } from './lib/stack.ts';
 import { root, TEST_IMAGE } from '../test/harness.ts';
 import { nowMs, round, summarize } from './lib/stats.ts';
-import { TERMINAL, watchJobLive } from './lib/watch.ts';
+import { bareRun, runAndWatch } from './lib/one-job.ts';
 
 const SCRIPT = 'echo hello';
 const WARMUP = 3;
@@ -16,16 +16,6 @@ const MAX_SAMPLES = 15;
 /** Rounds of the settings ablation (one sample of each variant per round). */
 const ABLATION_ROUNDS = 5;
 const MIN_SAMPLES = 8;
-
-/** create → start → wait → remove, nothing else: the least the Engine API needs to run the command. */
-async function bareRun(docker: Dockerode): Promise<number> {
-  const start = nowMs();
-  const container = await docker.createContainer({ Image: TEST_IMAGE, Cmd: ['bash', '-c', SCRIPT] });
-  await container.start();
-  await container.wait();
-  await container.remove({ force: true });
-  return nowMs() - start;
-}
 
 /**
  * The container the agent creates (agent/src/executors/docker.ts): same image,
@@ -112,27 +102,6 @@ async function attachedRun(docker: Dockerode): Promise<number> {
   return nowMs() - start;
 }
 
-interface OursSample {
-  readonly e2e: number;
-  readonly jobId: string;
-}
-
-async function oursRun(stack: Stack, eventId: string): Promise<OursSample> {
-  const start = nowMs();
-  const run = await stack.runEvent(eventId);
-  const jobId = run.jobs[0].id as string;
-  let terminalAt = 0;
-  let status = '';
-  await watchJobLive(stack.baseUrl, jobId, (message, at) => {
-    if (message.job && TERMINAL.has(message.job.status)) {
-      terminalAt = at;
-      status = message.job.status;
-    }
-  });
-  if (status !== 'JOB_STATUS_SUCCEEDED') throw new Error(`job ${jobId} ended ${status || 'without a terminal status'}`);
-  return { e2e: terminalAt - start, jobId };
-}
-
 async function run(ctx: BenchContext, r: ResultBuilder): Promise<void> {
   const database = await freshDatabase('bench_docker');
   const stack = new Stack({ databaseUrl: database.url, env: { CRONIUM_HEARTBEAT_MS: '5000', CRONIUM_LEASE_TTL_MS: '30000' } });
@@ -150,18 +119,18 @@ async function run(ctx: BenchContext, r: ResultBuilder): Promise<void> {
     const event = await stack.createEvent({ name: 'bench-docker', type: 'EVENT_TYPE_BASH', script: SCRIPT });
     ctx.log(`warm-up: ${WARMUP} of each`);
     for (let i = 0; i < WARMUP; i++) {
-      await oursRun(stack, event.id);
-      await bareRun(docker);
+      await runAndWatch(stack, event.id);
+      await bareRun(docker, TEST_IMAGE, SCRIPT);
       await hardenedRun(docker, jobDir, libDir);
     }
-    const ours: OursSample[] = [];
+    const ours: { e2e: number; jobId: string }[] = [];
     const bare: number[] = [];
     const bareNone: number[] = [];
     const hardened: number[] = [];
     // Interleaved, so that drift in the machine's load hits all three alike.
     while (ours.length < MAX_SAMPLES && (ours.length < MIN_SAMPLES || ctx.timeLeft() > 12_000)) {
-      ours.push(await oursRun(stack, event.id));
-      bare.push(await bareRun(docker));
+      ours.push(await runAndWatch(stack, event.id));
+      bare.push(await bareRun(docker, TEST_IMAGE, SCRIPT));
       bareNone.push(await variantRun(docker, { HostConfig: { NetworkMode: 'none' } }));
       hardened.push(await hardenedRun(docker, jobDir, libDir));
     }
@@ -212,7 +181,7 @@ async function run(ctx: BenchContext, r: ResultBuilder): Promise<void> {
       const samples = new Map<string, number[]>(names.map((n) => [n, []]));
       const plain: number[] = [];
       for (let i = 0; i < ABLATION_ROUNDS && ctx.timeLeft() > 10_000; i++) {
-        plain.push(await bareRun(docker));
+        plain.push(await bareRun(docker, TEST_IMAGE, SCRIPT));
         for (const [name, make] of Object.entries(VARIANTS)) samples.get(name)!.push(await variantRun(docker, make(jobDir, libDir)));
         samples.get('attach before start + inspect')!.push(await attachedRun(docker));
       }

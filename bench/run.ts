@@ -15,9 +15,10 @@ import { idle } from './idle.ts';
 import { agentsScale } from './agents.ts';
 import { schedulerPrecision } from './scheduler.ts';
 import { sshJob } from './ssh-job.ts';
+import { warmJob } from './warm-job.ts';
 import { replicas } from './replicas.ts';
 
-const benchmarks: readonly Benchmark[] = [dispatchLatency, throughput, dockerJob, sshJob, logStream, idle, schedulerPrecision, agentsScale, replicas];
+const benchmarks: readonly Benchmark[] = [dispatchLatency, throughput, dockerJob, warmJob, sshJob, logStream, idle, schedulerPrecision, agentsScale, replicas];
 
 /** Past its budget plus this grace, a benchmark is abandoned and the processes it started are killed. */
 const GRACE_MS = 60_000;

@@ -25,6 +25,9 @@ export interface AgentConfig {
   readonly reconnectMaxMs: number;
   /** host:port for Prometheus /metrics; off when unset. */
   readonly metricsAddress?: string;
+  /** Docker containers kept started ahead per image and limits, for repeat jobs (0: off). */
+  readonly warmContainers: number;
+  readonly warmIdleSeconds: number;
 }
 
 export const USAGE = `Usage: cronium-agent [options]
@@ -43,6 +46,7 @@ Options (each also settable in the YAML file given by --config, or by environmen
   --ca/--cert/--key FILE   TLS files (default DATA_DIR/ca.crt, client.crt, client.key)
   --enable-ssh             offer the SSH executor           (CRONIUM_AGENT_ENABLE_SSH)
   --metrics-address H:P     serve Prometheus /metrics here  (CRONIUM_AGENT_METRICS_ADDRESS, default off)
+  --warm-containers N      containers kept started ahead per image (CRONIUM_AGENT_WARM_CONTAINERS, default 0: off)
   --reconnect-max-seconds N  ceiling of the reconnect backoff (CRONIUM_AGENT_RECONNECT_MAX_SECONDS, default 30)
   --version                print the version
   --help                   print this help
@@ -84,6 +88,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       'enable-ssh': { type: 'boolean' },
       'reconnect-max-seconds': { type: 'string' },
       'metrics-address': { type: 'string' },
+      'warm-containers': { type: 'string' },
       version: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -115,6 +120,10 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (metricsAddress && !/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(String(metricsAddress))) {
     throw new ConfigError(`metrics_address: ${JSON.stringify(metricsAddress)} is not host:port`);
   }
+  const warmContainers = Number(pick(values['warm-containers'], 'CRONIUM_AGENT_WARM_CONTAINERS', 'warm_containers') ?? 0);
+  if (!Number.isInteger(warmContainers) || warmContainers < 0 || warmContainers > 64) throw new ConfigError('warm_containers: expected an integer from 0 to 64');
+  const warmIdleSeconds = Number(pick(undefined, 'CRONIUM_AGENT_WARM_IDLE_SECONDS', 'warm_idle_seconds') ?? 300);
+  if (!Number.isFinite(warmIdleSeconds) || warmIdleSeconds < 1) throw new ConfigError('warm_idle_seconds: expected a positive number of seconds');
   const dataDir = resolve(String(pick(values['data-dir'], 'CRONIUM_AGENT_DATA_DIR', 'data_dir') ?? '.cronium-agent'));
   const tlsFile = (file.tls ?? {}) as Record<string, string>;
   const enableSsh = pick(values['enable-ssh'], 'CRONIUM_AGENT_ENABLE_SSH', 'enable_ssh');
@@ -142,6 +151,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     dockerNetwork: String(pick(undefined, 'CRONIUM_DOCKER_NETWORK', 'docker_network') ?? 'bridge'),
     reconnectMaxMs: reconnectMax * 1000,
     metricsAddress: metricsAddress ? String(metricsAddress) : undefined,
+    warmContainers,
+    warmIdleSeconds,
     spoolMaxBytes: Number(pick(undefined, 'CRONIUM_AGENT_SPOOL_MAX_MB', 'spool_max_mb') ?? 1024) * 1024 * 1024,
   });
 }

@@ -60,18 +60,22 @@ async function main(): Promise<number> {
   const helpers = runtimeDir(config.dataDir);
   const ssh = config.enableSsh ? new SshExecutor({ runtimeDir: helpers, stopGraceSeconds: config.stopGraceSeconds }) : undefined;
   const spool = new Spool(config.dataDir, config.spoolMaxBytes);
+  const dockerExecutor = new DockerExecutor({
+    docker,
+    images: config.images,
+    workRoot: join(config.dataDir, 'jobs'),
+    runtimeDir: helpers,
+    stopGraceSeconds: config.stopGraceSeconds,
+    labels: ownLabels,
+    networkMode: config.dockerNetwork,
+    warmContainers: config.warmContainers,
+    warmIdleMs: config.warmIdleSeconds * 1000,
+    onWarmError: (key, error) => logger.warn({ key, error: String(error) }, 'could not keep a warm container; jobs of this kind start cold'),
+  });
   const runner = new Runner({
     slots: config.slots,
     executors: [
-      new DockerExecutor({
-        docker,
-        images: config.images,
-        workRoot: join(config.dataDir, 'jobs'),
-        runtimeDir: helpers,
-        stopGraceSeconds: config.stopGraceSeconds,
-        labels: ownLabels,
-        networkMode: config.dockerNetwork,
-      }),
+      dockerExecutor,
       new HttpExecutor(),
       ...(ssh ? [ssh] : []),
     ],
@@ -139,6 +143,7 @@ async function main(): Promise<number> {
     const deadline = Date.now() + 5_000;
     while ([...runner.outbox.pending()].length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     await ssh?.close();
+    await dockerExecutor.close().catch(() => {});
     await stopTracing().catch(() => {});
     connection.stop();
   };

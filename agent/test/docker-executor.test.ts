@@ -356,3 +356,112 @@ describe('DockerExecutor', { concurrency: 4, timeout: 120_000 }, () => {
     assert.equal((await containersOf(jobId)).length, 0);
   });
 });
+
+describe('DockerExecutor with warm containers', { timeout: 180_000 }, () => {
+  let workRoot: string;
+  let exec: DockerExecutor;
+  const warmContainers = () => docker.listContainers({ all: true, filters: { label: ['cronium.warm=1', `cronium.test-root=${workRoot}`] } });
+
+  before(async () => {
+    workRoot = await mkdtemp(join(tmpdir(), 'cronium-docker-warm-'));
+    exec = new DockerExecutor({
+      docker,
+      images: { bash: IMAGE, python: IMAGE, node: IMAGE },
+      workRoot,
+      runtimeDir: RUNTIME_DIR,
+      stopGraceSeconds: 30,
+      warmContainers: 1,
+      labels: { 'cronium.test-root': workRoot },
+    });
+  });
+  after(async () => {
+    await exec?.close();
+    await rm(workRoot, { recursive: true, force: true });
+  });
+
+  async function runIn(s: JobSpec, signal = new AbortController().signal, onLog?: (stream: LogStreamName, text: string) => void) {
+    const logs: Record<LogStreamName, string> = { stdout: '', stderr: '', system: '' };
+    const result = await exec.run(s, {
+      signal,
+      async log(stream, data) {
+        logs[stream] += data.toString('utf8');
+        onLog?.(stream, logs[stream]);
+      },
+      started() {},
+    });
+    return { result, logs };
+  }
+  async function warmedUp(kind: 'bash' | 'python' = 'bash') {
+    const deadline = Date.now() + 30_000;
+    while (exec.warmReady(kind) < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(exec.warmReady(kind), 1, 'a warm container is ready');
+  }
+
+  test('after a first job runs cold, the next of the same kind runs in a warm container, with the same environment and results', async () => {
+    const script = [
+      'echo "dir=$CRONIUM_JOB_DIR"',
+      'echo "quote=$TRICKY"',
+      'echo "input=$(cronium_input)"',
+      'echo "var=$(cronium_get_variable COLOR)"',
+      'echo oops >&2',
+      'cronium_output \'{"ok": true}\'',
+      'cronium_set_condition true',
+      'cronium_set_variable SEEN yes',
+    ].join('\n');
+    const job = (n: number) => spec('bash', script, { env: { TRICKY: `it's "$HOME" \`x\` ${n}` }, input: { n }, variables: { COLOR: 'blue' } });
+    const cold = await runIn(job(1));
+    assert.equal(cold.result.outcome, 'succeeded', cold.logs.stderr + cold.logs.system);
+    assert.match(cold.logs.stdout, /^dir=\/cronium\/job$/m, 'the first ran cold');
+    await warmedUp();
+    const warm = await runIn(job(2));
+    assert.equal(warm.result.outcome, 'succeeded', warm.logs.stderr + warm.logs.system);
+    assert.match(warm.logs.stdout, /^dir=\/cronium\/slot\/job-/m, 'the second ran in a warm container');
+    assert.match(warm.logs.stdout, /^quote=it's "\$HOME" `x` 2$/m, 'the environment arrives byte for byte');
+    assert.match(warm.logs.stdout, /^input=\{"n":2\}$/m);
+    assert.match(warm.logs.stdout, /^var=blue$/m);
+    assert.equal(warm.logs.stderr, 'oops\n');
+    assert.deepEqual(warm.result.output, { ok: true });
+    assert.equal(warm.result.condition, true);
+    assert.deepEqual(warm.result.variablesSet, { SEEN: 'yes' });
+    await warmedUp();
+  });
+
+  test('a warm container is hardened like a cold one', async () => {
+    await warmedUp();
+    const [info] = await warmContainers();
+    assert.ok(info, 'a warm container exists');
+    const inspected = await docker.getContainer(info.Id).inspect();
+    const hc = inspected.HostConfig;
+    assert.deepEqual(hc.CapDrop, ['ALL']);
+    assert.ok(hc.SecurityOpt?.includes('no-new-privileges'));
+    assert.equal(hc.ReadonlyRootfs, true);
+    assert.equal(hc.NetworkMode, 'none');
+    assert.equal(hc.Privileged, false);
+    assert.equal(hc.PidsLimit, 256);
+    assert.equal(inspected.Config.User, '65534:65534');
+    assert.ok(!hc.Binds?.some((b) => b.includes('docker.sock')));
+  });
+
+  test('timeout and cancel (SIGTERM first) work in a warm container', async () => {
+    await warmedUp();
+    const timedOut = await runIn(spec('bash', 'echo start; sleep 60', { timeoutSeconds: 2 }));
+    assert.equal(timedOut.result.outcome, 'timed_out');
+    assert.equal(timedOut.result.error, 'timed out after 2s');
+    await warmedUp();
+    const ac = new AbortController();
+    const cancelled = await runIn(spec('bash', "trap 'echo got TERM >&2; exit 0' TERM\necho ready\nsleep 60 & wait"), ac.signal, (stream, text) => {
+      if (stream === 'stdout' && text.includes('ready')) ac.abort();
+    });
+    assert.equal(cancelled.result.outcome, 'cancelled');
+    assert.equal(cancelled.logs.stderr, 'got TERM\n');
+  });
+
+  test('other limits or languages start cold; close() removes every warm container and folder', async () => {
+    const other = await runIn(spec('python', 'import os; print(os.environ["CRONIUM_JOB_DIR"])'));
+    assert.equal(other.logs.stdout, '/cronium/job\n', 'a python job did not take the bash container');
+    await warmedUp('python');
+    await exec.close();
+    assert.equal((await warmContainers()).length, 0, 'no warm container left');
+    assert.deepEqual(await readdir(workRoot), [], 'no slot folder left');
+  });
+});

@@ -5,11 +5,14 @@
 // streamed through ctx.log with backpressure, and the container and folder
 // removed afterwards whatever happens.
 
+import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { Writable } from 'node:stream';
 import Dockerode from 'dockerode';
 import type { ExecutionResult, Executor, JobKind, JobSpec, RunContext } from '../job.ts';
 import { createJobFolder, readJobFolder, removeJobFolder, scriptFileName } from './job-files.ts';
 import type { ScriptKind } from './job-files.ts';
+import { WarmPool, type Warm } from './warm-pool.ts';
 
 const MiB = 1024 * 1024;
 /** After the exit, give up on the log stream once it makes no progress for this long. */
@@ -55,6 +58,70 @@ export interface DockerExecutorOptions {
   readonly tmpfsSize?: string;
   /** Extra labels on every container (e.g. an agent id, for removeLeftoverContainers). */
   readonly labels?: Readonly<Record<string, string>>;
+  /** Containers kept started ahead, per image and limits, for repeat jobs (default 0: off). */
+  readonly warmContainers?: number;
+  /** Warm containers of a kind of job unused this long are removed (default 5 min). */
+  readonly warmIdleMs?: number;
+  readonly onWarmError?: (key: string, error: unknown) => void;
+}
+
+/** What a container is made for; jobs that share it can share warm containers. */
+interface Limits {
+  readonly image: string;
+  readonly memory: number;
+  readonly cpus: number;
+  readonly networkMode: string;
+}
+
+interface WarmContainer extends Warm {
+  readonly container: Dockerode.Container;
+  /** Attached before start: stdin (the trigger) and the output. */
+  readonly stream: NodeJS.ReadWriteStream;
+  /** Host folder mounted at WARM_SLOT_DIR; the job's folder is made inside it. */
+  readonly slotDir: string;
+}
+
+const STATIC_ENV = {
+  PYTHONPATH: `${CONTAINER_LIB_DIR}/python`,
+  NODE_PATH: `${CONTAINER_LIB_DIR}/node`,
+  BASH_ENV: `${CONTAINER_LIB_DIR}/bash/cronium.sh`,
+  HOME: '/tmp',
+};
+
+export const WARM_LABEL = 'cronium.warm';
+const WARM_SLOT_DIR = '/cronium/slot';
+const WARM_ENV_FILE = '.cronium-env';
+/**
+ * PID 2 of a warm container (tini is 1): waits for the name of the job folder
+ * on stdin (only a name the agent makes: job-…), takes the job's environment
+ * from it, closes stdin and becomes the interpreter, as a cold container's
+ * command would be.
+ */
+const WARM_WAITER = [
+  'IFS= read -r dir || exit 111',
+  'case "$dir" in job-*) ;; *) exit 111 ;; esac',
+  'case "$dir" in */*) exit 111 ;; esac',
+  `. "${WARM_SLOT_DIR}/$dir/${WARM_ENV_FILE}"`,
+  `exec "$1" "${WARM_SLOT_DIR}/$dir/$2" </dev/null`,
+].join('\n');
+
+/** POSIX `export NAME='value'` lines; names that are not shell identifiers are left out. */
+export function shellExports(env: Readonly<Record<string, string>>): { env: string; skipped: string[] } {
+  const lines: string[] = [];
+  const skipped: string[] = [];
+  for (const [name, value] of Object.entries(env)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) skipped.push(name);
+    else lines.push(`export ${name}='${value.replaceAll("'", "'\\''")}'`);
+  }
+  return { env: lines.join('\n') + '\n', skipped };
+}
+
+function systemLog(ctx: RunContext): (line: string) => Promise<void> {
+  return (line) => ctx.log('system', Buffer.from(line + '\n'));
+}
+
+function ignoreGone(err: unknown): void {
+  if (statusCode(err) !== 404 && statusCode(err) !== 409) throw err;
 }
 
 const COMMANDS: Record<ScriptKind, (file: string) => string[]> = {
@@ -92,99 +159,216 @@ export class DockerExecutor implements Executor {
   readonly kinds: readonly JobKind[] = ['bash', 'python', 'node'];
   readonly #docker: Dockerode;
   readonly #opts: DockerExecutorOptions;
+  readonly #pool: WarmPool<WarmContainer> | undefined;
 
   constructor(options: DockerExecutorOptions) {
     this.#opts = options;
     this.#docker = options.docker ?? new Dockerode();
+    const warm = options.warmContainers ?? 0;
+    this.#pool = warm > 0 ? new WarmPool({ size: warm, idleMs: options.warmIdleMs ?? 300_000, onError: options.onWarmError }) : undefined;
   }
 
   async run(spec: JobSpec, ctx: RunContext): Promise<ExecutionResult> {
     const kind = spec.kind;
     if (!isScriptKind(kind)) throw new Error(`DockerExecutor cannot run ${kind} jobs`);
     const opts = this.#opts;
-    const image = opts.images[kind];
-    const memory = spec.memoryBytes > 0 ? spec.memoryBytes : (opts.defaultMemoryBytes ?? 256 * MiB);
-    const cpus = spec.cpus > 0 ? spec.cpus : (opts.defaultCpus ?? 1);
-    const system = (line: string) => ctx.log('system', Buffer.from(line + '\n'));
-
+    const limits: Limits = {
+      image: opts.images[kind],
+      memory: spec.memoryBytes > 0 ? spec.memoryBytes : (opts.defaultMemoryBytes ?? 256 * MiB),
+      cpus: spec.cpus > 0 ? spec.cpus : (opts.defaultCpus ?? 1),
+      networkMode: spec.network ? (opts.networkMode ?? 'bridge') : 'none',
+    };
     if (ctx.signal.aborted) return result('cancelled', -1, 'cancelled before start');
+    const key = [kind, limits.image, limits.memory, limits.cpus, limits.networkMode].join('|');
+    const warm = this.#pool?.take(key);
+    if (warm) return this.#runWarm(warm, spec, kind, limits, ctx);
+    const ran = await this.#runCold(spec, kind, limits, ctx);
+    this.#pool?.keep(key, () => this.#makeWarm(kind, limits));
+    return ran;
+  }
 
-    const { dir, skippedKeys } = await createJobFolder(opts.workRoot, spec, kind);
+  /** Removes the warm containers; waits for the cleanup of jobs that ran in them. */
+  async close(): Promise<void> {
+    await this.#pool?.close();
+  }
+
+  /** Ready warm containers for a kind at the default limits (for tests). */
+  warmReady(kind: ScriptKind): number {
+    const opts = this.#opts;
+    const key = [kind, opts.images[kind], opts.defaultMemoryBytes ?? 256 * MiB, opts.defaultCpus ?? 1, 'none'].join('|');
+    return this.#pool?.readyCount(key) ?? 0;
+  }
+
+  #containerOptions(kind: ScriptKind, limits: Limits, job: { cmd: string[]; env: Record<string, string>; binds: string[]; labels: Record<string, string>; stdin: boolean }) {
+    const opts = this.#opts;
+    return {
+      Image: limits.image,
+      Cmd: job.cmd,
+      Env: Object.entries(job.env)
+        .filter(([k]) => k !== '' && !k.includes('='))
+        .map(([k, v]) => `${k}=${v}`),
+      WorkingDir: '/tmp',
+      User: '65534:65534',
+      Labels: { ...opts.labels, ...job.labels },
+      AttachStdin: job.stdin,
+      AttachStdout: true,
+      AttachStderr: true,
+      OpenStdin: job.stdin,
+      StdinOnce: job.stdin,
+      Tty: false,
+      HostConfig: {
+        Binds: [...job.binds, `${opts.runtimeDir}:${CONTAINER_LIB_DIR}:ro`],
+        // Production: network-enabled jobs use Docker's default bridge
+        // ('bridge'); machines without one (tests here) pass 'host'.
+        NetworkMode: limits.networkMode,
+        CapDrop: ['ALL'],
+        // Default seccomp profile stays on: no 'seccomp=unconfined' here.
+        SecurityOpt: ['no-new-privileges'],
+        ReadonlyRootfs: true,
+        Tmpfs: { '/tmp': `rw,noexec,nosuid,size=${opts.tmpfsSize ?? '64m'}` },
+        PidsLimit: opts.pidsLimit ?? 256,
+        Memory: limits.memory,
+        MemorySwap: limits.memory, // equal to Memory: no swap
+        NanoCpus: Math.round(limits.cpus * 1e9),
+        // tini as PID 1: forwards SIGTERM to the script and reaps zombies.
+        Init: true,
+        Privileged: false,
+        AutoRemove: false,
+      },
+    };
+  }
+
+  /** Creates a container, pulling its image once when the engine lacks it; a string says why it could not. */
+  async #create(options: Dockerode.ContainerCreateOptions, system: (line: string) => Promise<void>): Promise<Dockerode.Container | string> {
+    try {
+      return await this.#docker.createContainer(options);
+    } catch (err) {
+      if (statusCode(err) !== 404) throw err;
+      const image = String(options.Image);
+      await system(`pulling docker image ${image}`);
+      const pulled = await this.#pull(image);
+      if (pulled !== true) {
+        const error = `docker image ${image} not found and could not be pulled (${pulled})`;
+        await system(error);
+        return error;
+      }
+      return this.#docker.createContainer(options);
+    }
+  }
+
+  /** The usual path: a container created and started for this job. */
+  async #runCold(spec: JobSpec, kind: ScriptKind, limits: Limits, ctx: RunContext): Promise<ExecutionResult> {
+    const system = systemLog(ctx);
+    const { dir, skippedKeys } = await createJobFolder(this.#opts.workRoot, spec, kind);
     let container: Dockerode.Container | undefined;
-    let stream: NodeJS.ReadWriteStream | undefined;
-    let timer: NodeJS.Timeout | undefined;
-    let onAbort: (() => void) | undefined;
     try {
       if (skippedKeys.length > 0) await system(`skipped variables with invalid keys: ${skippedKeys.join(', ')}`);
-      const env: Record<string, string> = {
-        ...spec.env,
-        CRONIUM_JOB_DIR: CONTAINER_JOB_DIR,
-        PYTHONPATH: `${CONTAINER_LIB_DIR}/python`,
-        NODE_PATH: `${CONTAINER_LIB_DIR}/node`,
-        BASH_ENV: `${CONTAINER_LIB_DIR}/bash/cronium.sh`,
-        HOME: '/tmp',
-      };
-      const create = () => this.#docker.createContainer({
-          Image: image,
-          Cmd: COMMANDS[kind](`${CONTAINER_JOB_DIR}/${scriptFileName(kind)}`),
-          Env: Object.entries(env)
-            .filter(([k]) => k !== '' && !k.includes('='))
-            .map(([k, v]) => `${k}=${v}`),
-          WorkingDir: '/tmp',
-          User: '65534:65534',
-          Labels: { ...opts.labels, [JOB_LABEL]: spec.jobId, [ATTEMPT_LABEL]: String(spec.attempt) },
-          AttachStdout: true,
-          AttachStderr: true,
-          Tty: false,
-          OpenStdin: false,
-          HostConfig: {
-            Binds: [`${dir}:${CONTAINER_JOB_DIR}:rw`, `${opts.runtimeDir}:${CONTAINER_LIB_DIR}:ro`],
-            // Production: network-enabled jobs use Docker's default bridge
-            // ('bridge'); machines without one (tests here) pass 'host'.
-            NetworkMode: spec.network ? (opts.networkMode ?? 'bridge') : 'none',
-            CapDrop: ['ALL'],
-            // Default seccomp profile stays on: no 'seccomp=unconfined' here.
-            SecurityOpt: ['no-new-privileges'],
-            ReadonlyRootfs: true,
-            Tmpfs: { '/tmp': `rw,noexec,nosuid,size=${opts.tmpfsSize ?? '64m'}` },
-            PidsLimit: opts.pidsLimit ?? 256,
-            Memory: memory,
-            MemorySwap: memory, // equal to Memory: no swap
-            NanoCpus: Math.round(cpus * 1e9),
-            // tini as PID 1: forwards SIGTERM to the script and reaps zombies.
-            Init: true,
-            Privileged: false,
-            AutoRemove: false,
-          },
-        });
-      try {
-        container = await create();
-      } catch (err) {
-        if (statusCode(err) !== 404) throw err;
-        await system(`pulling docker image ${image}`);
-        const pulled = await this.#pull(image);
-        if (pulled !== true) {
-          const error = `docker image ${image} not found and could not be pulled (${pulled})`;
-          await system(error);
-          return result('failed', -1, error);
-        }
-        container = await create();
-      }
-
+      const created = await this.#create(
+        this.#containerOptions(kind, limits, {
+          cmd: COMMANDS[kind](`${CONTAINER_JOB_DIR}/${scriptFileName(kind)}`),
+          env: { ...spec.env, ...STATIC_ENV, CRONIUM_JOB_DIR: CONTAINER_JOB_DIR },
+          binds: [`${dir}:${CONTAINER_JOB_DIR}:rw`],
+          labels: { [JOB_LABEL]: spec.jobId, [ATTEMPT_LABEL]: String(spec.attempt) },
+          stdin: false,
+        }),
+        system,
+      );
+      if (typeof created === 'string') return result('failed', -1, created);
+      container = created;
       // Attach before start, or early output is lost.
-      stream = await container.attach({ stream: true, stdout: true, stderr: true });
-      const logs = this.#pipeLogs(stream, ctx);
-      logs.done.catch(() => {}); // awaited below; avoid an unhandled rejection if we throw first
+      const stream = await container.attach({ stream: true, stdout: true, stderr: true });
+      return await this.#supervise(container, stream, dir, spec, limits, ctx, () => created.start());
+    } finally {
+      try {
+        await container?.remove({ force: true, v: true }).catch(ignoreGone);
+      } finally {
+        await removeJobFolder(dir);
+      }
+    }
+  }
 
-      let cancelled = false;
-      let timedOut = false;
-      const stopper = container;
-      onAbort = () => {
-        cancelled = true;
-        stopper.stop({ t: opts.stopGraceSeconds ?? 10 }).catch(() => {});
+  /** A container made ahead: its job folder goes into its slot, and its waiting shell is told the folder's name. */
+  async #runWarm(warm: WarmContainer, spec: JobSpec, kind: ScriptKind, limits: Limits, ctx: RunContext): Promise<ExecutionResult> {
+    const system = systemLog(ctx);
+    try {
+      const { dir, skippedKeys } = await createJobFolder(warm.slotDir, spec, kind);
+      if (skippedKeys.length > 0) await system(`skipped variables with invalid keys: ${skippedKeys.join(', ')}`);
+      const { env, skipped } = shellExports({ ...spec.env, CRONIUM_JOB_DIR: `${WARM_SLOT_DIR}/${basename(dir)}` });
+      if (skipped.length > 0) await system(`skipped environment variables with invalid names: ${skipped.join(', ')}`);
+      await writeFile(join(dir, WARM_ENV_FILE), env, { mode: 0o644 });
+      return await this.#supervise(warm.container, warm.stream, dir, spec, limits, ctx, async () => {
+        warm.stream.write(`${basename(dir)}\n`);
+      });
+    } finally {
+      // After the result: the job's end is reported without waiting for the engine to remove the container.
+      this.#pool!.track(warm.discard());
+    }
+  }
+
+  async #makeWarm(kind: ScriptKind, limits: Limits): Promise<WarmContainer> {
+    const slotDir = await mkdtemp(join(this.#opts.workRoot, 'warm-'));
+    await chmod(slotDir, 0o755);
+    const discardFolder = () => removeJobFolder(slotDir);
+    try {
+      const created = await this.#create(
+        this.#containerOptions(kind, limits, {
+          cmd: ['sh', '-c', WARM_WAITER, 'cronium-warm', COMMANDS[kind]('')[0]!, scriptFileName(kind)],
+          env: STATIC_ENV,
+          binds: [`${slotDir}:${WARM_SLOT_DIR}:rw`],
+          labels: { [JOB_LABEL]: 'warm', [WARM_LABEL]: '1' },
+          stdin: true,
+        }),
+        async () => {},
+      );
+      if (typeof created === 'string') throw new Error(created);
+      const stream = (await created.attach({ stream: true, hijack: true, stdin: true, stdout: true, stderr: true })) as NodeJS.ReadWriteStream;
+      await created.start();
+      return {
+        container: created,
+        stream,
+        slotDir,
+        async discard() {
+          (stream as unknown as { destroy?: () => void }).destroy?.();
+          try {
+            await created.remove({ force: true, v: true }).catch(ignoreGone);
+          } finally {
+            await discardFolder();
+          }
+        },
       };
+    } catch (err) {
+      await discardFolder();
+      throw err;
+    }
+  }
+
+  /**
+   * Starts the job (`begin`) and follows it to its end: logs, timeout,
+   * cancel (SIGTERM, then SIGKILL after the grace period), OOM, results.
+   */
+  async #supervise(
+    container: Dockerode.Container,
+    stream: NodeJS.ReadWriteStream,
+    dir: string,
+    spec: JobSpec,
+    limits: Limits,
+    ctx: RunContext,
+    begin: () => Promise<unknown>,
+  ): Promise<ExecutionResult> {
+    const opts = this.#opts;
+    const system = systemLog(ctx);
+    let timer: NodeJS.Timeout | undefined;
+    let cancelled = false;
+    let timedOut = false;
+    const onAbort = () => {
+      cancelled = true;
+      container.stop({ t: opts.stopGraceSeconds ?? 10 }).catch(() => {});
+    };
+    const logs = this.#pipeLogs(stream, ctx);
+    logs.done.catch(() => {}); // awaited below; avoid an unhandled rejection if we throw first
+    try {
       if (ctx.signal.aborted) return result('cancelled', -1, 'cancelled before start');
-      await container.start();
+      await begin();
       ctx.started();
       ctx.signal.addEventListener('abort', onAbort, { once: true });
       if (ctx.signal.aborted) onAbort();
@@ -192,7 +376,7 @@ export class DockerExecutor implements Executor {
         timer = setTimeout(() => {
           if (cancelled) return;
           timedOut = true;
-          stopper.kill({ signal: 'SIGKILL' }).catch(() => {});
+          container.kill({ signal: 'SIGKILL' }).catch(() => {});
         }, spec.timeoutSeconds * 1000);
       }
 
@@ -215,20 +399,13 @@ export class DockerExecutor implements Executor {
       const base = { output: files.output, condition: files.condition, variablesSet: files.variablesSet, oomKilled };
       if (cancelled) return { ...base, outcome: 'cancelled', exitCode, error: 'cancelled' };
       if (timedOut) return { ...base, outcome: 'timed_out', exitCode, error: `timed out after ${spec.timeoutSeconds}s` };
-      if (oomKilled) return { ...base, outcome: 'failed', exitCode, error: `out of memory (limit ${formatBytes(memory)})` };
+      if (oomKilled) return { ...base, outcome: 'failed', exitCode, error: `out of memory (limit ${formatBytes(limits.memory)})` };
       if (exitCode === 0) return { ...base, outcome: 'succeeded', exitCode, error: '' };
       return { ...base, outcome: 'failed', exitCode, error: `exit code ${exitCode}` };
     } finally {
       clearTimeout(timer);
-      if (onAbort) ctx.signal.removeEventListener('abort', onAbort);
-      (stream as unknown as { destroy?: () => void } | undefined)?.destroy?.();
-      try {
-        await container?.remove({ force: true, v: true }).catch((err: unknown) => {
-          if (statusCode(err) !== 404 && statusCode(err) !== 409) throw err;
-        });
-      } finally {
-        await removeJobFolder(dir);
-      }
+      ctx.signal.removeEventListener('abort', onAbort);
+      (stream as unknown as { destroy?: () => void }).destroy?.();
     }
   }
 
