@@ -98,6 +98,7 @@ test('create a Bash event through the form, run it, and watch its log live', asy
   await page.keyboard.type('echo warn-1 >&2\ncronium_output 7\n');
   assert.ok(await page.locator('.cm-editor .cm-line span').count() > 0, 'the script is highlighted');
   await page.getByLabel('Retries').fill('1');
+  await page.getByLabel('Cron', { exact: true }).check();
   await page.getByLabel('Cron schedule').fill('0 3 * * *');
   await page.getByLabel('Timezone').fill('Europe/Paris');
   await shot('event-form');

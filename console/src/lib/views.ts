@@ -4,7 +4,7 @@ import { toJson, type JsonValue } from '@bufbuild/protobuf';
 import { timestampDate, ValueSchema, type Timestamp, type Value } from '@bufbuild/protobuf/wkt';
 import { AgentStatus, type Agent } from '@cronium/proto/api/v1/agent';
 import { LabelOp, type LabelTerm, type Target } from '@cronium/proto/api/v1/common';
-import { EventStatus, EventType, type Event } from '@cronium/proto/api/v1/event';
+import { Action, Concurrency, EventStatus, EventType, IntervalUnit, MissedFire, type Event, type EventAction } from '@cronium/proto/api/v1/event';
 import { JobStatus, LogStream, type Job, type LogEntry } from '@cronium/proto/api/v1/job';
 import { RunStatus, type Run } from '@cronium/proto/api/v1/run';
 import { ServerStatus, type Server } from '@cronium/proto/api/v1/server';
@@ -133,8 +133,18 @@ export interface EventView {
   env: Record<string, string>;
   timeoutSeconds: number;
   retries: number;
+  scheduleKind: 'none' | 'cron' | 'interval' | 'once';
   cron: string;
   timezone: string;
+  intervalEvery: number;
+  intervalUnit: string;
+  startAt: string | null;
+  maxExecutions: number;
+  executionCount: number;
+  missedFire: string;
+  concurrency: string;
+  retryDelaySeconds: number;
+  actions: ActionView[];
   targetKind: 'selector' | 'servers';
   terms: TermView[];
   serverIds: string[];
@@ -150,6 +160,32 @@ function targetView(target: Target | undefined): Pick<EventView, 'targetKind' | 
   return { targetKind: 'selector', terms: (selector?.required ?? []).map(termView), serverIds: [] };
 }
 
+function scheduleKind(event: Event): EventView['scheduleKind'] {
+  const schedule = event.schedule;
+  if (schedule?.cron) return 'cron';
+  if (schedule?.interval?.every) return 'interval';
+  if (schedule?.startAt) return 'once';
+  return 'none';
+}
+
+export interface ActionView {
+  trigger: string;
+  kind: 'runEvent' | 'notify';
+  /** The event to run or the channel to notify. */
+  targetId: string;
+  template: string;
+  subject: string;
+}
+
+function actionView(action: EventAction): ActionView {
+  const trigger = Action[action.trigger] ?? 'ON_SUCCESS';
+  if (action.kind.case === 'notify') {
+    const { channelId, template, subject } = action.kind.value;
+    return { trigger, kind: 'notify', targetId: channelId, template, subject };
+  }
+  return { trigger, kind: 'runEvent', targetId: action.kind.case === 'runEvent' ? action.kind.value.eventId : '', template: '', subject: '' };
+}
+
 export function eventView(event: Event): EventView {
   return {
     id: event.id,
@@ -161,8 +197,18 @@ export function eventView(event: Event): EventView {
     env: { ...event.env },
     timeoutSeconds: event.timeoutSeconds,
     retries: event.retries,
+    scheduleKind: scheduleKind(event),
     cron: event.schedule?.cron ?? '',
     timezone: event.schedule?.timezone ?? '',
+    intervalEvery: event.schedule?.interval?.every ?? 0,
+    intervalUnit: IntervalUnit[event.schedule?.interval?.unit ?? IntervalUnit.MINUTES] ?? 'MINUTES',
+    startAt: iso(event.schedule?.startAt),
+    maxExecutions: event.maxExecutions,
+    executionCount: event.executionCount,
+    missedFire: MissedFire[event.missedFirePolicy || MissedFire.RUN_ONCE] ?? 'RUN_ONCE',
+    concurrency: Concurrency[event.concurrencyPolicy || Concurrency.ALLOW] ?? 'ALLOW',
+    retryDelaySeconds: event.retryDelaySeconds,
+    actions: event.actions.map(actionView),
     ...targetView(event.target),
     httpMethod: event.http?.method ?? '',
     httpUrl: event.http?.url ?? '',

@@ -3,16 +3,17 @@ import { ValueSchema, type Value } from '@bufbuild/protobuf/wkt';
 import { fail, redirect } from '@sveltejs/kit';
 import { eventFromForm } from '#lib/server/event-form.ts';
 import { attempt } from '#lib/server/forms.ts';
-import { eventView, runView, serverView } from '#lib/views.ts';
+import { eventFormData } from '#lib/server/event-form-data.ts';
+import { eventView, runView } from '#lib/views.ts';
 import type { Actions, PageServerLoad } from './$types';
 
 export const load: PageServerLoad = async ({ locals, params }) => {
-  const [{ event }, { servers }, { runs }] = await Promise.all([
+  const [{ event }, formData, { runs }] = await Promise.all([
     locals.api.events.getEvent({ id: params.id }),
-    locals.api.servers.listServers({}),
+    eventFormData(locals.api),
     locals.api.runs.listRuns({ eventId: params.id, pageSize: 10 }),
   ]);
-  return { event: eventView(event!), servers: servers.map(serverView), runs: runs.map(runView) };
+  return { event: eventView(event!), ...formData, runs: runs.map(runView) };
 };
 
 export const actions: Actions = {
