@@ -1,8 +1,8 @@
-import { fromJson, type JsonValue } from '@bufbuild/protobuf';
-import { ValueSchema, type Value } from '@bufbuild/protobuf/wkt';
+import type { Value } from '@bufbuild/protobuf/wkt';
 import { fail, redirect } from '@sveltejs/kit';
 import { eventFromForm } from '#lib/server/event-form.ts';
 import { attempt } from '#lib/server/forms.ts';
+import { jsonInput } from '#lib/server/json-input.ts';
 import { eventFormData } from '#lib/server/event-form-data.ts';
 import { eventView, runView } from '#lib/views.ts';
 import type { Actions, PageServerLoad } from './$types';
@@ -26,14 +26,11 @@ export const actions: Actions = {
     });
   },
   run: async ({ request, locals, params }) => {
-    const raw = String((await request.formData()).get('input') ?? '').trim();
     let input: Value | undefined;
-    if (raw) {
-      try {
-        input = fromJson(ValueSchema, JSON.parse(raw) as JsonValue);
-      } catch {
-        return fail(400, { runError: 'Input must be valid JSON, e.g. {"name": "world"}' });
-      }
+    try {
+      input = jsonInput(await request.formData());
+    } catch (error) {
+      return fail(400, { runError: (error as Error).message });
     }
     return attempt(async () => {
       const { run } = await locals.api.events.runEvent({ id: params.id, input });
