@@ -5,7 +5,7 @@ import { timestampDate, ValueSchema, type Timestamp, type Value } from '@bufbuil
 import { AgentStatus, type Agent } from '@cronium/proto/api/v1/agent';
 import { LabelOp, type LabelTerm, type Target } from '@cronium/proto/api/v1/common';
 import { Action, Concurrency, EventStatus, EventType, IntervalUnit, MissedFire, type Event, type EventAction } from '@cronium/proto/api/v1/event';
-import { JobStatus, LogStream, type Job, type LogEntry } from '@cronium/proto/api/v1/job';
+import { JobStatus, LogStream, type Job, type JobAttempt, type LogEntry } from '@cronium/proto/api/v1/job';
 import { RunStatus, type Run } from '@cronium/proto/api/v1/run';
 import { ServerStatus, type Server } from '@cronium/proto/api/v1/server';
 
@@ -63,6 +63,30 @@ export function jobView(job: Job): JobView {
     createdAt: iso(job.createdAt),
     startedAt: iso(job.startedAt),
     finishedAt: iso(job.finishedAt),
+  };
+}
+
+export interface AttemptView {
+  attempt: number;
+  status: string;
+  exitCode: number | null;
+  error: string;
+  agentId: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  retryAt: string | null;
+}
+
+export function attemptView(attempt: JobAttempt): AttemptView {
+  return {
+    attempt: attempt.attempt,
+    status: enumName(JobStatus, attempt.status),
+    exitCode: attempt.exitCode ?? null,
+    error: attempt.error,
+    agentId: attempt.agentId,
+    startedAt: iso(attempt.startedAt),
+    finishedAt: iso(attempt.finishedAt),
+    retryAt: iso(attempt.retryAt),
   };
 }
 
