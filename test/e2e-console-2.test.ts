@@ -134,7 +134,7 @@ test('the event form: next fire times while typing, inline errors, policies, tar
   await page.getByLabel('Do 2').selectOption('notify');
   await page.getByLabel('Channel 2').selectOption({ label: 'ops-hook' });
   await page.getByLabel('Message template 2').fill('{{event.name}} ended {{run.status}}');
-  await chromium.shot('event-form');
+  await chromium.shot('event-form-full');
   await page.getByRole('button', { name: 'Create event' }).click();
   await page.getByText('Event created').waitFor();
   eventId = new URL(page.url()).pathname.split('/').pop()!;
@@ -316,4 +316,20 @@ test('no page asks for more than one request a second while idle', async () => {
     await Promise.all(tabs.map((tab) => tab.close()));
   }
   assert.deepEqual([...chromium.pageErrors, ...errors], [], 'no script errors or CSP refusals');
+});
+
+test('the new pages fit a phone in the dark theme', async () => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.emulateMedia({ colorScheme: 'dark' });
+  try {
+    // A string: this file is type-checked without the DOM library.
+    const overflow = async () => Number(await page.evaluate('document.documentElement.scrollWidth - window.innerWidth'));
+    for (const path of ['/workflows', '/workflows/new', '/variables', '/notifications', ...visited]) {
+      await page.goto(url(path));
+      assert.ok((await overflow()) <= 1, `no sideways scrolling of ${path} at phone width (${await overflow()} px)`);
+    }
+  } finally {
+    await page.setViewportSize({ width: 1280, height: 860 });
+    await page.emulateMedia({ colorScheme: 'light' });
+  }
 });
