@@ -103,6 +103,14 @@ test('the event form: next fire times while typing, inline errors, policies, tar
   assert.match(await page.getByTestId('schedule-error').innerText(), /cron/i, 'the scheduler says what is wrong');
   assert.equal(await page.getByLabel('Cron schedule').getAttribute('aria-invalid'), 'true');
 
+  await page.getByLabel('Once', { exact: true }).check();
+  await page.getByLabel(/^Run at/).fill('2030-01-02T03:04:05');
+  await preview.locator('li').first().waitFor();
+  assert.equal(await preview.locator('li').count(), 1, 'a one-shot fires once');
+  const expected = await page.evaluate("new Date('2030-01-02T03:04:05').toISOString()");
+  assert.equal(await preview.locator('li').getAttribute('data-fire'), expected, 'at the local time typed');
+  await page.getByLabel(/^Run at/).fill('');
+
   await page.getByLabel('Every…').check();
   await page.getByLabel('Every', { exact: true }).fill('2');
   await page.getByLabel('Unit').selectOption('HOURS');
@@ -220,10 +228,16 @@ test('workflows: draw a DAG, save it (a cycle is refused inline), run it and wat
   await page.getByLabel('To node').selectOption('build');
   await page.getByRole('button', { name: 'Add edge' }).click();
   await page.getByRole('button', { name: 'Save workflow' }).click();
-  assert.match(await page.getByTestId('workflow-error').innerText(), /cycle/);
+  assert.match(await page.getByTestId('workflow-error').innerText(), /workflow\.edges\[2\]: ship → build closes a cycle/);
   assert.equal(await page.getByTestId('edge-row').count(), 3, 'the drawing is kept');
+  const culprit = page.getByTestId('edge-row').filter({ hasText: 'ship → build' });
+  assert.equal(await culprit.getAttribute('aria-selected'), 'true', 'the edge the API named is selected');
   await chromium.shot('workflow-editor');
-  await page.reload();
+  await page.getByRole('button', { name: 'Remove selected' }).click();
+  await culprit.waitFor({ state: 'detached' });
+  await page.getByRole('button', { name: 'Save workflow' }).click();
+  await page.getByText('Saved.').waitFor();
+  assert.equal((await stack.ok('cronium.api.v1.WorkflowService/GetWorkflow', { id: stored.id })).workflow.edges.length, 2);
 
   // The webhook: its secret shows once, and it starts the workflow.
   await page.getByRole('button', { name: 'Turn webhook on' }).click();
@@ -233,12 +247,19 @@ test('workflows: draw a DAG, save it (a cycle is refused inline), run it and wat
   assert.ok(!(await page.content()).includes(secret!), 'the secret is not shown again');
 
   await page.getByLabel(/^Input/).fill('{"ref": "v1"}');
+  const whileRunning: number[] = [];
+  const countPolls = (request: Request) => void (request.url().includes('GetExecution') && whileRunning.push(Date.now()));
+  page.on('request', countPolls);
   await page.getByRole('button', { name: 'Run workflow' }).click();
   await page.waitForURL(/\/executions\//);
+  const landed = Date.now();
   visited.push(new URL(page.url()).pathname);
   const node = (id: string) => page.locator(`.svelte-flow__node [data-node-id="${id}"]`);
   await node('build').and(page.locator('[data-status=running]')).waitFor({ timeout: 30_000 });
   await page.getByTestId('execution-status').getByText('succeeded').waitFor({ timeout: 60_000 });
+  page.off('request', countPolls);
+  const seconds = (Date.now() - landed) / 1000;
+  assert.ok(whileRunning.length >= 1 && whileRunning.length <= Math.ceil(seconds) + 1, `${whileRunning.length} polls in ${seconds.toFixed(1)} s: at most one a second`);
   assert.equal(await node('build').getAttribute('data-status'), 'succeeded');
   assert.equal(await node('ship').getAttribute('data-status'), 'succeeded');
   assert.equal(await node('page-oncall').getAttribute('data-status'), 'skipped');
@@ -295,6 +316,23 @@ test('a job lists its attempts; a 100,000-line log stays virtual and follows the
   await first.waitFor();
   await page.getByRole('button', { name: /Jump to the latest line/ }).click();
   await log.getByText('line-100000', { exact: true }).waitFor();
+});
+
+test("an event's page lists its schedule's fires", async () => {
+  const ticking = await stack.createEvent({
+    name: 'ticking', type: 'EVENT_TYPE_BASH', script: 'true', maxExecutions: 2,
+    schedule: { interval: { every: 1, unit: 'INTERVAL_UNIT_SECONDS' } },
+  });
+  const deadline = Date.now() + 30_000;
+  let fires: unknown[] = [];
+  while (fires.length < 2 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 500));
+    fires = (await stack.ok('cronium.api.v1.EventService/ListScheduleFires', { eventId: ticking.id })).fires ?? [];
+  }
+  await page.goto(url(`/events/${ticking.id}`));
+  const rows = page.getByTestId('fire-row');
+  assert.equal(await rows.count(), 2);
+  assert.equal(await rows.getByRole('link', { name: 'run' }).count(), 2, 'each fire made a run');
 });
 
 test('no page asks for more than one request a second while idle', async () => {

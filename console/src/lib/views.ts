@@ -4,7 +4,7 @@ import { toJson, type JsonValue } from '@bufbuild/protobuf';
 import { timestampDate, ValueSchema, type Timestamp, type Value } from '@bufbuild/protobuf/wkt';
 import { AgentStatus, type Agent } from '@cronium/proto/api/v1/agent';
 import { LabelOp, type LabelTerm, type Target } from '@cronium/proto/api/v1/common';
-import { Action, Concurrency, EventStatus, EventType, IntervalUnit, MissedFire, type Event, type EventAction } from '@cronium/proto/api/v1/event';
+import { Action, Concurrency, EventStatus, EventType, IntervalUnit, MissedFire, type Event, type EventAction, type ScheduleFire } from '@cronium/proto/api/v1/event';
 import { JobStatus, LogStream, type Job, type JobAttempt, type LogEntry } from '@cronium/proto/api/v1/job';
 import { RunStatus, type Run } from '@cronium/proto/api/v1/run';
 import { ServerStatus, type Server } from '@cronium/proto/api/v1/server';
@@ -239,6 +239,16 @@ export function eventView(event: Event): EventView {
     network: event.network,
     updatedAt: iso(event.updatedAt),
   };
+}
+
+export interface FireView {
+  scheduledAt: string | null;
+  runId: string;
+  skippedReason: string;
+}
+
+export function fireView(fire: ScheduleFire): FireView {
+  return { scheduledAt: iso(fire.scheduledAt), runId: fire.runId, skippedReason: fire.skippedReason };
 }
 
 export interface AgentView {

@@ -1,6 +1,7 @@
 // A workflow's graph as Svelte Flow nodes and edges, and back: a layered
 // layout (the API stores no positions), and one look per edge type.
-import { MarkerType, type Edge, type Node } from '@xyflow/svelte';
+// Types only: this module also runs outside the browser (unit tests), where Svelte Flow's components cannot load.
+import type { Edge, Node } from '@xyflow/svelte';
 import type { EdgeTypeName, WorkflowEdgeView, WorkflowNodeView } from './workflow-views.ts';
 
 export interface EventNodeData extends Record<string, unknown> {
@@ -32,7 +33,7 @@ export function flowEdge(from: string, to: string, type: EdgeTypeName): FlowEdge
     label: look.label,
     labelStyle: `color: ${look.color}; font-weight: 600;`,
     style: `stroke: ${look.color}; stroke-width: 2;${look.dash ? ` stroke-dasharray: ${look.dash};` : ''}`,
-    markerEnd: { type: MarkerType.ArrowClosed, color: look.color },
+    markerEnd: { type: 'arrowclosed', color: look.color },
     class: `edge-${type.toLowerCase().replace('_', '-')}`,
   };
 }

@@ -4,16 +4,17 @@ import { eventFromForm } from '#lib/server/event-form.ts';
 import { attempt } from '#lib/server/forms.ts';
 import { jsonInput } from '#lib/server/json-input.ts';
 import { eventFormData } from '#lib/server/event-form-data.ts';
-import { eventView, runView } from '#lib/views.ts';
+import { eventView, fireView, runView } from '#lib/views.ts';
 import type { Actions, PageServerLoad } from './$types';
 
 export const load: PageServerLoad = async ({ locals, params }) => {
-  const [{ event }, formData, { runs }] = await Promise.all([
+  const [{ event }, formData, { runs }, { fires }] = await Promise.all([
     locals.api.events.getEvent({ id: params.id }),
     eventFormData(locals.api),
     locals.api.runs.listRuns({ eventId: params.id, pageSize: 10 }),
+    locals.api.events.listScheduleFires({ eventId: params.id, pageSize: 10 }),
   ]);
-  return { event: eventView(event!), ...formData, runs: runs.map(runView) };
+  return { event: eventView(event!), ...formData, runs: runs.map(runView), fires: fires.map(fireView) };
 };
 
 export const actions: Actions = {
