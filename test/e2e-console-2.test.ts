@@ -203,6 +203,11 @@ test('workflows: draw a DAG, save it (a cycle is refused inline), run it and wat
   await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2, { steps: 10 });
   await page.mouse.up();
   await page.getByTestId('edge-row').filter({ hasText: 'build → ship' }).waitFor();
+  // A node can be named apart from its event.
+  await page.locator('.svelte-flow__node [data-node-id=ship]').click();
+  await page.getByLabel('Name of node ship').fill('Ship to prod');
+  await page.keyboard.press('Tab');
+  await page.locator('.svelte-flow__node [data-node-id=ship]').getByText('Ship to prod').waitFor();
   // build → page-oncall with the form.
   await page.getByLabel('New edges').selectOption('ON_FAILURE');
   await page.getByLabel('From node').selectOption('build');
@@ -217,6 +222,7 @@ test('workflows: draw a DAG, save it (a cycle is refused inline), run it and wat
   const workflowPath = new URL(page.url()).pathname;
   visited.push(workflowPath);
   const [stored] = (await stack.ok('cronium.api.v1.WorkflowService/ListWorkflows', {})).workflows;
+  assert.equal(stored.nodes.find((n: { id: string }) => n.id === 'ship').name, 'Ship to prod');
   assert.deepEqual(stored.edges, [
     { from: 'build', to: 'ship', type: 'EDGE_TYPE_ON_SUCCESS' },
     { from: 'build', to: 'page-oncall', type: 'EDGE_TYPE_ON_FAILURE' },

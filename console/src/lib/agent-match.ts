@@ -8,9 +8,17 @@ export interface MatchCount {
   matching: number;
   online: number;
   total: number;
+  /** Not revoked, but without the executor. */
+  lacking: number;
 }
 
-export function matchingAgents(agents: readonly AgentView[], terms: readonly TermView[]): MatchCount {
+/** The executor a selector-targeted job of this event type needs (as queue/claim.ts executorFor decides). */
+export function executorFor(type: string): string {
+  return type === 'HTTP' ? 'http' : 'docker';
+}
+
+/** Agents that are not revoked, have the executor the event type needs, and match every term. */
+export function matchingAgents(agents: readonly AgentView[], terms: readonly TermView[], type: string): MatchCount {
   const required = terms
     .filter((term) => term.key.trim())
     .map((term) => ({
@@ -18,7 +26,9 @@ export function matchingAgents(agents: readonly AgentView[], terms: readonly Ter
       op: term.op.toLowerCase() as LabelOp,
       values: term.values.split(',').map((v) => v.trim()).filter(Boolean),
     }));
-  const candidates = agents.filter((agent) => agent.status !== 'revoked');
+  const executor = executorFor(type);
+  const live = agents.filter((agent) => agent.status !== 'revoked');
+  const candidates = live.filter((agent) => agent.executors.includes(executor));
   const matched = candidates.filter((agent) => selectorMatches({ required, preferred: [], count: 0, all: false }, agent.labels));
-  return { matching: matched.length, online: matched.filter((agent) => agent.status === 'online').length, total: candidates.length };
+  return { matching: matched.length, online: matched.filter((agent) => agent.status === 'online').length, total: candidates.length, lacking: live.length - candidates.length };
 }
