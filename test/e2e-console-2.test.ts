@@ -16,6 +16,13 @@ let chromium: ConsoleBrowser;
 let page: Page;
 let receiver: HttpReceiver;
 const url = (path: string) => `${stack.baseUrl}${path}`;
+/** The webhook's URL and secret from the curl line shown once after turning it on. */
+async function revealedWebhook(): Promise<[string, string]> {
+  const curl = await page.getByTestId('webhook-secret').locator('pre').innerText();
+  const [, hookUrl, secret] = curl.match(/curl -X POST (\S+) \\\s+-H 'X-Cronium-Secret: (\S+)'/)!;
+  return [hookUrl!, secret!];
+}
+
 /** Pages the idle check visits, besides the fixed ones. */
 const visited: string[] = [];
 
@@ -247,8 +254,7 @@ test('workflows: draw a DAG, save it (a cycle is refused inline), run it and wat
 
   // The webhook: its secret shows once, and it starts the workflow.
   await page.getByRole('button', { name: 'Turn webhook on' }).click();
-  const curl = await page.getByTestId('webhook-secret').locator('pre').innerText();
-  const [, hookUrl, secret] = curl.match(/curl -X POST (\S+) \\\s+-H 'X-Cronium-Secret: (\S+)'/)!;
+  const [hookUrl, secret] = await revealedWebhook();
   await page.reload();
   assert.ok(!(await page.content()).includes(secret!), 'the secret is not shown again');
 
@@ -339,6 +345,24 @@ test("an event's page lists its schedule's fires", async () => {
   const rows = page.getByTestId('fire-row');
   assert.equal(await rows.count(), 2);
   assert.equal(await rows.getByRole('link', { name: 'run' }).count(), 2, 'each fire made a run');
+});
+
+test("an event's webhook: on with its secret shown once, then off", async () => {
+  const hooked = await stack.createEvent({ name: 'hooked', type: 'EVENT_TYPE_BASH', script: 'cronium_input' });
+  await page.goto(url(`/events/${hooked.id}`));
+  await page.getByRole('button', { name: 'Turn webhook on' }).click();
+  const [hookUrl, secret] = await revealedWebhook();
+  const call = () => fetch(hookUrl!, { method: 'POST', headers: { 'x-cronium-secret': secret!, 'content-type': 'application/json' }, body: '{"via": "hook"}' });
+  assert.ok((await call()).ok, 'the webhook runs the event');
+  await page.reload();
+  assert.ok(!(await page.content()).includes(secret!), 'the secret is not shown again');
+  await page.getByText(/^On: POST/).waitFor();
+  await page.getByRole('button', { name: 'Turn off' }).click();
+  await page.getByText(/^Off\./).waitFor();
+  assert.equal((await call()).ok, false, 'off: the webhook is refused');
+  const { runs } = await stack.ok('cronium.api.v1.RunService/ListRuns', { eventId: hooked.id });
+  assert.equal(runs.length, 1);
+  assert.deepEqual(runs[0].input, { via: 'hook' });
 });
 
 test('no page asks for more than one request a second while idle', async () => {

@@ -175,6 +175,7 @@ export interface EventView {
   httpMethod: string;
   httpUrl: string;
   network: boolean;
+  webhook: { enabled: boolean; path: string };
   updatedAt: string | null;
 }
 
@@ -237,6 +238,7 @@ export function eventView(event: Event): EventView {
     httpMethod: event.http?.method ?? '',
     httpUrl: event.http?.url ?? '',
     network: event.network,
+    webhook: { enabled: Boolean(event.webhook?.enabled), path: event.webhook?.path ?? '' },
     updatedAt: iso(event.updatedAt),
   };
 }

@@ -38,6 +38,17 @@ export const actions: Actions = {
       redirect(303, `/runs/${run!.id}`);
     });
   },
+  rotate: ({ locals, params }) =>
+    attempt(async () => {
+      const { event } = await locals.api.events.rotateEventWebhook({ id: params.id });
+      // The secret is in this answer only: shown once, never loaded again.
+      return { webhookSecret: event!.webhook?.secret ?? '', webhookPath: event!.webhook?.path ?? '' };
+    }, 'webhookError'),
+  webhookOff: ({ locals, params }) =>
+    attempt(async () => {
+      await locals.api.events.disableEventWebhook({ id: params.id });
+      return { webhookOff: true };
+    }, 'webhookError'),
   delete: async ({ locals, params }) => {
     return attempt(async () => {
       await locals.api.events.deleteEvent({ id: params.id });
