@@ -151,7 +151,8 @@ test('the event form: next fire times while typing, inline errors, policies, tar
   await page.getByLabel('Message template 2').fill('{{event.name}} ended {{run.status}}');
   await chromium.shot('event-form-full');
   await page.getByRole('button', { name: 'Create event' }).click();
-  await page.getByText('Event created').waitFor();
+  await page.getByText('Event created').or(page.locator('form [role=alert]')).first().waitFor({ timeout: 40_000 });
+  assert.equal(await page.locator('form [role=alert]').count(), 0, `no error: ${await page.locator('form [role=alert]').allInnerTexts()}`);
   eventId = new URL(page.url()).pathname.split('/').pop()!;
   visited.push(`/events/${eventId}`);
 
@@ -294,6 +295,28 @@ test('workflows: draw a DAG, save it (a cycle is refused inline), run it and wat
   assert.deepEqual(executions.map((e: { trigger: string }) => e.trigger).sort(), ['manual', 'webhook']);
   await page.goto(url(workflowPath));
   await page.getByRole('link', { name: executions[0].id.slice(0, 8) }).waitFor();
+});
+
+test('cancel an execution while it runs, then delete its workflow', async () => {
+  const slow = await stack.createEvent({ name: 'slow', type: 'EVENT_TYPE_BASH', script: 'echo started; sleep 60' });
+  const { workflow } = await stack.ok('cronium.api.v1.WorkflowService/CreateWorkflow', {
+    workflow: { name: 'slow-flow', nodes: [{ id: 'wait', eventId: slow.id }] },
+  });
+  await page.goto(url(`/workflows/${workflow.id}`));
+  await page.getByRole('button', { name: 'Run workflow' }).click();
+  await page.waitForURL(/\/executions\//);
+  await page.locator('.svelte-flow__node [data-node-id=wait][data-status=running]').waitFor({ timeout: 30_000 });
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  await page.getByTestId('execution-status').getByText('cancelled').waitFor({ timeout: 30_000 });
+  await page.locator('.svelte-flow__node [data-node-id=wait][data-status=cancelled]').waitFor();
+
+  await page.goto(url(`/workflows/${workflow.id}`));
+  page.once('dialog', (dialog) => void dialog.accept());
+  await page.getByRole('button', { name: 'Delete' }).click();
+  await page.waitForURL((u) => u.pathname === '/workflows');
+  assert.equal(await page.getByRole('link', { name: 'slow-flow' }).count(), 0);
+  const { workflows } = await stack.ok('cronium.api.v1.WorkflowService/ListWorkflows', {});
+  assert.ok(!workflows.some((w: { id: string }) => w.id === workflow.id), 'deleted');
 });
 
 test('a job lists its attempts; a 100,000-line log stays virtual and follows the tail', async () => {
