@@ -32,6 +32,8 @@ before(async () => {
   stack = await new Stack({ agentArgs: ['--labels', 'zone=eu'] }).start();
   chromium = await openBrowser();
   page = chromium.page;
+  // The pages here do more per step than the first file's; a loaded host gets more time.
+  page.setDefaultTimeout(30_000);
   await page.goto(url('/login'));
   await page.getByLabel('API token').fill(ADMIN_TOKEN);
   await page.getByRole('button', { name: 'Sign in' }).click();
@@ -229,6 +231,7 @@ test('workflows: draw a DAG, save it (a cycle is refused inline), run it and wat
   await page.getByText('Workflow created').waitFor();
   const workflowPath = new URL(page.url()).pathname;
   visited.push(workflowPath);
+  await chromium.shot('workflow-editor');
   const [stored] = (await stack.ok('cronium.api.v1.WorkflowService/ListWorkflows', {})).workflows;
   assert.equal(stored.nodes.find((n: { id: string }) => n.id === 'ship').name, 'Ship to prod');
   assert.deepEqual(stored.edges, [
@@ -246,7 +249,7 @@ test('workflows: draw a DAG, save it (a cycle is refused inline), run it and wat
   assert.equal(await page.getByTestId('edge-row').count(), 3, 'the drawing is kept');
   const culprit = page.getByTestId('edge-row').filter({ hasText: 'ship → build' });
   assert.equal(await culprit.getAttribute('aria-selected'), 'true', 'the edge the API named is selected');
-  await chromium.shot('workflow-editor');
+  await chromium.shot('workflow-cycle');
   await page.getByRole('button', { name: 'Remove selected' }).click();
   await culprit.waitFor({ state: 'detached' });
   await page.getByRole('button', { name: 'Save workflow' }).click();
