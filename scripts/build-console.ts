@@ -19,7 +19,7 @@ const lockFile = join(root, '.cache', 'console-build.lock');
 /** Everything the build is made from: the console's sources and config, the lockfile, the API's generated code. */
 export function consoleSourceHash(): string {
   const files = globSync(
-    ['console/src/**', 'console/static/**', 'console/package.json', 'console/vite.config.ts', 'console/tsconfig.json', 'package-lock.json', 'proto/gen/cronium/api/**', 'proto/package.json'],
+    ['console/src/**', 'console/static/**', 'console/package.json', 'console/vite.config.ts', 'console/tsconfig.json', 'package-lock.json', 'proto/gen/cronium/api/**', 'proto/package.json', 'control-plane/src/domain/selector.ts'],
     { cwd: root, withFileTypes: false },
   )
     .filter((file) => !file.endsWith('/') && existsSync(join(root, file)))

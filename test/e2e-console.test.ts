@@ -2,50 +2,35 @@
 // control plane and agent: sign in, create a Bash event through the form, run
 // it, watch its log arrive live, and find it in the runs list and dashboard.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { EncryptJWT } from 'jose';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { ensureConsoleBuild } from '../scripts/build-console.ts';
-import { ADMIN_TOKEN, Stack, root } from './harness.ts';
+import { openBrowser, type ConsoleBrowser } from './console-browser.ts';
+import { ADMIN_TOKEN, Stack } from './harness.ts';
 import { startSshd } from './sshd.ts';
 
-const screenshots = join(root, '.cache', 'screenshots');
-const profile = mkdtempSync(join(tmpdir(), 'cronium-chromium-'));
 let stack: Stack;
+let chromium: ConsoleBrowser;
 let browser: BrowserContext;
 let page: Page;
-/** Uncaught errors and Content-Security-Policy refusals in the pages. */
-const pageErrors: string[] = [];
+let pageErrors: string[] = [];
 
 before(async () => {
   await ensureConsoleBuild();
-  mkdirSync(screenshots, { recursive: true });
   stack = await new Stack().start();
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CRONIUM_CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    viewport: { width: 1280, height: 860 },
-    colorScheme: 'light',
-  });
-  page = browser.pages()[0] ?? (await browser.newPage());
-  page.setDefaultTimeout(20_000);
-  page.on('pageerror', (error) => pageErrors.push(error.message));
-  page.on('console', (message) => {
-    if (message.type() === 'error' && /Content Security Policy/i.test(message.text())) pageErrors.push(message.text());
-  });
+  chromium = await openBrowser();
+  ({ browser, page, pageErrors } = chromium);
 });
 
 after(async () => {
-  await browser?.close();
+  await chromium?.close();
   await stack?.stop();
-  rmSync(profile, { recursive: true, force: true });
 });
 
-const shot = (name: string) => page.screenshot({ path: join(screenshots, `${name}.png`), fullPage: true });
+const shot = (name: string) => chromium.shot(name);
 const url = (path: string) => `${stack.baseUrl}${path}`;
 
 test('a wrong token is refused; the admin token signs in with an HttpOnly, SameSite=Strict cookie', async () => {
@@ -98,6 +83,7 @@ test('create a Bash event through the form, run it, and watch its log live', asy
   await page.keyboard.type('echo warn-1 >&2\ncronium_output 7\n');
   assert.ok(await page.locator('.cm-editor .cm-line span').count() > 0, 'the script is highlighted');
   await page.getByLabel('Retries').fill('1');
+  await page.getByLabel('Cron', { exact: true }).check();
   await page.getByLabel('Cron schedule').fill('0 3 * * *');
   await page.getByLabel('Timezone').fill('Europe/Paris');
   await shot('event-form');

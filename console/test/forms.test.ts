@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { create } from '@bufbuild/protobuf';
 import { LabelOp, Priority } from '@cronium/proto/api/v1/common';
-import { EventSchema, EventStatus, EventType } from '@cronium/proto/api/v1/event';
+import { timestampDate } from '@bufbuild/protobuf/wkt';
+import { Action, Concurrency, EventSchema, EventStatus, EventType, IntervalUnit, MissedFire } from '@cronium/proto/api/v1/event';
 import { eventFromForm, FormError, parseEnv } from '../src/lib/server/event-form.ts';
 import { installCommand, parseLabels } from '../src/lib/install-command.ts';
 
@@ -73,4 +74,24 @@ test('labels and the install command', () => {
     'sh install.sh --binary ./cronium-agent --control-plane cp.example.com:8443 --join-token T --labels pool=web,zone=eu',
   );
   assert.equal(installCommand({ controlPlane: 'h:1', token: 'T', labels: {} }), 'sh install.sh --binary ./cronium-agent --control-plane h:1 --join-token T');
+});
+
+test('schedule kinds, policies and actions come from the form', () => {
+  const event = eventFromForm(
+    form({
+      name: 'x', type: 'BASH', targetKind: 'selector', scheduleKind: 'interval', intervalEvery: '90', intervalUnit: 'SECONDS',
+      startAt: '2030-01-02T03:04:05.000Z', maxExecutions: '4', missedFire: 'SKIP', concurrency: 'REPLACE', retryDelaySeconds: '7',
+      actionTrigger: ['ON_FAILURE', 'ON_CONDITION'], actionKind: ['notify', 'runEvent'], actionTarget: ['ch1', 'ev2'],
+      actionTemplate: ['{{event.name}} failed', ''], actionSubject: ['Alert', ''],
+    }),
+  );
+  assert.deepEqual([event.schedule?.interval?.every, event.schedule?.interval?.unit, event.schedule?.cron], [90, IntervalUnit.SECONDS, '']);
+  assert.equal(event.schedule?.startAt && timestampDate(event.schedule.startAt).toISOString(), '2030-01-02T03:04:05.000Z');
+  assert.deepEqual([event.maxExecutions, event.missedFirePolicy, event.concurrencyPolicy, event.retryDelaySeconds], [4, MissedFire.SKIP, Concurrency.REPLACE, 7]);
+  assert.deepEqual(event.actions.map((a) => [a.trigger, a.kind.case, a.kind.value && ('channelId' in a.kind.value ? a.kind.value.channelId : a.kind.value.eventId)]), [
+    [Action.ON_FAILURE, 'notify', 'ch1'],
+    [Action.ON_CONDITION, 'runEvent', 'ev2'],
+  ]);
+  assert.throws(() => eventFromForm(form({ name: 'x', scheduleKind: 'once' })), FormError, 'a one-shot needs its time');
+  assert.throws(() => eventFromForm(form({ name: 'x', actionTrigger: 'ALWAYS', actionKind: 'notify', actionTarget: '' })), /Action 1: choose a channel/);
 });

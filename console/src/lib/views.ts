@@ -4,8 +4,8 @@ import { toJson, type JsonValue } from '@bufbuild/protobuf';
 import { timestampDate, ValueSchema, type Timestamp, type Value } from '@bufbuild/protobuf/wkt';
 import { AgentStatus, type Agent } from '@cronium/proto/api/v1/agent';
 import { LabelOp, type LabelTerm, type Target } from '@cronium/proto/api/v1/common';
-import { EventStatus, EventType, type Event } from '@cronium/proto/api/v1/event';
-import { JobStatus, LogStream, type Job, type LogEntry } from '@cronium/proto/api/v1/job';
+import { Action, Concurrency, EventStatus, EventType, IntervalUnit, MissedFire, type Event, type EventAction, type ScheduleFire } from '@cronium/proto/api/v1/event';
+import { JobStatus, LogStream, type Job, type JobAttempt, type LogEntry } from '@cronium/proto/api/v1/job';
 import { RunStatus, type Run } from '@cronium/proto/api/v1/run';
 import { ServerStatus, type Server } from '@cronium/proto/api/v1/server';
 
@@ -63,6 +63,30 @@ export function jobView(job: Job): JobView {
     createdAt: iso(job.createdAt),
     startedAt: iso(job.startedAt),
     finishedAt: iso(job.finishedAt),
+  };
+}
+
+export interface AttemptView {
+  attempt: number;
+  status: string;
+  exitCode: number | null;
+  error: string;
+  agentId: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  retryAt: string | null;
+}
+
+export function attemptView(attempt: JobAttempt): AttemptView {
+  return {
+    attempt: attempt.attempt,
+    status: enumName(JobStatus, attempt.status),
+    exitCode: attempt.exitCode ?? null,
+    error: attempt.error,
+    agentId: attempt.agentId,
+    startedAt: iso(attempt.startedAt),
+    finishedAt: iso(attempt.finishedAt),
+    retryAt: iso(attempt.retryAt),
   };
 }
 
@@ -133,14 +157,25 @@ export interface EventView {
   env: Record<string, string>;
   timeoutSeconds: number;
   retries: number;
+  scheduleKind: 'none' | 'cron' | 'interval' | 'once';
   cron: string;
   timezone: string;
+  intervalEvery: number;
+  intervalUnit: string;
+  startAt: string | null;
+  maxExecutions: number;
+  executionCount: number;
+  missedFire: string;
+  concurrency: string;
+  retryDelaySeconds: number;
+  actions: ActionView[];
   targetKind: 'selector' | 'servers';
   terms: TermView[];
   serverIds: string[];
   httpMethod: string;
   httpUrl: string;
   network: boolean;
+  webhook: { enabled: boolean; path: string };
   updatedAt: string | null;
 }
 
@@ -148,6 +183,32 @@ function targetView(target: Target | undefined): Pick<EventView, 'targetKind' | 
   if (target?.kind.case === 'servers') return { targetKind: 'servers', terms: [], serverIds: target.kind.value.serverIds };
   const selector = target?.kind.case === 'selector' ? target.kind.value : undefined;
   return { targetKind: 'selector', terms: (selector?.required ?? []).map(termView), serverIds: [] };
+}
+
+function scheduleKind(event: Event): EventView['scheduleKind'] {
+  const schedule = event.schedule;
+  if (schedule?.cron) return 'cron';
+  if (schedule?.interval?.every) return 'interval';
+  if (schedule?.startAt) return 'once';
+  return 'none';
+}
+
+export interface ActionView {
+  trigger: string;
+  kind: 'runEvent' | 'notify';
+  /** The event to run or the channel to notify. */
+  targetId: string;
+  template: string;
+  subject: string;
+}
+
+function actionView(action: EventAction): ActionView {
+  const trigger = Action[action.trigger] ?? 'ON_SUCCESS';
+  if (action.kind.case === 'notify') {
+    const { channelId, template, subject } = action.kind.value;
+    return { trigger, kind: 'notify', targetId: channelId, template, subject };
+  }
+  return { trigger, kind: 'runEvent', targetId: action.kind.case === 'runEvent' ? action.kind.value.eventId : '', template: '', subject: '' };
 }
 
 export function eventView(event: Event): EventView {
@@ -161,14 +222,35 @@ export function eventView(event: Event): EventView {
     env: { ...event.env },
     timeoutSeconds: event.timeoutSeconds,
     retries: event.retries,
+    scheduleKind: scheduleKind(event),
     cron: event.schedule?.cron ?? '',
     timezone: event.schedule?.timezone ?? '',
+    intervalEvery: event.schedule?.interval?.every ?? 0,
+    intervalUnit: IntervalUnit[event.schedule?.interval?.unit ?? IntervalUnit.MINUTES] ?? 'MINUTES',
+    startAt: iso(event.schedule?.startAt),
+    maxExecutions: event.maxExecutions,
+    executionCount: event.executionCount,
+    missedFire: MissedFire[event.missedFirePolicy || MissedFire.RUN_ONCE] ?? 'RUN_ONCE',
+    concurrency: Concurrency[event.concurrencyPolicy || Concurrency.ALLOW] ?? 'ALLOW',
+    retryDelaySeconds: event.retryDelaySeconds,
+    actions: event.actions.map(actionView),
     ...targetView(event.target),
     httpMethod: event.http?.method ?? '',
     httpUrl: event.http?.url ?? '',
     network: event.network,
+    webhook: { enabled: Boolean(event.webhook?.enabled), path: event.webhook?.path ?? '' },
     updatedAt: iso(event.updatedAt),
   };
+}
+
+export interface FireView {
+  scheduledAt: string | null;
+  runId: string;
+  skippedReason: string;
+}
+
+export function fireView(fire: ScheduleFire): FireView {
+  return { scheduledAt: iso(fire.scheduledAt), runId: fire.runId, skippedReason: fire.skippedReason };
 }
 
 export interface AgentView {

@@ -6,8 +6,11 @@ import { error as httpError, isHttpError, redirect } from '@sveltejs/kit';
 import { AgentService } from '@cronium/proto/api/v1/agent';
 import { EventService } from '@cronium/proto/api/v1/event';
 import { JobService } from '@cronium/proto/api/v1/job';
+import { NotificationService } from '@cronium/proto/api/v1/notification';
 import { RunService } from '@cronium/proto/api/v1/run';
 import { ServerService } from '@cronium/proto/api/v1/server';
+import { VariableService } from '@cronium/proto/api/v1/variable';
+import { WorkflowService } from '@cronium/proto/api/v1/workflow';
 
 export function apiUrl(): string {
   return process.env.CRONIUM_API_URL || `http://127.0.0.1:${process.env.CRONIUM_HTTP_PORT || 8080}/api`;
@@ -19,6 +22,9 @@ export interface Api {
   readonly jobs: Client<typeof JobService>;
   readonly agents: Client<typeof AgentService>;
   readonly servers: Client<typeof ServerService>;
+  readonly workflows: Client<typeof WorkflowService>;
+  readonly variables: Client<typeof VariableService>;
+  readonly notifications: Client<typeof NotificationService>;
 }
 
 /**
@@ -40,6 +46,9 @@ export function apiFor(token: string, onUnauthenticated?: () => void): Api {
     jobs: client(createClient(JobService, transport)),
     agents: client(createClient(AgentService, transport)),
     servers: client(createClient(ServerService, transport)),
+    workflows: client(createClient(WorkflowService, transport)),
+    variables: client(createClient(VariableService, transport)),
+    notifications: client(createClient(NotificationService, transport)),
   };
 }
 

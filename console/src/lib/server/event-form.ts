@@ -2,7 +2,11 @@
 // when editing (fields the form does not show are kept).
 import { create } from '@bufbuild/protobuf';
 import { LabelOp, LabelTermSchema, SelectorSchema, ServersSchema, TargetSchema, type Target } from '@cronium/proto/api/v1/common';
-import { EventSchema, EventStatus, EventType, HttpRequestSchema, ScheduleSchema, type Event } from '@cronium/proto/api/v1/event';
+import {
+  Action, Concurrency, EventActionSchema, EventSchema, EventStatus, EventType, HttpRequestSchema, MissedFire,
+  NotifyActionSchema, RunEventActionSchema, type Event, type EventAction,
+} from '@cronium/proto/api/v1/event';
+import { ScheduleError, scheduleFromFields } from '#lib/schedule.ts';
 
 export class FormError extends Error {}
 
@@ -46,13 +50,49 @@ export function eventFromForm(form: FormData, base?: Event): Event {
   event.env = parseEnv(String(form.get('env') ?? ''));
   event.timeoutSeconds = count(form, 'timeoutSeconds', 'Timeout');
   event.retries = count(form, 'retries', 'Retries');
-  const cron = text(form, 'cron');
-  event.schedule = cron ? create(ScheduleSchema, { cron, timezone: text(form, 'timezone') }) : undefined;
+  event.retryDelaySeconds = count(form, 'retryDelaySeconds', 'Retry delay');
+  event.schedule = scheduleFromForm(form);
+  event.maxExecutions = count(form, 'maxExecutions', 'Maximum runs');
+  event.missedFirePolicy = enumValue<MissedFire>(MissedFire, text(form, 'missedFire'), MissedFire.RUN_ONCE);
+  event.concurrencyPolicy = enumValue<Concurrency>(Concurrency, text(form, 'concurrency'), Concurrency.ALLOW);
+  event.actions = actionsFromForm(form);
   if (event.type === EventType.HTTP) {
     event.http = create(HttpRequestSchema, { headers: event.http?.headers, body: event.http?.body, method: text(form, 'httpMethod') || 'GET', url: text(form, 'httpUrl') });
   }
   event.target = targetFromForm(form, event.target);
   return event;
+}
+
+function scheduleFromForm(form: FormData) {
+  // Without a script the browser cannot turn the local time into an instant: read it as UTC.
+  const local = text(form, 'startAtLocal');
+  const startAt = text(form, 'startAt') || (local ? `${local}Z` : '');
+  // Forms from before the schedule kinds had only a cron field.
+  const kind = text(form, 'scheduleKind') || (text(form, 'cron') ? 'cron' : 'none');
+  try {
+    return scheduleFromFields({ kind, cron: text(form, 'cron'), timezone: text(form, 'timezone'), intervalEvery: text(form, 'intervalEvery'), intervalUnit: text(form, 'intervalUnit'), startAt });
+  } catch (error) {
+    throw error instanceof ScheduleError ? new FormError(error.message) : error;
+  }
+}
+
+/** One action per row of the actions table: trigger, kind (runEvent or notify), the event or channel, and the message. */
+function actionsFromForm(form: FormData): EventAction[] {
+  const triggers = form.getAll('actionTrigger').map(String);
+  const kinds = form.getAll('actionKind').map(String);
+  const targets = form.getAll('actionTarget').map(String);
+  const templates = form.getAll('actionTemplate').map(String);
+  const subjects = form.getAll('actionSubject').map(String);
+  return triggers.map((name, i) => {
+    const trigger = enumValue<Action>(Action, name, Action.ON_SUCCESS);
+    const target = (targets[i] ?? '').trim();
+    if (!target) throw new FormError(`Action ${i + 1}: choose ${kinds[i] === 'notify' ? 'a channel' : 'an event'}`);
+    if (kinds[i] === 'notify') {
+      const notify = create(NotifyActionSchema, { channelId: target, template: templates[i] ?? '', subject: (subjects[i] ?? '').trim() });
+      return create(EventActionSchema, { trigger, kind: { case: 'notify', value: notify } });
+    }
+    return create(EventActionSchema, { trigger, kind: { case: 'runEvent', value: create(RunEventActionSchema, { eventId: target }) } });
+  });
 }
 
 function targetFromForm(form: FormData, base: Target | undefined): Target | undefined {

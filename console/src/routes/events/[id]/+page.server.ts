@@ -1,18 +1,20 @@
-import { fromJson, type JsonValue } from '@bufbuild/protobuf';
-import { ValueSchema, type Value } from '@bufbuild/protobuf/wkt';
+import type { Value } from '@bufbuild/protobuf/wkt';
 import { fail, redirect } from '@sveltejs/kit';
 import { eventFromForm } from '#lib/server/event-form.ts';
 import { attempt } from '#lib/server/forms.ts';
-import { eventView, runView, serverView } from '#lib/views.ts';
+import { jsonInput } from '#lib/server/json-input.ts';
+import { eventFormData } from '#lib/server/event-form-data.ts';
+import { eventView, fireView, runView } from '#lib/views.ts';
 import type { Actions, PageServerLoad } from './$types';
 
 export const load: PageServerLoad = async ({ locals, params }) => {
-  const [{ event }, { servers }, { runs }] = await Promise.all([
+  const [{ event }, formData, { runs }, { fires }] = await Promise.all([
     locals.api.events.getEvent({ id: params.id }),
-    locals.api.servers.listServers({}),
+    eventFormData(locals.api),
     locals.api.runs.listRuns({ eventId: params.id, pageSize: 10 }),
+    locals.api.events.listScheduleFires({ eventId: params.id, pageSize: 10 }),
   ]);
-  return { event: eventView(event!), servers: servers.map(serverView), runs: runs.map(runView) };
+  return { event: eventView(event!), ...formData, runs: runs.map(runView), fires: fires.map(fireView) };
 };
 
 export const actions: Actions = {
@@ -25,20 +27,28 @@ export const actions: Actions = {
     });
   },
   run: async ({ request, locals, params }) => {
-    const raw = String((await request.formData()).get('input') ?? '').trim();
     let input: Value | undefined;
-    if (raw) {
-      try {
-        input = fromJson(ValueSchema, JSON.parse(raw) as JsonValue);
-      } catch {
-        return fail(400, { runError: 'Input must be valid JSON, e.g. {"name": "world"}' });
-      }
+    try {
+      input = jsonInput(await request.formData());
+    } catch (error) {
+      return fail(400, { runError: (error as Error).message });
     }
     return attempt(async () => {
       const { run } = await locals.api.events.runEvent({ id: params.id, input });
       redirect(303, `/runs/${run!.id}`);
     });
   },
+  rotate: ({ locals, params }) =>
+    attempt(async () => {
+      const { event } = await locals.api.events.rotateEventWebhook({ id: params.id });
+      // The secret is in this answer only: shown once, never loaded again.
+      return { webhookSecret: event!.webhook?.secret ?? '', webhookPath: event!.webhook?.path ?? '' };
+    }, 'webhookError'),
+  webhookOff: ({ locals, params }) =>
+    attempt(async () => {
+      await locals.api.events.disableEventWebhook({ id: params.id });
+      return { webhookOff: true };
+    }, 'webhookError'),
   delete: async ({ locals, params }) => {
     return attempt(async () => {
       await locals.api.events.deleteEvent({ id: params.id });

@@ -1,13 +1,10 @@
 import { redirect } from '@sveltejs/kit';
 import { eventFromForm } from '#lib/server/event-form.ts';
 import { attempt } from '#lib/server/forms.ts';
-import { serverView } from '#lib/views.ts';
+import { eventFormData } from '#lib/server/event-form-data.ts';
 import type { Actions, PageServerLoad } from './$types';
 
-export const load: PageServerLoad = async ({ locals }) => {
-  const { servers } = await locals.api.servers.listServers({});
-  return { servers: servers.map(serverView) };
-};
+export const load: PageServerLoad = ({ locals }) => eventFormData(locals.api);
 
 export const actions: Actions = {
   save: async ({ request, locals }) => {
