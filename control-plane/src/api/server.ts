@@ -7,6 +7,7 @@ import { EventService } from '@cronium/proto/api/v1/event';
 import { RunService } from '@cronium/proto/api/v1/run';
 import { JobService } from '@cronium/proto/api/v1/job';
 import { authInterceptor } from './auth.ts';
+import { storeErrorInterceptor } from './store-errors.ts';
 import { eventService } from './event-service.ts';
 import { runService } from './run-service.ts';
 import { jobService } from './job-service.ts';
@@ -50,7 +51,7 @@ export async function startApiServer(deps: ApiDeps, options: ApiServerOptions): 
   const adapter = connectNodeAdapter({
     routes,
     requestPathPrefix: '/api',
-    interceptors: [authInterceptor(deps.db)],
+    interceptors: [storeErrorInterceptor(), authInterceptor(deps.db)],
     readMaxBytes: MAX_MESSAGE_BYTES,
     writeMaxBytes: MAX_MESSAGE_BYTES,
     fallback: (req, res) => {

@@ -16,10 +16,10 @@ import type { Bus } from '../bus/bus.ts';
 import { inTransaction, type Db } from '../store/database.ts';
 import type { JobRow } from '../store/schema.ts';
 import type { DispatchTarget, OfferContext } from '../dispatcher.ts';
-import { acceptOffer, completeAttempt, markStarted, rejectOffer, renewLeases, type Finished } from '../queue/transitions.ts';
+import { acceptOffer, completeAttempt, markStarted, rejectOffer, renewLeases, type Fence, type Finished } from '../queue/transitions.ts';
 import { appendLogs, type LogChunkRow } from '../queue/logs.ts';
 import { publishJob, publishLog, kickDispatch } from '../job-events.ts';
-import { cancelMessage, fenceOf, logStreamNumbers, offerMessage, refOf, terminalStates } from '../wire/agent-messages.ts';
+import { cancelMessage, fenceOf, logStreamNumbers, offerMessage, refOf, storable, storableJson, terminalStates } from '../wire/agent-messages.ts';
 import { plainJson } from '../wire/api-messages.ts';
 import type { Metrics } from '../metrics.ts';
 
@@ -161,6 +161,11 @@ export class AgentSession implements DispatchTarget {
     for (const effect of afterCommit) effect();
   }
 
+  /** Another agent's job reference, even with the right lease id, never moves that job. */
+  #fence(ref: JobRef | undefined): Fence {
+    return { ...fenceOf(ref), agentId: this.id };
+  }
+
   get #db(): Db {
     return this.#batch?.db ?? this.#deps.db;
   }
@@ -218,7 +223,7 @@ export class AgentSession implements DispatchTarget {
 
   async #accept(ref: JobRef | undefined): Promise<void> {
     if (!ref) return;
-    const outcome = await acceptOffer(this.#deps.db, fenceOf(ref), this.#deps.timings.leaseTtlMs);
+    const outcome = await acceptOffer(this.#deps.db, this.#fence(ref), this.#deps.timings.leaseTtlMs);
     if (outcome === 'stale') {
       this.#leases.delete(ref.leaseId);
       this.#send(cancelMessage(ref, 'offer expired before it was accepted', true));
@@ -231,13 +236,13 @@ export class AgentSession implements DispatchTarget {
   async #reject(ref: JobRef | undefined, reason: string): Promise<void> {
     this.#deps.log('agent rejected an offer', { agentId: this.id, jobId: ref?.jobId, reason });
     if (ref) this.#leases.delete(ref.leaseId);
-    if ((await rejectOffer(this.#db, fenceOf(ref))) === 'applied') this.#later(() => kickDispatch(this.#deps.bus));
+    if ((await rejectOffer(this.#db, this.#fence(ref))) === 'applied') this.#later(() => kickDispatch(this.#deps.bus));
   }
 
   async #status(status: JobStatus): Promise<void> {
     const ref = status.job;
     if (!ref) return;
-    const fence = fenceOf(ref);
+    const fence = this.#fence(ref);
     const ack = () =>
       this.#later(() => this.#send(create(ConnectResponseSchema, { kind: { case: 'statusAck', value: { job: ref, state: status.state } } })));
     if (status.state === JobState.STARTED) {
@@ -258,12 +263,12 @@ export class AgentSession implements DispatchTarget {
     const { outcome, finished } = await completeAttempt(this.#db, fence, {
       status: terminal,
       exitCode: status.exitCode,
-      error: status.error,
-      output: status.output ? plainJson(status.output) : undefined,
+      error: storable(status.error),
+      output: status.output ? storableJson(plainJson(status.output)) : undefined,
       condition: status.condition,
       logTruncated: status.logTruncated,
       oomKilled: status.oomKilled,
-      variablesSet: status.variablesSet,
+      variablesSet: storableJson(status.variablesSet),
       finishedAt: status.at ? timestampDate(status.at) : undefined,
     });
     ack();

@@ -1,6 +1,6 @@
-import { sql } from 'kysely';
+import { sql, type ExpressionBuilder } from 'kysely';
 import { inTransaction, type Db } from '../store/database.ts';
-import type { JobRow, JobStatus, RunRow } from '../store/schema.ts';
+import type { Database, JobRow, JobStatus, RunRow } from '../store/schema.ts';
 import { isTerminal, retryDelayMs, runOutcome } from '../domain/run-status.ts';
 import { afterRunSettled } from './after-run.ts';
 
@@ -9,6 +9,8 @@ export interface Fence {
   readonly jobId: string;
   readonly attempt: number;
   readonly leaseId: string;
+  /** The agent that reports: when set, only the agent the attempt was offered to may change it. */
+  readonly agentId?: string;
 }
 
 /** applied: the change was made; duplicate: it was made before; stale: the fence no longer holds. */
@@ -40,11 +42,20 @@ async function lockFenced(tx: Tx, fence: Fence): Promise<JobRow | undefined> {
   return tx
     .selectFrom('jobs')
     .selectAll()
-    .where('id', '=', fence.jobId)
-    .where('attempt', '=', fence.attempt)
-    .where('lease_id', '=', fence.leaseId)
+    .where(fenced(fence))
     .forUpdate()
     .executeTakeFirst();
+}
+
+/** The fence's guards on a jobs query: the attempt, its lease and, when the fence names one, the agent holding it. */
+function fenced(fence: Fence) {
+  return (eb: ExpressionBuilder<Database, 'jobs'>) =>
+    eb.and([
+      eb('id', '=', fence.jobId),
+      eb('attempt', '=', fence.attempt),
+      eb('lease_id', '=', fence.leaseId),
+      ...(fence.agentId === undefined ? [] : [eb('agent_id', '=', fence.agentId)]),
+    ]);
 }
 
 function interval(ms: number) {
@@ -56,9 +67,7 @@ export async function acceptOffer(db: Db, fence: Fence, leaseTtlMs: number): Pro
   const accepted = await db
     .updateTable('jobs')
     .set({ accepted_at: sql<Date>`now()`, lease_expires_at: interval(leaseTtlMs) })
-    .where('id', '=', fence.jobId)
-    .where('attempt', '=', fence.attempt)
-    .where('lease_id', '=', fence.leaseId)
+    .where(fenced(fence))
     .where('status', 'in', ['offered', 'running'])
     .where('accepted_at', 'is', null)
     .executeTakeFirst();
@@ -66,9 +75,7 @@ export async function acceptOffer(db: Db, fence: Fence, leaseTtlMs: number): Pro
   const job = await db
     .selectFrom('jobs')
     .select(['status', 'accepted_at'])
-    .where('id', '=', fence.jobId)
-    .where('attempt', '=', fence.attempt)
-    .where('lease_id', '=', fence.leaseId)
+    .where(fenced(fence))
     .executeTakeFirst();
   return job && job.accepted_at && (job.status === 'offered' || job.status === 'running') ? 'duplicate' : 'stale';
 }
@@ -78,9 +85,7 @@ export async function rejectOffer(db: Db, fence: Fence): Promise<FenceOutcome> {
   const result = await db
     .updateTable('jobs')
     .set({ status: 'queued', agent_id: null, lease_id: null, offer_expires_at: null, accepted_at: null })
-    .where('id', '=', fence.jobId)
-    .where('attempt', '=', fence.attempt)
-    .where('lease_id', '=', fence.leaseId)
+    .where(fenced(fence))
     .where('status', '=', 'offered')
     .executeTakeFirst();
   return result.numUpdatedRows > 0n ? 'applied' : 'stale';
@@ -95,9 +100,7 @@ export async function markStarted(db: Db, fence: Fence, at: Date, leaseTtlMs: nu
       accepted_at: sql<Date>`coalesce(accepted_at, now())`,
       lease_expires_at: interval(leaseTtlMs),
     })
-    .where('id', '=', fence.jobId)
-    .where('attempt', '=', fence.attempt)
-    .where('lease_id', '=', fence.leaseId)
+    .where(fenced(fence))
     .where('status', '=', 'offered')
     .returningAll()
     .executeTakeFirst();
@@ -105,9 +108,7 @@ export async function markStarted(db: Db, fence: Fence, at: Date, leaseTtlMs: nu
   const job = await db
     .selectFrom('jobs')
     .selectAll()
-    .where('id', '=', fence.jobId)
-    .where('attempt', '=', fence.attempt)
-    .where('lease_id', '=', fence.leaseId)
+    .where(fenced(fence))
     .executeTakeFirst();
   // A start for an attempt that already ended (e.g. its lease expired) is stale: the agent must stop it.
   return job?.status === 'running' ? { outcome: 'duplicate', job } : { outcome: 'stale' };
