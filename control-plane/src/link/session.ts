@@ -206,7 +206,9 @@ export class AgentSession implements DispatchTarget {
 
   async #heartbeat(running: readonly JobRef[]): Promise<void> {
     const held = running.filter((ref) => this.#leases.has(ref.leaseId)).map((ref) => ref.leaseId);
-    await renewLeases(this.#db, this.id, held, this.#deps.timings.leaseTtlMs);
+    const cancelling = await renewLeases(this.#db, this.id, held, this.#deps.timings.leaseTtlMs);
+    // The bus may have lost the user's cancel; the store has it. The agent treats repeats as one.
+    for (const job of cancelling) this.#later(() => this.#send(cancelMessage(refOf(job), 'cancelled by a user', false)));
     await this.#db.updateTable('agents').set({ last_heartbeat_at: new Date() }).where('id', '=', this.id).execute();
   }
 

@@ -228,17 +228,27 @@ export async function settleOpenRuns(db: Db): Promise<RunRow[]> {
   return settled;
 }
 
-/** Heartbeat: extends the leases the agent still holds. */
-export async function renewLeases(db: Db, agentId: string, leaseIds: readonly string[], leaseTtlMs: number): Promise<void> {
-  if (leaseIds.length === 0) return;
-  await db
+/**
+ * Heartbeat: extends the leases the agent still holds. Returns those of jobs a
+ * user asked to cancel, so the cancel reaches the agent even when the bus lost it.
+ */
+export async function renewLeases(
+  db: Db,
+  agentId: string,
+  leaseIds: readonly string[],
+  leaseTtlMs: number,
+): Promise<Pick<JobRow, 'id' | 'attempt' | 'lease_id'>[]> {
+  if (leaseIds.length === 0) return [];
+  const renewed = await db
     .updateTable('jobs')
     .set({ lease_expires_at: interval(leaseTtlMs) })
     .where('agent_id', '=', agentId)
     .where('lease_id', 'in', leaseIds)
     .where('status', 'in', ['offered', 'running'])
     .where('accepted_at', 'is not', null)
+    .returning(['id', 'attempt', 'lease_id', 'cancel_requested'])
     .execute();
+  return renewed.filter((job) => job.cancel_requested);
 }
 
 /** Offers nobody accepted in time go back to the queue, same attempt. */
