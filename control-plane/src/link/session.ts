@@ -16,7 +16,7 @@ import type { Bus } from '../bus/bus.ts';
 import { inTransaction, type Db } from '../store/database.ts';
 import type { JobRow } from '../store/schema.ts';
 import type { DispatchTarget, OfferContext } from '../dispatcher.ts';
-import { acceptOffer, completeAttempt, markStarted, rejectOffer, renewLeases, type Fence, type Finished } from '../queue/transitions.ts';
+import { acceptOffer, completeAttempt, markStarted, rejectOffer, renewLeases, liveLeases, type Fence, type Finished } from '../queue/transitions.ts';
 import { appendLogs, type LogChunkRow } from '../queue/logs.ts';
 import { publishJob, publishLog, kickDispatch } from '../job-events.ts';
 import { cancelMessage, fenceOf, logStreamNumbers, offerMessage, refOf, storable, storableJson, terminalStates } from '../wire/agent-messages.ts';
@@ -206,9 +206,14 @@ export class AgentSession implements DispatchTarget {
 
   async #heartbeat(running: readonly JobRef[]): Promise<void> {
     const held = running.filter((ref) => this.#leases.has(ref.leaseId)).map((ref) => ref.leaseId);
-    const cancelling = await renewLeases(this.#db, this.id, held, this.#deps.timings.leaseTtlMs);
+    const renewed = await renewLeases(this.#db, this.id, held, this.#deps.timings.leaseTtlMs);
     // The bus may have lost the user's cancel; the store has it. The agent treats repeats as one.
-    for (const job of cancelling) this.#later(() => this.#send(cancelMessage(refOf(job), 'cancelled by a user', false)));
+    for (const job of renewed) if (job.cancel_requested) this.#later(() => this.#send(cancelMessage(refOf(job), 'cancelled by a user', false)));
+    // An attempt the agent still runs whose lease ran out (a partition longer than the lease) must stop: its job moved on.
+    const renewedIds = new Set(renewed.map((job) => job.lease_id));
+    const unrenewed = running.filter((ref) => !renewedIds.has(ref.leaseId));
+    const live = await liveLeases(this.#db, this.id, unrenewed.map((ref) => storable(ref.leaseId)));
+    for (const ref of unrenewed) if (!live.has(ref.leaseId)) this.#fencedOut(ref);
     await this.#db.updateTable('agents').set({ last_heartbeat_at: new Date() }).where('id', '=', this.id).execute();
   }
 

@@ -229,15 +229,16 @@ export async function settleOpenRuns(db: Db): Promise<RunRow[]> {
 }
 
 /**
- * Heartbeat: extends the leases the agent still holds. Returns those of jobs a
- * user asked to cancel, so the cancel reaches the agent even when the bus lost it.
+ * Heartbeat: extends the leases the agent still holds, and returns them (with
+ * whether a user asked to cancel, so the cancel reaches the agent even when
+ * the bus lost it).
  */
 export async function renewLeases(
   db: Db,
   agentId: string,
   leaseIds: readonly string[],
   leaseTtlMs: number,
-): Promise<Pick<JobRow, 'id' | 'attempt' | 'lease_id'>[]> {
+): Promise<Pick<JobRow, 'id' | 'attempt' | 'lease_id' | 'cancel_requested'>[]> {
   if (leaseIds.length === 0) return [];
   const renewed = await db
     .updateTable('jobs')
@@ -248,7 +249,20 @@ export async function renewLeases(
     .where('accepted_at', 'is not', null)
     .returning(['id', 'attempt', 'lease_id', 'cancel_requested'])
     .execute();
-  return renewed.filter((job) => job.cancel_requested);
+  return renewed;
+}
+
+/** Which of these leases are still the current attempt of a live job on this agent (an accept may still be on its way). */
+export async function liveLeases(db: Db, agentId: string, leaseIds: readonly string[]): Promise<Set<string>> {
+  if (leaseIds.length === 0) return new Set();
+  const rows = await db
+    .selectFrom('jobs')
+    .select('lease_id')
+    .where('agent_id', '=', agentId)
+    .where('lease_id', 'in', leaseIds)
+    .where('status', 'in', ['offered', 'running'])
+    .execute();
+  return new Set(rows.map((row) => row.lease_id!));
 }
 
 /** Offers nobody accepted in time go back to the queue, same attempt. */
