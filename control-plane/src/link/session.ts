@@ -70,6 +70,8 @@ export class AgentSession implements DispatchTarget {
   readonly #send: (message: ConnectResponse) => void;
   readonly #leases = new Map<string, Lease>();
   #draining = false;
+  /** An offer went unanswered and nothing was heard since: the stream may be dead, so no more offers until the agent shows life. */
+  #unresponsive = false;
   /** While a batch is handled: its transaction, and what to do once it commits. */
   #batch: { readonly db: Db; readonly afterCommit: (() => void)[] } | undefined;
 
@@ -85,7 +87,7 @@ export class AgentSession implements DispatchTarget {
   }
 
   get freeSlots(): number {
-    if (this.#draining) return 0;
+    if (this.#draining || this.#unresponsive) return 0;
     let busy = 0;
     for (const lease of this.#leases.values()) if (!lease.finishing) busy++;
     return this.slots - busy;
@@ -139,7 +141,10 @@ export class AgentSession implements DispatchTarget {
   /** Drops offers the agent never answered; the reaper requeues them in the database. */
   expireOffers(now = Date.now()): void {
     for (const [leaseId, lease] of this.#leases) {
-      if (!lease.accepted && now - lease.offeredAt > this.#deps.timings.offerTimeoutMs) this.#leases.delete(leaseId);
+      if (!lease.accepted && now - lease.offeredAt > this.#deps.timings.offerTimeoutMs) {
+        this.#leases.delete(leaseId);
+        this.#unresponsive = true;
+      }
     }
   }
 
@@ -149,6 +154,7 @@ export class AgentSession implements DispatchTarget {
    * go out only after the commit: nothing is acknowledged that was not stored.
    */
   async handle(batch: readonly ConnectRequest[]): Promise<void> {
+    this.#unresponsive = false;
     const afterCommit: (() => void)[] = [];
     await inTransaction(this.#deps.db, async (db) => {
       this.#batch = { db, afterCommit };
@@ -224,6 +230,7 @@ export class AgentSession implements DispatchTarget {
    */
   async acceptNow(message: ConnectRequest): Promise<boolean> {
     if (message.kind.case !== 'jobAccept') return false;
+    this.#unresponsive = false;
     await this.#accept(message.kind.value.job);
     return true;
   }
