@@ -54,6 +54,7 @@ describe('agents killed mid-job', () => {
     const listed = (await stack.ok('cronium.api.v1.JobService/ListJobs', { pageSize: 500 })).jobs.filter((job: any) => jobs.has(job.id));
     assert.equal(listed.length, jobs.size, 'no job lost (as the API lists them)');
     const history = await checkHistory(database.url, jobs, counter, { stepLogs: true });
+    console.log('agent kills', { rounds: ROUNDS, history });
     // The kills really hit running jobs (otherwise this test shows nothing).
     assert.ok(history.interrupted > 0 || history.retried > 0, `some jobs were interrupted: ${JSON.stringify(history)}`);
   });

@@ -22,6 +22,7 @@ describe('Postgres restarted while jobs are claimed', () => {
     counter = await new StartCounter().start();
     stack = new Stack({ databaseUrl: postgres.url });
     await stack.start();
+    if (process.env.CRONIUM_KEEP_TEST_DATA) console.log('data in', stack.dataDir);
   });
   after(async () => {
     await stack?.stop();
