@@ -265,8 +265,13 @@ export async function liveLeases(db: Db, agentId: string, leaseIds: readonly str
   return new Set(rows.map((row) => row.lease_id!));
 }
 
-/** Offers nobody accepted in time go back to the queue, same attempt. */
-export async function requeueExpiredOffers(db: Db): Promise<number> {
+/**
+ * Offers nobody accepted in time go back to the queue, same attempt. With
+ * `madeSince`, only offers made from then on: an offer a previous process made
+ * may have been accepted and started by an agent whose accept died with that
+ * process; the agent reports it when it reconnects (resumeAttempts).
+ */
+export async function requeueExpiredOffers(db: Db, madeSince?: Date): Promise<number> {
   // Rows an agent session is changing right now are skipped, never waited for (no deadlock with a session's batch).
   const result = await db
     .updateTable('jobs')
@@ -278,6 +283,7 @@ export async function requeueExpiredOffers(db: Db): Promise<number> {
         .where('status', '=', 'offered')
         .where('accepted_at', 'is', null)
         .where('offer_expires_at', '<', sql<Date>`now()`)
+        .$if(madeSince !== undefined, (qb) => qb.where('offered_at', '>=', madeSince!))
         .forUpdate()
         .skipLocked(),
     )
