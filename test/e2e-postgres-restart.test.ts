@@ -66,6 +66,12 @@ describe('Postgres restarted while jobs are claimed', () => {
         }
         await sleep(200);
       }
+      // A live stream opened meanwhile ends with the same answer.
+      const watched = await stack.watchJob(first).then(
+        () => 'ended normally',
+        (error: Error) => error.message,
+      );
+      assert.match(watched, /"code":"unavailable"/);
       await postgres.start();
       assert.equal(stack.controlPlane!.exitCode, null, 'the control plane kept running');
       await stack.waitForApi(30_000);
