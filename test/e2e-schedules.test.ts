@@ -2,6 +2,7 @@
 // one leader among replicas sharing Postgres, with the leadership handed over
 // when the leader is killed.
 import { after, before, describe, test } from 'node:test';
+import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,10 +21,12 @@ describe('schedules', () => {
 
   before(async () => {
     database = await freshDatabase('e2e_schedules');
-    first = new Stack({ databaseUrl: database.url });
+    // Replicas share the cluster's keys through the database, sealed with one master key.
+    const env = { CRONIUM_ENCRYPTION_KEY: randomBytes(32).toString('base64') };
+    first = new Stack({ databaseUrl: database.url, env });
     await first.start();
     // A second replica on the same database (its own ports and data folder, no agent of its own).
-    second = new Stack({ databaseUrl: database.url });
+    second = new Stack({ databaseUrl: database.url, env });
     second.httpPort = await freePort();
     second.grpcPort = await freePort();
     second.agentPort = await freePort();
