@@ -4,43 +4,19 @@
 // logs arrive whole. CRONIUM_FAULT_ROUNDS sets the number of agent kills (20).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RemoteAgent, Stack, freshDatabase } from './harness.ts';
+import { StartCounter, checkHistory, waitAllTerminal } from './history.ts';
 
 const ROUNDS = Number(process.env.CRONIUM_FAULT_ROUNDS ?? 20);
-const TERMINAL = ['JOB_STATUS_SUCCEEDED', 'JOB_STATUS_FAILED', 'JOB_STATUS_TIMED_OUT', 'JOB_STATUS_CANCELLED'];
-
-/** Counts job starts outside the containers: each job reports (job, attempt) here when it begins. */
-async function startCounter(): Promise<{ server: Server; port: number; starts: Map<string, number[]> }> {
-  const starts = new Map<string, number[]>();
-  const server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://x');
-    const job = url.searchParams.get('job') ?? '';
-    starts.set(job, [...(starts.get(job) ?? []), Number(url.searchParams.get('attempt'))]);
-    res.end('ok');
-  });
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  return { server, port: (server.address() as { port: number }).port, starts };
-}
-
-function script(port: number): string {
-  return [
-    'import os, random, time, urllib.request',
-    `urllib.request.urlopen(f"http://127.0.0.1:${port}/start?job={os.environ['CRONIUM_JOB_ID']}&attempt={os.environ['CRONIUM_ATTEMPT']}").read()`,
-    'for i in range(random.randint(2, 8)):',
-    '    print("step", i, flush=True)',
-    '    time.sleep(0.25)',
-  ].join('\n');
-}
 
 describe('agents killed mid-job', () => {
   let stack: Stack;
   let database: Awaited<ReturnType<typeof freshDatabase>>;
-  let counter: Awaited<ReturnType<typeof startCounter>>;
+  let counter: StartCounter;
 
   before(async () => {
-    counter = await startCounter();
+    counter = await new StartCounter().start();
     database = await freshDatabase('e2e_faults');
     stack = new Stack({ databaseUrl: database.url, env: { CRONIUM_OFFER_TIMEOUT_MS: '2000', CRONIUM_LEASE_TTL_MS: '6000', CRONIUM_RESTART_GRACE_MS: '6000' } });
     await stack.start();
@@ -48,15 +24,15 @@ describe('agents killed mid-job', () => {
   after(async () => {
     await stack?.stop();
     await database?.drop();
-    counter?.server.close();
+    counter?.close();
   });
 
   test(`${ROUNDS} SIGKILLs at random points: one terminal state each, none lost, no job without retries started twice`, { timeout: 600_000 }, async () => {
     const agentEnv = { CRONIUM_DOCKER_NETWORK: 'host' };
     const victims = [await stack.remoteAgent({ labels: { pool: 'faulty' }, slots: 3, env: agentEnv }), await stack.remoteAgent({ labels: { pool: 'faulty' }, slots: 3, env: agentEnv })];
     const selector = { required: [{ key: 'pool', op: 'LABEL_OP_EQ', values: ['faulty'] }] };
-    const once = await stack.createEvent({ name: 'no retries', type: 'EVENT_TYPE_PYTHON', script: script(counter.port), network: true, retries: 0, target: { selector } });
-    const retried = await stack.createEvent({ name: 'three retries', type: 'EVENT_TYPE_PYTHON', script: script(counter.port), network: true, retries: 3, retryDelaySeconds: 1, target: { selector } });
+    const once = await stack.createEvent({ name: 'no retries', type: 'EVENT_TYPE_PYTHON', script: counter.script(), network: true, retries: 0, target: { selector } });
+    const retried = await stack.createEvent({ name: 'three retries', type: 'EVENT_TYPE_PYTHON', script: counter.script(), network: true, retries: 3, retryDelaySeconds: 1, target: { selector } });
     const jobs = new Map<string, { retries: number }>();
     const runSome = async () => {
       for (const event of [once, retried, once]) {
@@ -74,30 +50,13 @@ describe('agents killed mid-job', () => {
     }
     await runSome();
 
-    const deadline = Date.now() + 120_000;
-    let pending = [...jobs.keys()];
-    while (pending.length > 0 && Date.now() < deadline) {
-      const states = await Promise.all(pending.map((id) => stack.getJob(id)));
-      pending = states.filter((job) => !TERMINAL.includes(job.status)).map((job) => job.id);
-      if (pending.length > 0) await sleep(500);
-    }
-    assert.deepEqual(pending, [], 'every job reached a terminal state');
-
+    assert.deepEqual(await waitAllTerminal((id) => stack.getJob(id), jobs.keys(), 120_000), [], 'every job reached a terminal state');
     const listed = (await stack.ok('cronium.api.v1.JobService/ListJobs', { pageSize: 500 })).jobs.filter((job: any) => jobs.has(job.id));
-    assert.equal(listed.length, jobs.size, 'no job lost');
-    let restartedFailures = 0;
-    for (const job of listed) {
-      const { retries } = jobs.get(job.id)!;
-      const starts = counter.starts.get(job.id) ?? [];
-      if (retries === 0) assert.ok(starts.length <= 1, `job ${job.id} without retries started ${starts.length} times`);
-      assert.equal(new Set(starts).size, starts.length, `job ${job.id}: an attempt started twice (${starts})`);
-      assert.ok(job.attempt <= retries + 1, `job ${job.id} ran ${job.attempt} attempts with ${retries} retries`);
-      if (/restarted|lease expired/.test(job.error)) restartedFailures++;
-      const run = (await stack.ok('cronium.api.v1.RunService/GetRun', { id: job.runId })).run;
-      assert.notEqual(run.status, 'RUN_STATUS_RUNNING', 'the run settled');
-    }
+    assert.equal(listed.length, jobs.size, 'no job lost (as the API lists them)');
+    const history = await checkHistory(database.url, jobs, counter, { stepLogs: true });
+    console.log('agent kills', { rounds: ROUNDS, history });
     // The kills really hit running jobs (otherwise this test shows nothing).
-    assert.ok(restartedFailures > 0 || listed.some((job: any) => job.attempt > 1), 'some jobs were interrupted');
+    assert.ok(history.interrupted > 0 || history.retried > 0, `some jobs were interrupted: ${JSON.stringify(history)}`);
   });
 });
 

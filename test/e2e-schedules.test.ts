@@ -3,8 +3,8 @@
 // Postgres, with the leadership handed over when the leader is killed.
 // CRONIUM_SCHEDULER_SOAK_SECONDS sets how long the leader-kill test watches (20).
 import { after, before, describe, test } from 'node:test';
-import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -41,7 +41,7 @@ describe('schedules', () => {
 
   before(async () => {
     database = await freshDatabase('e2e_schedules');
-    // Replicas share the database and the master key (which seals the cluster's CA).
+    // Replicas share the cluster's keys through the database, sealed with one master key.
     const env = { CRONIUM_ENCRYPTION_KEY: randomBytes(32).toString('base64') };
     first = new Stack({ databaseUrl: database.url, env });
     await first.start();

@@ -128,6 +128,8 @@ export class Runner {
   cancel(ref: JobRef, reason: string, stale: boolean): void {
     const job = this.#jobs.get(ref.leaseId);
     if (!job) return;
+    // The control plane repeats a cancel with every heartbeat until the job stops.
+    if (!stale && job.abort.signal.aborted) return;
     if (stale) {
       job.stale = true;
       this.outbox.dropLease(ref.leaseId);

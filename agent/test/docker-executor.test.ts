@@ -254,6 +254,7 @@ describe('DockerExecutor', { concurrency: 4, timeout: 120_000 }, () => {
     assert.equal(hc.NetworkMode, 'none');
     assert.equal(hc.Privileged, false);
     assert.equal(hc.PidsLimit, 256);
+    assert.equal(hc.LogConfig?.Type, 'none', 'output is not also written to the host disk');
     assert.equal(hc.Memory, 128 * MiB);
     assert.equal(hc.MemorySwap, 128 * MiB);
     assert.equal(hc.NanoCpus, 500_000_000);

@@ -520,7 +520,8 @@ describe('login shell quirks (server C)', { timeout: 60_000 }, () => {
 });
 
 describe('SshPool (server C)', { timeout: 120_000 }, () => {
-  test('the second job reuses the connection and is faster than on a fresh one', async (t) => {
+  // Speed is the ssh-job benchmark's to measure (a timed assert fails on a loaded machine); this shows the reuse.
+  test('later jobs reuse the first connection: one connect for six jobs', async (t) => {
     const fresh: number[] = [];
     const pooled: number[] = [];
     const job = () => spec('bash', 'true', targetOf(C));
@@ -549,7 +550,6 @@ describe('SshPool (server C)', { timeout: 120_000 }, () => {
     assert.equal(stats.reuses, 5);
     t.diagnostic(`fresh connection: median ${median(fresh).toFixed(1)} ms (${fresh.map((x) => x.toFixed(0)).join(', ')})`);
     t.diagnostic(`pooled connection: median ${median(pooled).toFixed(1)} ms (${pooled.map((x) => x.toFixed(0)).join(', ')})`);
-    assert.ok(median(pooled) < median(fresh), `pooled ${median(pooled).toFixed(1)} ms vs fresh ${median(fresh).toFixed(1)} ms`);
     await assertNothingLeft(C);
   });
 

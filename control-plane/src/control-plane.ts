@@ -218,6 +218,8 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     { host: config.host, httpPort: config.httpPort, grpcPort: config.grpcPort });
 
   // Leases are not judged until agents had time to reconnect after this start.
+  // In the database's clock, which stamps offers.
+  const startedAt = (await sql<{ now: Date }>`select now() as now`.execute(db)).rows[0]!.now;
   const leasesJudgedFrom = Date.now() + Math.max(config.leaseTtlMs, config.restartGraceMs);
   let reaping = false;
   const reaper = setInterval(async () => {
@@ -225,7 +227,8 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     reaping = true;
     try {
       for (const session of link.sessions.values()) session.expireOffers();
-      if ((await requeueExpiredOffers(db)) > 0) dispatcher.kick();
+      // Until agents had time to reconnect, an earlier process's offers may be running on them: only ours are requeued.
+      if ((await requeueExpiredOffers(db, Date.now() >= leasesJudgedFrom ? undefined : startedAt)) > 0) dispatcher.kick();
       for (const run of await settleOpenRuns(db)) logger.warn({ runId: run.id, status: run.status }, 'run settled by the reaper');
       for (const finished of await failUnscheduled(db, waitingReason)) {
         publishJob(bus, finished.job);

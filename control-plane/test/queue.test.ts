@@ -406,6 +406,21 @@ for (const name of STORES) {
         assert.notEqual(again.lease_id, offered.lease_id, 'a new offer has a new lease');
       });
 
+      test("after a restart, an earlier process's expired offers wait for their agents; the new process's own do not", async () => {
+        const { jobIds } = await enqueue(await makeEvent());
+        const earlier = await claimOne(jobIds[0]!, 'agent-a', 100);
+        await sleep(50);
+        const restartedAt = new Date();
+        const { jobIds: later } = await enqueue(await makeEvent());
+        const own = await claimOne(later[0]!, 'agent-b', 100);
+        await sleep(250);
+        assert.equal(await requeueExpiredOffers(db, restartedAt), 1, 'only the offer made since the restart');
+        assert.equal((await jobRow(own.id)).status, 'queued');
+        assert.equal((await jobRow(earlier.id)).status, 'offered', 'its agent may be running it; it reports back when it reconnects');
+        assert.equal(await requeueExpiredOffers(db), 1, 'after the grace period, every expired offer');
+        assert.equal((await jobRow(earlier.id)).status, 'queued');
+      });
+
       test('an accepted offer is not requeued when its offer time passes', async () => {
         const { jobIds } = await enqueue(await makeEvent());
         const offered = await claimOne(jobIds[0]!, 'agent-a', 100);

@@ -12,24 +12,43 @@ export interface GrpcMethodDefinition {
   responseDeserialize(bytes: Buffer): MessageShape<DescMessage>;
 }
 
+/** What a server gets instead of a request whose bytes do not decode (see `tolerateBadRequests`). */
+export interface UndecodableRequest {
+  readonly undecodable: string;
+}
+
+export function isUndecodable(value: unknown): value is UndecodableRequest {
+  return typeof (value as Partial<UndecodableRequest> | undefined)?.undecodable === 'string';
+}
+
 /**
  * Builds a grpc-js service definition from a generated descriptor. Stream flags
  * come from each method's kind (hard-coding them breaks bidi streams).
+ * With `tolerateBadRequests` (servers), a request that does not decode is
+ * handed over as an UndecodableRequest, so the server can answer
+ * INVALID_ARGUMENT; grpc-js itself would answer INTERNAL.
  */
-export function grpcServiceDefinition(service: DescService): Record<string, GrpcMethodDefinition> {
+export function grpcServiceDefinition(service: DescService, options: { tolerateBadRequests?: boolean } = {}): Record<string, GrpcMethodDefinition> {
   const definition: Record<string, GrpcMethodDefinition> = {};
   for (const method of service.methods) {
     const serializer = (schema: DescMessage) => (value: MessageShape<DescMessage>) => Buffer.from(toBinary(schema, value));
-    const deserializer = (schema: DescMessage) => (bytes: Buffer) => fromBinary(schema, bytes);
+    const decode = (schema: DescMessage) => (bytes: Buffer) => fromBinary(schema, bytes);
+    const tolerant = (schema: DescMessage) => (bytes: Buffer) => {
+      try {
+        return fromBinary(schema, bytes);
+      } catch (error) {
+        return { undecodable: `not a valid ${schema.typeName}: ${(error as Error).message}` } as unknown as MessageShape<DescMessage>;
+      }
+    };
     definition[method.localName] = {
       path: `/${service.typeName}/${method.name}`,
       requestStream: method.methodKind === 'client_streaming' || method.methodKind === 'bidi_streaming',
       responseStream: method.methodKind === 'server_streaming' || method.methodKind === 'bidi_streaming',
       originalName: method.localName,
       requestSerialize: serializer(method.input),
-      requestDeserialize: deserializer(method.input),
+      requestDeserialize: (options.tolerateBadRequests ? tolerant : decode)(method.input),
       responseSerialize: serializer(method.output),
-      responseDeserialize: deserializer(method.output),
+      responseDeserialize: decode(method.output),
     };
   }
   return definition;

@@ -227,6 +227,9 @@ export class DockerExecutor implements Executor {
         ReadonlyRootfs: true,
         Tmpfs: { '/tmp': `rw,noexec,nosuid,size=${opts.tmpfsSize ?? '64m'}` },
         PidsLimit: opts.pidsLimit ?? 256,
+        // Output reaches the agent through attach (capped per job there); the engine's
+        // default json-file driver would also write all of it to the host's disk.
+        LogConfig: { Type: 'none', Config: {} },
         Memory: limits.memory,
         MemorySwap: limits.memory, // equal to Memory: no swap
         NanoCpus: Math.round(limits.cpus * 1e9),

@@ -38,6 +38,10 @@ export function eventFields(event: Event | undefined, previous?: EventRow): Even
   if (!event) throw invalid('event', 'required');
   const name = event.name.trim();
   if (!name) throw invalid('event.name', 'required');
+  // Postgres text cannot hold NUL; refused here with the field's name rather than failing in the store.
+  for (const [field, value] of [['event.name', name], ['event.description', event.description], ['event.script', event.script]] as const) {
+    if (value.includes('\0')) throw invalid(field, 'must not contain NUL bytes');
+  }
   if (name.length > 200) throw invalid('event.name', 'at most 200 characters');
   const type = typeNames.get(event.type);
   if (!type) throw invalid('event.type', 'required: one of EVENT_TYPE_BASH, EVENT_TYPE_PYTHON, EVENT_TYPE_NODE, EVENT_TYPE_HTTP');

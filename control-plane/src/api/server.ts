@@ -16,6 +16,7 @@ import { userService } from './user-service.ts';
 import { authService } from './auth-service.ts';
 import { tokenService } from './token-service.ts';
 import { auditService } from './audit-service.ts';
+import { storeErrorInterceptor } from './store-errors.ts';
 import { eventService } from './event-service.ts';
 import { runService } from './run-service.ts';
 import { jobService } from './job-service.ts';
@@ -72,7 +73,7 @@ export async function startApiServer(deps: ApiDeps, options: ApiServerOptions): 
   const adapter = connectNodeAdapter({
     routes,
     requestPathPrefix: '/api',
-    interceptors: [tracingInterceptor(), authInterceptor({ db: deps.db, sessionKey: deps.access.sessionKey, apiLimiter: deps.access.apiLimiter }), changeInterceptor(deps.db, deps.sealer)],
+    interceptors: [tracingInterceptor(), storeErrorInterceptor(), authInterceptor({ db: deps.db, sessionKey: deps.access.sessionKey, apiLimiter: deps.access.apiLimiter }), changeInterceptor(deps.db, deps.sealer)],
     contextValues: (req) =>
       createContextValues().set(originKey, { remoteAddress: req.socket?.remoteAddress ?? '', userAgent: String(req.headers['user-agent'] ?? '').slice(0, 500) }),
     readMaxBytes: MAX_MESSAGE_BYTES,

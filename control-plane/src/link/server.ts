@@ -16,7 +16,7 @@ import {
   type RenewRequest,
   type RenewResponse,
 } from '@cronium/proto/agent/v1';
-import { grpcServiceDefinition } from '@cronium/proto/grpc';
+import { grpcServiceDefinition, isUndecodable } from '@cronium/proto/grpc';
 import type { Bus } from '../bus/bus.ts';
 import { subjects } from '../bus/bus.ts';
 import { resumeAttempts } from '../queue/transitions.ts';
@@ -78,12 +78,12 @@ export class LinkServer {
       'grpc.http2.min_ping_interval_without_data_ms': 10_000,
       'grpc.max_receive_message_length': 8 * 1024 * 1024,
     });
-    this.#server.addService(grpcServiceDefinition(AgentLinkService) as unknown as grpc.ServiceDefinition, {
+    this.#server.addService(grpcServiceDefinition(AgentLinkService, { tolerateBadRequests: true }) as unknown as grpc.ServiceDefinition, {
       connect: (call: grpc.ServerDuplexStream<ConnectRequest, ConnectResponse>) => this.#connect(call),
       renew: (call: grpc.ServerUnaryCall<RenewRequest, RenewResponse>, callback: grpc.sendUnaryData<RenewResponse>) =>
         void this.#renew(call, callback),
     });
-    this.#server.addService(grpcServiceDefinition(EnrollmentService) as unknown as grpc.ServiceDefinition, {
+    this.#server.addService(grpcServiceDefinition(EnrollmentService, { tolerateBadRequests: true }) as unknown as grpc.ServiceDefinition, {
       enroll: (call: grpc.ServerUnaryCall<EnrollRequest, EnrollResponse>, callback: grpc.sendUnaryData<EnrollResponse>) =>
         void this.#enroll(call, callback),
     });
@@ -164,6 +164,7 @@ export class LinkServer {
     };
 
     call.on('data', (message: ConnectRequest) => {
+      if (isUndecodable(message)) return fail(grpc.status.INVALID_ARGUMENT, message.undecodable);
       if (session && message.kind.case === 'jobAccept') {
         const current = session;
         current.acceptNow(message).catch((error: unknown) => {
@@ -272,6 +273,7 @@ export class LinkServer {
 
   async #enroll(call: grpc.ServerUnaryCall<EnrollRequest, EnrollResponse>, callback: grpc.sendUnaryData<EnrollResponse>): Promise<void> {
     const { db, ca, joinTokens, log } = this.#options;
+    if (isUndecodable(call.request)) return callback({ code: grpc.status.INVALID_ARGUMENT, details: call.request.undecodable });
     try {
       const { agentId, labels, name } = await redeemJoinToken(db, joinTokens, call.request.joinToken);
       const { cert, serial } = await ca.signAgentCsr(agentId, call.request.csrPem, this.#options.agentCertDays);
@@ -301,6 +303,7 @@ export class LinkServer {
   async #renew(call: grpc.ServerUnaryCall<RenewRequest, RenewResponse>, callback: grpc.sendUnaryData<RenewResponse>): Promise<void> {
     const agentId = peerAgentId(call);
     if (!agentId) return callback({ code: grpc.status.UNAUTHENTICATED, details: 'a client certificate is required' });
+    if (isUndecodable(call.request)) return callback({ code: grpc.status.INVALID_ARGUMENT, details: call.request.undecodable });
     const refusal = await this.#refusal(agentId);
     if (refusal) return callback({ code: grpc.status.PERMISSION_DENIED, details: refusal });
     try {

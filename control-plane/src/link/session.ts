@@ -16,10 +16,10 @@ import type { Bus } from '../bus/bus.ts';
 import { inTransaction, type Db } from '../store/database.ts';
 import type { JobRow } from '../store/schema.ts';
 import type { DispatchTarget, OfferContext } from '../dispatcher.ts';
-import { acceptOffer, completeAttempt, markStarted, rejectOffer, renewLeases, type Finished } from '../queue/transitions.ts';
+import { acceptOffer, completeAttempt, markStarted, rejectOffer, renewLeases, liveLeases, type Fence, type Finished } from '../queue/transitions.ts';
 import { appendLogs, type LogChunkRow } from '../queue/logs.ts';
 import { publishJob, publishLog, kickDispatch } from '../job-events.ts';
-import { cancelMessage, fenceOf, logStreamNumbers, offerMessage, refOf, terminalStates } from '../wire/agent-messages.ts';
+import { cancelMessage, fenceOf, logStreamNumbers, offerMessage, refOf, storable, storableJson, terminalStates } from '../wire/agent-messages.ts';
 import { plainJson } from '../wire/api-messages.ts';
 import type { Metrics } from '../metrics.ts';
 
@@ -70,6 +70,8 @@ export class AgentSession implements DispatchTarget {
   readonly #send: (message: ConnectResponse) => void;
   readonly #leases = new Map<string, Lease>();
   #draining = false;
+  /** An offer went unanswered and nothing was heard since: the stream may be dead, so no more offers until the agent shows life. */
+  #unresponsive = false;
   /** While a batch is handled: its transaction, and what to do once it commits. */
   #batch: { readonly db: Db; readonly afterCommit: (() => void)[] } | undefined;
 
@@ -85,7 +87,7 @@ export class AgentSession implements DispatchTarget {
   }
 
   get freeSlots(): number {
-    if (this.#draining) return 0;
+    if (this.#draining || this.#unresponsive) return 0;
     let busy = 0;
     for (const lease of this.#leases.values()) if (!lease.finishing) busy++;
     return this.slots - busy;
@@ -139,7 +141,10 @@ export class AgentSession implements DispatchTarget {
   /** Drops offers the agent never answered; the reaper requeues them in the database. */
   expireOffers(now = Date.now()): void {
     for (const [leaseId, lease] of this.#leases) {
-      if (!lease.accepted && now - lease.offeredAt > this.#deps.timings.offerTimeoutMs) this.#leases.delete(leaseId);
+      if (!lease.accepted && now - lease.offeredAt > this.#deps.timings.offerTimeoutMs) {
+        this.#leases.delete(leaseId);
+        this.#unresponsive = true;
+      }
     }
   }
 
@@ -149,6 +154,7 @@ export class AgentSession implements DispatchTarget {
    * go out only after the commit: nothing is acknowledged that was not stored.
    */
   async handle(batch: readonly ConnectRequest[]): Promise<void> {
+    this.#unresponsive = false;
     const afterCommit: (() => void)[] = [];
     await inTransaction(this.#deps.db, async (db) => {
       this.#batch = { db, afterCommit };
@@ -159,6 +165,11 @@ export class AgentSession implements DispatchTarget {
       }
     });
     for (const effect of afterCommit) effect();
+  }
+
+  /** Another agent's job reference, even with the right lease id, never moves that job. */
+  #fence(ref: JobRef | undefined): Fence {
+    return { ...fenceOf(ref), agentId: this.id };
   }
 
   get #db(): Db {
@@ -201,7 +212,14 @@ export class AgentSession implements DispatchTarget {
 
   async #heartbeat(running: readonly JobRef[]): Promise<void> {
     const held = running.filter((ref) => this.#leases.has(ref.leaseId)).map((ref) => ref.leaseId);
-    await renewLeases(this.#db, this.id, held, this.#deps.timings.leaseTtlMs);
+    const renewed = await renewLeases(this.#db, this.id, held, this.#deps.timings.leaseTtlMs);
+    // The bus may have lost the user's cancel; the store has it. The agent treats repeats as one.
+    for (const job of renewed) if (job.cancel_requested) this.#later(() => this.#send(cancelMessage(refOf(job), 'cancelled by a user', false)));
+    // An attempt the agent still runs whose lease ran out (a partition longer than the lease) must stop: its job moved on.
+    const renewedIds = new Set(renewed.map((job) => job.lease_id));
+    const unrenewed = running.filter((ref) => !renewedIds.has(ref.leaseId));
+    const live = await liveLeases(this.#db, this.id, unrenewed.map((ref) => storable(ref.leaseId)));
+    for (const ref of unrenewed) if (!live.has(ref.leaseId)) this.#fencedOut(ref);
     await this.#db.updateTable('agents').set({ last_heartbeat_at: new Date() }).where('id', '=', this.id).execute();
   }
 
@@ -212,13 +230,14 @@ export class AgentSession implements DispatchTarget {
    */
   async acceptNow(message: ConnectRequest): Promise<boolean> {
     if (message.kind.case !== 'jobAccept') return false;
+    this.#unresponsive = false;
     await this.#accept(message.kind.value.job);
     return true;
   }
 
   async #accept(ref: JobRef | undefined): Promise<void> {
     if (!ref) return;
-    const outcome = await acceptOffer(this.#deps.db, fenceOf(ref), this.#deps.timings.leaseTtlMs);
+    const outcome = await acceptOffer(this.#deps.db, this.#fence(ref), this.#deps.timings.leaseTtlMs);
     if (outcome === 'stale') {
       this.#leases.delete(ref.leaseId);
       this.#send(cancelMessage(ref, 'offer expired before it was accepted', true));
@@ -231,13 +250,13 @@ export class AgentSession implements DispatchTarget {
   async #reject(ref: JobRef | undefined, reason: string): Promise<void> {
     this.#deps.log('agent rejected an offer', { agentId: this.id, jobId: ref?.jobId, reason });
     if (ref) this.#leases.delete(ref.leaseId);
-    if ((await rejectOffer(this.#db, fenceOf(ref))) === 'applied') this.#later(() => kickDispatch(this.#deps.bus));
+    if ((await rejectOffer(this.#db, this.#fence(ref))) === 'applied') this.#later(() => kickDispatch(this.#deps.bus));
   }
 
   async #status(status: JobStatus): Promise<void> {
     const ref = status.job;
     if (!ref) return;
-    const fence = fenceOf(ref);
+    const fence = this.#fence(ref);
     const ack = () =>
       this.#later(() => this.#send(create(ConnectResponseSchema, { kind: { case: 'statusAck', value: { job: ref, state: status.state } } })));
     if (status.state === JobState.STARTED) {
@@ -258,12 +277,12 @@ export class AgentSession implements DispatchTarget {
     const { outcome, finished } = await completeAttempt(this.#db, fence, {
       status: terminal,
       exitCode: status.exitCode,
-      error: status.error,
-      output: status.output ? plainJson(status.output) : undefined,
+      error: storable(status.error),
+      output: status.output ? storableJson(plainJson(status.output)) : undefined,
       condition: status.condition,
       logTruncated: status.logTruncated,
       oomKilled: status.oomKilled,
-      variablesSet: status.variablesSet,
+      variablesSet: storableJson(status.variablesSet),
       finishedAt: status.at ? timestampDate(status.at) : undefined,
     });
     ack();

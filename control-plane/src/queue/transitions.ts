@@ -1,6 +1,6 @@
-import { sql } from 'kysely';
+import { sql, type ExpressionBuilder } from 'kysely';
 import { inTransaction, type Db } from '../store/database.ts';
-import type { JobRow, JobStatus, RunRow } from '../store/schema.ts';
+import type { Database, JobRow, JobStatus, RunRow } from '../store/schema.ts';
 import { DEFAULT_RETRY_DELAY_SECONDS, isTerminal, retryDelayMs, runOutcome } from '../domain/run-status.ts';
 import { afterRunSettled } from './after-run.ts';
 import { saveVariablesSet } from '../variables/store.ts';
@@ -10,6 +10,8 @@ export interface Fence {
   readonly jobId: string;
   readonly attempt: number;
   readonly leaseId: string;
+  /** The agent that reports: when set, only the agent the attempt was offered to may change it. */
+  readonly agentId?: string;
 }
 
 /** applied: the change was made; duplicate: it was made before; stale: the fence no longer holds. */
@@ -41,11 +43,20 @@ async function lockFenced(tx: Tx, fence: Fence): Promise<JobRow | undefined> {
   return tx
     .selectFrom('jobs')
     .selectAll()
-    .where('id', '=', fence.jobId)
-    .where('attempt', '=', fence.attempt)
-    .where('lease_id', '=', fence.leaseId)
+    .where(fenced(fence))
     .forUpdate()
     .executeTakeFirst();
+}
+
+/** The fence's guards on a jobs query: the attempt, its lease and, when the fence names one, the agent holding it. */
+function fenced(fence: Fence) {
+  return (eb: ExpressionBuilder<Database, 'jobs'>) =>
+    eb.and([
+      eb('id', '=', fence.jobId),
+      eb('attempt', '=', fence.attempt),
+      eb('lease_id', '=', fence.leaseId),
+      ...(fence.agentId === undefined ? [] : [eb('agent_id', '=', fence.agentId)]),
+    ]);
 }
 
 function interval(ms: number) {
@@ -57,9 +68,7 @@ export async function acceptOffer(db: Db, fence: Fence, leaseTtlMs: number): Pro
   const accepted = await db
     .updateTable('jobs')
     .set({ accepted_at: sql<Date>`now()`, lease_expires_at: interval(leaseTtlMs) })
-    .where('id', '=', fence.jobId)
-    .where('attempt', '=', fence.attempt)
-    .where('lease_id', '=', fence.leaseId)
+    .where(fenced(fence))
     .where('status', 'in', ['offered', 'running'])
     .where('accepted_at', 'is', null)
     .executeTakeFirst();
@@ -67,9 +76,7 @@ export async function acceptOffer(db: Db, fence: Fence, leaseTtlMs: number): Pro
   const job = await db
     .selectFrom('jobs')
     .select(['status', 'accepted_at'])
-    .where('id', '=', fence.jobId)
-    .where('attempt', '=', fence.attempt)
-    .where('lease_id', '=', fence.leaseId)
+    .where(fenced(fence))
     .executeTakeFirst();
   return job && job.accepted_at && (job.status === 'offered' || job.status === 'running') ? 'duplicate' : 'stale';
 }
@@ -79,9 +86,7 @@ export async function rejectOffer(db: Db, fence: Fence): Promise<FenceOutcome> {
   const result = await db
     .updateTable('jobs')
     .set({ status: 'queued', agent_id: null, lease_id: null, offer_expires_at: null, accepted_at: null })
-    .where('id', '=', fence.jobId)
-    .where('attempt', '=', fence.attempt)
-    .where('lease_id', '=', fence.leaseId)
+    .where(fenced(fence))
     .where('status', '=', 'offered')
     .executeTakeFirst();
   return result.numUpdatedRows > 0n ? 'applied' : 'stale';
@@ -96,9 +101,7 @@ export async function markStarted(db: Db, fence: Fence, at: Date, leaseTtlMs: nu
       accepted_at: sql<Date>`coalesce(accepted_at, now())`,
       lease_expires_at: interval(leaseTtlMs),
     })
-    .where('id', '=', fence.jobId)
-    .where('attempt', '=', fence.attempt)
-    .where('lease_id', '=', fence.leaseId)
+    .where(fenced(fence))
     .where('status', '=', 'offered')
     .returningAll()
     .executeTakeFirst();
@@ -106,9 +109,7 @@ export async function markStarted(db: Db, fence: Fence, at: Date, leaseTtlMs: nu
   const job = await db
     .selectFrom('jobs')
     .selectAll()
-    .where('id', '=', fence.jobId)
-    .where('attempt', '=', fence.attempt)
-    .where('lease_id', '=', fence.leaseId)
+    .where(fenced(fence))
     .executeTakeFirst();
   // A start for an attempt that already ended (e.g. its lease expired) is stale: the agent must stop it.
   return job?.status === 'running' ? { outcome: 'duplicate', job } : { outcome: 'stale' };
@@ -241,21 +242,50 @@ export async function settleOpenRuns(db: Db): Promise<RunRow[]> {
   return settled;
 }
 
-/** Heartbeat: extends the leases the agent still holds. */
-export async function renewLeases(db: Db, agentId: string, leaseIds: readonly string[], leaseTtlMs: number): Promise<void> {
-  if (leaseIds.length === 0) return;
-  await db
+/**
+ * Heartbeat: extends the leases the agent still holds, and returns them (with
+ * whether a user asked to cancel, so the cancel reaches the agent even when
+ * the bus lost it).
+ */
+export async function renewLeases(
+  db: Db,
+  agentId: string,
+  leaseIds: readonly string[],
+  leaseTtlMs: number,
+): Promise<Pick<JobRow, 'id' | 'attempt' | 'lease_id' | 'cancel_requested'>[]> {
+  if (leaseIds.length === 0) return [];
+  const renewed = await db
     .updateTable('jobs')
     .set({ lease_expires_at: interval(leaseTtlMs) })
     .where('agent_id', '=', agentId)
     .where('lease_id', 'in', leaseIds)
     .where('status', 'in', ['offered', 'running'])
     .where('accepted_at', 'is not', null)
+    .returning(['id', 'attempt', 'lease_id', 'cancel_requested'])
     .execute();
+  return renewed;
 }
 
-/** Offers nobody accepted in time go back to the queue, same attempt. */
-export async function requeueExpiredOffers(db: Db): Promise<number> {
+/** Which of these leases are still the current attempt of a live job on this agent (an accept may still be on its way). */
+export async function liveLeases(db: Db, agentId: string, leaseIds: readonly string[]): Promise<Set<string>> {
+  if (leaseIds.length === 0) return new Set();
+  const rows = await db
+    .selectFrom('jobs')
+    .select('lease_id')
+    .where('agent_id', '=', agentId)
+    .where('lease_id', 'in', leaseIds)
+    .where('status', 'in', ['offered', 'running'])
+    .execute();
+  return new Set(rows.map((row) => row.lease_id!));
+}
+
+/**
+ * Offers nobody accepted in time go back to the queue, same attempt. With
+ * `madeSince`, only offers made from then on: an offer a previous process made
+ * may have been accepted and started by an agent whose accept died with that
+ * process; the agent reports it when it reconnects (resumeAttempts).
+ */
+export async function requeueExpiredOffers(db: Db, madeSince?: Date): Promise<number> {
   // Rows an agent session is changing right now are skipped, never waited for (no deadlock with a session's batch).
   const result = await db
     .updateTable('jobs')
@@ -267,6 +297,7 @@ export async function requeueExpiredOffers(db: Db): Promise<number> {
         .where('status', '=', 'offered')
         .where('accepted_at', 'is', null)
         .where('offer_expires_at', '<', sql<Date>`now()`)
+        .$if(madeSince !== undefined, (qb) => qb.where('offered_at', '>=', madeSince!))
         .forUpdate()
         .skipLocked(),
     )

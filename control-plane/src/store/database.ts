@@ -36,6 +36,9 @@ export async function openDatabase(options: DatabaseOptions): Promise<{ db: Db; 
     const pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10 });
     // An idle client losing its connection (Postgres restart) must not crash the process.
     pool.on('error', () => {});
+    // Nor may a checked-out one (pg-pool listens only while a client is idle): in a transaction between two
+    // statements, the error would be emitted with no listener. Its next query fails instead, and the pool drops it.
+    pool.on('connect', (client) => client.on('error', () => {}));
     return {
       db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }),
       kind: 'postgres',

@@ -38,8 +38,23 @@ export function refOf(job: Pick<JobRow, 'id' | 'attempt' | 'lease_id'>): JobRef 
   return create(JobRefSchema, { jobId: job.id, attempt: job.attempt, leaseId: job.lease_id ?? '' });
 }
 
+/**
+ * Postgres text and jsonb cannot hold NUL: an agent's string is stored with
+ * U+FFFD in its place. A NUL in a query parameter fails the whole batch, and
+ * the agent would send the same message again after every reconnect.
+ */
+export function storable(text: string): string {
+  return text.includes('\0') ? text.replaceAll('\0', '\uFFFD') : text;
+}
+
+/** `storable` for every string and key in a JSON value. */
+export function storableJson<T>(value: T): T {
+  const text = JSON.stringify(value);
+  return text === undefined || !text.includes('\\u0000') ? value : (JSON.parse(text.replaceAll('\\u0000', '\\uFFFD')) as T);
+}
+
 export function fenceOf(ref: JobRef | undefined): Fence {
-  return { jobId: ref?.jobId ?? '', attempt: ref?.attempt ?? 0, leaseId: ref?.leaseId ?? '' };
+  return { jobId: storable(ref?.jobId ?? ''), attempt: ref?.attempt ?? 0, leaseId: storable(ref?.leaseId ?? '') };
 }
 
 export function offerMessage(job: JobRow, { variables, secrets, ssh }: OfferContext, logLimitBytes: number): ConnectResponse {
