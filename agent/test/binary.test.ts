@@ -52,15 +52,20 @@ function startAndStop(config: string): Promise<{ code: number | null; stderr: st
   return new Promise((done, fail) => {
     const child = spawn(binary, ['--config', config], { env: {}, cwd: tmp, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
+    let stopping = false;
     const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
     child.stderr.on('data', (chunk: Buffer) => {
       stderr += chunk.toString();
-      if (stderr.includes('"msg":"agent starting"')) child.kill('SIGTERM');
+      // Once it has tried to connect, it has long set up its signal handlers.
+      if (!stopping && stderr.includes('"msg":"disconnected from control plane; reconnecting"')) {
+        stopping = true;
+        child.kill('SIGTERM');
+      }
     });
     child.on('error', fail);
-    child.on('exit', (code) => {
+    child.on('exit', (code, signal) => {
       clearTimeout(timer);
-      done({ code, stderr });
+      done({ code, stderr: signal ? `${stderr}\n(ended by ${signal})` : stderr });
     });
   });
 }
