@@ -4,6 +4,9 @@ import { Code, ConnectError, createClient, type Client, type Interceptor } from 
 import { createConnectTransport } from '@connectrpc/connect-node';
 import { error as httpError, isHttpError, redirect } from '@sveltejs/kit';
 import { AgentService } from '@cronium/proto/api/v1/agent';
+import { AuditService } from '@cronium/proto/api/v1/audit';
+import { TokenService } from '@cronium/proto/api/v1/token';
+import { AuthService, UserService } from '@cronium/proto/api/v1/user';
 import { EventService } from '@cronium/proto/api/v1/event';
 import { JobService } from '@cronium/proto/api/v1/job';
 import { RunService } from '@cronium/proto/api/v1/run';
@@ -19,16 +22,27 @@ export interface Api {
   readonly jobs: Client<typeof JobService>;
   readonly agents: Client<typeof AgentService>;
   readonly servers: Client<typeof ServerService>;
+  readonly auth: Client<typeof AuthService>;
+  readonly users: Client<typeof UserService>;
+  readonly tokens: Client<typeof TokenService>;
+  readonly audit: Client<typeof AuditService>;
+}
+
+/** Who is behind a console request, passed on so the audit log shows the browser, not the console. */
+export interface CallerOrigin {
+  readonly userAgent?: string | null;
 }
 
 /**
- * Clients that call as `token`. With `onUnauthenticated`, a refused token
- * (revoked since sign-in) ends the session and sends the operator to sign in,
- * and a missing or forbidden object becomes a 404 or 403 page.
+ * Clients that call as `token` (none when empty, for SignIn). With
+ * `onUnauthenticated`, a refused token (revoked since sign-in) ends the
+ * session and sends the operator to sign in, and a missing or forbidden
+ * object becomes a 404 or 403 page.
  */
-export function apiFor(token: string, onUnauthenticated?: () => void): Api {
+export function apiFor(token: string, onUnauthenticated?: () => void, origin: CallerOrigin = {}): Api {
   const bearer: Interceptor = (next) => (req) => {
-    req.header.set('authorization', `Bearer ${token}`);
+    if (token) req.header.set('authorization', `Bearer ${token}`);
+    if (origin.userAgent) req.header.set('user-agent', origin.userAgent.slice(0, 500));
     return next(req);
   };
   const transport = createConnectTransport({ baseUrl: apiUrl(), httpVersion: '1.1', interceptors: [bearer] });
@@ -40,6 +54,10 @@ export function apiFor(token: string, onUnauthenticated?: () => void): Api {
     jobs: client(createClient(JobService, transport)),
     agents: client(createClient(AgentService, transport)),
     servers: client(createClient(ServerService, transport)),
+    auth: client(createClient(AuthService, transport)),
+    users: client(createClient(UserService, transport)),
+    tokens: client(createClient(TokenService, transport)),
+    audit: client(createClient(AuditService, transport)),
   };
 }
 

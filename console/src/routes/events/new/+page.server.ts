@@ -1,10 +1,12 @@
-import { redirect } from '@sveltejs/kit';
+import { error, redirect } from '@sveltejs/kit';
 import { eventFromForm } from '#lib/server/event-form.ts';
+import { canChange } from '#lib/roles.ts';
 import { attempt } from '#lib/server/forms.ts';
 import { serverView } from '#lib/views.ts';
 import type { Actions, PageServerLoad } from './$types';
 
 export const load: PageServerLoad = async ({ locals }) => {
+  if (!canChange(locals.me)) error(403, `Your role (${locals.me?.role}) does not let you create events.`);
   const { servers } = await locals.api.servers.listServers({});
   return { servers: servers.map(serverView) };
 };
