@@ -1,13 +1,13 @@
-import { error, fail } from '@sveltejs/kit';
+import { fail } from '@sveltejs/kit';
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { attempt } from '#lib/server/forms.ts';
 import { installCommand, parseLabels } from '#lib/install-command.ts';
-import { isAdmin } from '#lib/roles.ts';
+import { requireAdmin } from '#lib/server/admin.ts';
 import { agentView } from '#lib/views.ts';
 import type { Actions, PageServerLoad } from './$types';
 
 export const load: PageServerLoad = async ({ locals }) => {
-  if (!isAdmin(locals.me)) error(403, 'Agents are for admins.');
+  requireAdmin(locals.me);
   const { agents } = await locals.api.agents.listAgents({});
   return { agents: agents.map(agentView), now: Date.now() };
 };
