@@ -9,9 +9,9 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { ensureConsoleBuild } from '../scripts/build-console.ts';
 import { Stack } from './harness.ts';
 
-const ADMIN = { email: 'admin@localhost', password: 'admin-password-e2e' };
-const UMA = { email: 'uma@example.com', name: 'Uma', password: 'uma-password-1' };
-const VIC = { email: 'vic@example.com', name: 'Vic', password: 'vic-password-1' };
+const ADMIN = { email: 'admin@localhost', password: 'admin-password-e2e', address: '203.0.113.1' };
+const UMA = { email: 'uma@example.com', name: 'Uma', password: 'uma-password-1', address: '203.0.113.2' };
+const VIC = { email: 'vic@example.com', name: 'Vic', password: 'vic-password-1', address: '203.0.113.3' };
 
 let stack: Stack;
 let browser: Browser;
@@ -24,13 +24,16 @@ let vic: Page;
 
 before(async () => {
   await ensureConsoleBuild();
-  stack = await new Stack({ env: { CRONIUM_ADMIN_PASSWORD: ADMIN.password } }).start();
+  // As behind a proxy: each browser's address comes in X-Forwarded-For, which the console is told to read.
+  stack = await new Stack({ env: { CRONIUM_ADMIN_PASSWORD: ADMIN.password, CRONIUM_CONSOLE_ADDRESS_HEADER: 'x-forwarded-for' } }).start();
   browser = await chromium.launch({
     executablePath: process.env.CRONIUM_CHROMIUM || '/usr/bin/chromium',
     headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    // The arguments of test/e2e-console.test.ts, and a password store of Chromium's own: without one, the first
+    // password form of each context waits for a desktop keyring that a test machine does not run.
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--password-store=basic'],
   });
-  [admin, uma, vic] = await Promise.all([newPage(), newPage(), newPage()]);
+  [admin, uma, vic] = await Promise.all([newPage(ADMIN.address), newPage(UMA.address), newPage(VIC.address)]);
 });
 
 after(async () => {
@@ -39,8 +42,8 @@ after(async () => {
 });
 
 /** A page in a browser context of its own: its own cookies, so its own session. */
-async function newPage(): Promise<Page> {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+async function newPage(address: string): Promise<Page> {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, extraHTTPHeaders: { 'x-forwarded-for': address } });
   contexts.push(context);
   const page = await context.newPage();
   page.setDefaultTimeout(20_000);
@@ -56,8 +59,14 @@ async function newPage(): Promise<Page> {
 const url = (path: string) => `${stack.baseUrl}${path}`;
 const path = (page: Page) => new URL(page.url()).pathname;
 
+/** Opens a sign-in or settings page and waits for its scripts, which would reset what was typed before them. */
+async function open(page: Page, to: string): Promise<void> {
+  await page.goto(url(to));
+  await page.locator('[data-hydrated]').waitFor();
+}
+
 async function signIn(page: Page, who: { email: string; password: string }): Promise<void> {
-  await page.goto(url('/login'));
+  await open(page, '/login');
   await page.getByLabel('Email').fill(who.email);
   await page.getByLabel('Password').fill(who.password);
   await page.getByRole('button', { name: 'Sign in', exact: true }).click();
@@ -71,8 +80,11 @@ async function api(method: string, body: unknown, token?: string): Promise<{ sta
   return { status: res.status, body: await res.json() };
 }
 
+/** SignIn's request: only the email and the password. */
+const credentials = (who: { email: string; password: string }) => ({ email: who.email, password: who.password });
+
 async function sessionOf(who: { email: string; password: string }): Promise<string> {
-  const { status, body } = await api('AuthService/SignIn', who);
+  const { status, body } = await api('AuthService/SignIn', credentials(who));
   assert.equal(status, 200, JSON.stringify(body));
   return body.sessionToken;
 }
@@ -86,7 +98,7 @@ test('the admin signs in with email and password; a wrong password is refused cl
   await admin.getByRole('alert').filter({ hasText: 'Wrong email or password.' }).waitFor();
   assert.deepEqual(await admin.context().cookies(), []);
 
-  await admin.goto(url('/login?next=/events'));
+  await open(admin, '/login?next=/events');
   await admin.getByLabel('Email').fill(ADMIN.email);
   await admin.getByLabel('Password').fill(ADMIN.password);
   await admin.getByRole('button', { name: 'Sign in', exact: true }).click();
@@ -103,7 +115,7 @@ test('the admin signs in with email and password; a wrong password is refused cl
 });
 
 test('the admin adds a user and a viewer, and changes a role', async () => {
-  await admin.goto(url('/settings/users'));
+  await open(admin, '/settings/users');
   for (const [who, role] of [[UMA, 'user'], [VIC, 'viewer']] as const) {
     await admin.getByLabel('Email').fill(who.email);
     await admin.getByLabel('Name').fill(who.name);
@@ -156,7 +168,7 @@ test('a viewer sees their events without buttons that change them; a forced edit
     assert.equal(res?.status(), 403, `${page} is not for viewers`);
     await vic.getByRole('heading', { name: 'Not allowed' }).waitFor();
   }
-  await vic.goto(url('/settings/account'));
+  await open(vic, '/settings/account');
   const tabs = vic.getByRole('navigation', { name: 'Settings' });
   await tabs.getByRole('link', { name: 'API tokens' }).waitFor();
   assert.equal(await tabs.getByRole('link', { name: 'Users' }).count(), 0);
@@ -192,7 +204,7 @@ test("a user creates an event through the form; nobody but its owner and the adm
 });
 
 test('an API token made on the tokens page works against /api, is shown once, and stops when revoked', async () => {
-  await uma.goto(url('/settings/tokens'));
+  await open(uma, '/settings/tokens');
   await uma.getByText('No API tokens yet').waitFor();
   await uma.getByLabel('Name').fill('ci');
   await uma.getByLabel('Expires').selectOption('30');
@@ -218,14 +230,14 @@ test('an API token made on the tokens page works against /api, is shown once, an
 
 test('my account: a changed password is the one that signs in', async () => {
   const fresh = 'uma-password-2';
-  await uma.goto(url('/settings/account'));
+  await open(uma, '/settings/account');
   assert.equal(await uma.getByTestId('my-name').textContent(), UMA.name);
   await uma.getByLabel('Current password').fill(UMA.password);
   await uma.getByLabel(/^New password(?! again)/).fill(fresh);
   await uma.getByLabel('New password again').fill(fresh);
   await uma.getByRole('button', { name: 'Change password' }).click();
   await uma.getByRole('status').filter({ hasText: 'Password changed.' }).waitFor();
-  assert.equal((await api('AuthService/SignIn', UMA)).status, 401, 'the old password no longer signs in');
+  assert.equal((await api('AuthService/SignIn', credentials(UMA))).status, 401, 'the old password no longer signs in');
   UMA.password = fresh;
   await sessionOf(UMA);
   // This session goes on.
@@ -234,7 +246,7 @@ test('my account: a changed password is the one that signs in', async () => {
 });
 
 test('the audit log lists the sign-ins and the creates, and filters by user', async () => {
-  await admin.goto(url('/settings/audit'));
+  await open(admin, '/settings/audit');
   const rows = admin.getByTestId('audit-row');
   await rows.first().waitFor();
   const text = (await rows.allTextContents()).join('\n');
@@ -243,7 +255,10 @@ test('the audit log lists the sign-ins and the creates, and filters by user', as
   }
   assert.ok(text.includes('unauthenticated'), 'the failed sign-in is there');
   // The console passes the browser's user agent on.
-  assert.ok((await rows.filter({ hasText: 'AuthService/SignIn' }).allTextContents()).some((row) => row.includes('HeadlessChrome')), 'the browser is named');
+  const signIns = await rows.filter({ hasText: 'AuthService/SignIn' }).allTextContents();
+  assert.ok(signIns.some((row) => row.includes('HeadlessChrome')), 'the browser is named');
+  // Where: the browser's address, not the console's loopback call.
+  assert.ok(signIns.some((row) => row.includes(UMA.name) && row.includes(UMA.address)), "Uma's sign-in from her address");
 
   await admin.getByLabel('User', { exact: true }).selectOption({ label: UMA.name });
   await admin.getByRole('button', { name: 'Filter' }).click();
@@ -273,7 +288,7 @@ test('sign-out ends the session: a copy of the old cookie opens nothing', async 
 });
 
 test('the admin resets a password, disables, enables and deletes a user', async () => {
-  await admin.goto(url('/settings/users'));
+  await open(admin, '/settings/users');
   await userRow(admin, VIC.email).getByText('Reset password').click();
   await admin.getByLabel(`New password for ${VIC.email}`).fill('vic-password-2');
   await admin.getByRole('button', { name: `Reset password of ${VIC.email}` }).click();
@@ -284,7 +299,7 @@ test('the admin resets a password, disables, enables and deletes a user', async 
 
   await admin.getByRole('button', { name: `Disable ${VIC.email}` }).click();
   await admin.getByRole('status').filter({ hasText: `${VIC.email} is disabled` }).waitFor();
-  assert.equal((await api('AuthService/SignIn', VIC)).status, 401, 'a disabled user cannot sign in');
+  assert.equal((await api('AuthService/SignIn', credentials(VIC))).status, 401, 'a disabled user cannot sign in');
   await admin.getByRole('button', { name: `Enable ${VIC.email}` }).click();
   await admin.getByRole('status').filter({ hasText: `${VIC.email} can sign in again.` }).waitFor();
   await sessionOf(VIC);
@@ -303,5 +318,10 @@ test('repeated wrong passwords get the rate limit, in words', async () => {
     message = (await uma.getByRole('alert').textContent()) ?? '';
   }
   assert.match(message, /Too many failed sign-ins\. Wait \d+ s, then try again\./);
+  // The lock is on Uma's email and her browser's address, not on the console: others still sign in.
+  const elsewhere = await newPage('198.51.100.9');
+  await signIn(elsewhere, ADMIN);
+  await elsewhere.getByRole('heading', { name: 'Success rate' }).or(elsewhere.getByRole('alert')).first().waitFor();
+  assert.equal(path(elsewhere), '/', `signed in (${await elsewhere.getByRole('alert').allTextContents()})`);
   assert.deepEqual(pageErrors, [], 'no script errors or CSP refusals on any page');
 });

@@ -1,7 +1,7 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import { redirect } from '@sveltejs/kit';
 import type { Handle } from '@sveltejs/kit/hooks';
-import { apiFor } from '#lib/server/api.ts';
+import { apiFor, callerOrigin } from '#lib/server/api.ts';
 import { endSession, readSession } from '#lib/server/session.ts';
 import { whoAmI } from '#lib/server/whoami.ts';
 
@@ -20,7 +20,7 @@ export const handle: Handle = async ({ event, resolve }) => {
   if (session) {
     event.locals.token = session.token;
     event.locals.credential = session.kind;
-    event.locals.api = apiFor(session.token, () => endSession(event.cookies), { userAgent: event.request.headers.get('user-agent') });
+    event.locals.api = apiFor(session.token, () => endSession(event.cookies), callerOrigin(event));
     // Pages learn who is signed in (and the role) from the API; the browser's API proxy does not need it.
     if (!path.startsWith('/console-api/') && path !== '/logout') {
       try {

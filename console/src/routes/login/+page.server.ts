@@ -1,7 +1,7 @@
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { fail, redirect } from '@sveltejs/kit';
-import { apiFor, apiMessage } from '#lib/server/api.ts';
+import { apiFor, apiMessage, callerOrigin } from '#lib/server/api.ts';
 import { startSession } from '#lib/server/session.ts';
 import type { Actions, PageServerLoad } from './$types';
 
@@ -26,14 +26,15 @@ function refusal(error: unknown, unauthenticated: string, form: { email?: string
 }
 
 export const actions: Actions = {
-  password: async ({ request, cookies, url }) => {
+  password: async (event) => {
+    const { request, cookies, url } = event;
     const form = await request.formData();
     const email = String(form.get('email') ?? '').trim();
     const password = String(form.get('password') ?? '');
     if (!email || !password) return fail(400, { error: 'Enter your email and password.', email });
     let signedIn;
     try {
-      signedIn = await apiFor('', undefined, { userAgent: request.headers.get('user-agent') }).auth.signIn({ email, password });
+      signedIn = await apiFor('', undefined, callerOrigin(event)).auth.signIn({ email, password });
     } catch (error) {
       return refusal(error, 'Wrong email or password.', { email });
     }
