@@ -52,6 +52,7 @@ test('a wrong token is refused; the admin token signs in with an HttpOnly, SameS
   await page.goto(url('/events'));
   assert.match(new URL(page.url()).pathname, /^\/login$/);
   // Email and password is the main form (test/e2e-console-users.test.ts); the token is the second way.
+  await page.locator('[data-hydrated]').waitFor();
   await page.getByText('Sign in with an API token').click();
   await page.getByLabel('API token').fill('not-a-real-token');
   await page.getByRole('button', { name: 'Sign in with token' }).click();
