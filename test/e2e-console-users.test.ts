@@ -4,10 +4,14 @@
 // context and sees what the API lets them see; API tokens, password changes,
 // the audit log, and sign-out that ends the session at the API.
 import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { ensureConsoleBuild } from '../scripts/build-console.ts';
-import { Stack } from './harness.ts';
+import { Stack, root } from './harness.ts';
+
+const screenshots = join(root, '.cache', 'screenshots');
 
 const ADMIN = { email: 'admin@localhost', password: 'admin-password-e2e', address: '203.0.113.1' };
 const UMA = { email: 'uma@example.com', name: 'Uma', password: 'uma-password-1', address: '203.0.113.2' };
@@ -24,6 +28,7 @@ let vic: Page;
 
 before(async () => {
   await ensureConsoleBuild();
+  mkdirSync(screenshots, { recursive: true });
   // As behind a proxy: each browser's address comes in X-Forwarded-For, which the console is told to read.
   stack = await new Stack({ env: { CRONIUM_ADMIN_PASSWORD: ADMIN.password, CRONIUM_CONSOLE_ADDRESS_HEADER: 'x-forwarded-for' } }).start();
   browser = await chromium.launch({
@@ -57,6 +62,7 @@ async function newPage(address: string): Promise<Page> {
 }
 
 const url = (path: string) => `${stack.baseUrl}${path}`;
+const shot = (page: Page, name: string) => page.screenshot({ path: join(screenshots, `${name}.png`), fullPage: true });
 const path = (page: Page) => new URL(page.url()).pathname;
 
 /** Opens a sign-in or settings page and waits for its scripts, which would reset what was typed before them. */
@@ -137,6 +143,7 @@ test('the admin adds a user and a viewer, and changes a role', async () => {
   await admin.getByRole('button', { name: `Change role of ${VIC.email}` }).click();
   await admin.getByRole('status').filter({ hasText: `${VIC.email} is now viewer.` }).waitFor();
   assert.equal(await admin.getByLabel(`Role of ${VIC.email}`, { exact: true }).inputValue(), 'viewer');
+  await shot(admin, 'users');
 });
 
 test('a viewer sees their events without buttons that change them; a forced edit shows the API refusal', async () => {
@@ -212,6 +219,7 @@ test('an API token made on the tokens page works against /api, is shown once, an
   const secret = (await uma.getByTestId('new-token').textContent())!.trim();
   assert.match(secret, /^crn_\S+$/);
   await uma.getByRole('button', { name: 'Copy token' }).waitFor();
+  await shot(uma, 'tokens');
 
   const listed = await api('EventService/ListEvents', {}, secret);
   assert.equal(listed.status, 200);
@@ -254,6 +262,7 @@ test('the audit log lists the sign-ins and the creates, and filters by user', as
     assert.ok(text.includes(method), `the log has ${method}`);
   }
   assert.ok(text.includes('unauthenticated'), 'the failed sign-in is there');
+  await shot(admin, 'audit');
   // The console passes the browser's user agent on.
   const signIns = await rows.filter({ hasText: 'AuthService/SignIn' }).allTextContents();
   assert.ok(signIns.some((row) => row.includes('HeadlessChrome')), 'the browser is named');
