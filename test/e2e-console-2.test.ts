@@ -35,8 +35,11 @@ before(async () => {
   // The pages here do more per step than the first file's; a loaded host gets more time.
   page.setDefaultTimeout(30_000);
   await page.goto(url('/login'));
+  // Email and password is the main form; the token is the second way (test/e2e-console.test.ts).
+  await page.locator('[data-hydrated]').waitFor();
+  await page.getByText('Sign in with an API token').click();
   await page.getByLabel('API token').fill(ADMIN_TOKEN);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in with token' }).click();
   await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
 });
 

@@ -36,14 +36,17 @@ const url = (path: string) => `${stack.baseUrl}${path}`;
 test('a wrong token is refused; the admin token signs in with an HttpOnly, SameSite=Strict cookie', async () => {
   await page.goto(url('/events'));
   assert.match(new URL(page.url()).pathname, /^\/login$/);
+  // Email and password is the main form (test/e2e-console-users.test.ts); the token is the second way.
+  await page.locator('[data-hydrated]').waitFor();
+  await page.getByText('Sign in with an API token').click();
   await page.getByLabel('API token').fill('not-a-real-token');
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in with token' }).click();
   await page.getByRole('alert').filter({ hasText: 'refused' }).waitFor();
   assert.equal((await browser.cookies()).length, 0);
   await shot('sign-in');
 
   await page.getByLabel('API token').fill(ADMIN_TOKEN);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in with token' }).click();
   await page.getByRole('heading', { name: 'Events' }).waitFor();
   assert.equal(new URL(page.url()).pathname, '/events', 'back where sign-in was asked');
   const [cookie] = await browser.cookies();
@@ -238,7 +241,7 @@ test('phone width, dark theme, and sign out', async () => {
     assert.ok((await overflow()) <= 1, `no sideways scrolling of ${path} at phone width (${await overflow()} px)`);
   }
   await page.getByRole('button', { name: 'Sign out' }).click();
-  await page.getByLabel('API token').waitFor();
+  await page.getByLabel('Email').waitFor();
   await page.goto(url('/'));
   assert.equal(new URL(page.url()).pathname, '/login');
   assert.deepEqual(pageErrors, [], 'no script errors or CSP refusals on any page');

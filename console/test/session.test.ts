@@ -11,7 +11,7 @@ import type { Cookies } from '@sveltejs/kit';
 const dataDir = mkdtempSync(join(tmpdir(), 'cronium-session-'));
 process.env.CRONIUM_DATA_DIR = dataDir;
 delete process.env.CRONIUM_SESSION_KEY;
-const { SESSION_COOKIE, SESSION_HOURS, endSession, sessionToken, startSession } = await import('../src/lib/server/session.ts');
+const { SESSION_COOKIE, SESSION_HOURS, endSession, readSession, sessionToken, startSession } = await import('../src/lib/server/session.ts');
 after(() => rmSync(dataDir, { recursive: true, force: true }));
 
 interface Set { value: string; options: Record<string, unknown> }
@@ -68,4 +68,22 @@ test('a tampered, foreign or expired cookie opens no session', async () => {
     .encrypt(key);
   cookies.set(SESSION_COOKIE, expired, { path: '/' });
   assert.equal(await sessionToken(cookies), undefined);
+});
+
+test('a session from SignIn is marked as one and lasts no longer than the session it holds', async () => {
+  const cookies = jar();
+  const expiresAt = new Date(Date.now() + 2 * 3600_000);
+  await startSession(cookies, 'eyJ.session.token', false, 'session', expiresAt);
+  assert.deepEqual(await readSession(cookies), { token: 'eyJ.session.token', kind: 'session' });
+  const maxAge = cookies.sets.get(SESSION_COOKIE)!.options.maxAge as number;
+  assert.ok(maxAge <= 2 * 3600 && maxAge > 2 * 3600 - 60, `the cookie ends with the session (${maxAge} s)`);
+  // The encrypted token expires then too, whatever the browser does with the cookie.
+  const key = new Uint8Array(Buffer.from(readFileSync(join(dataDir, 'console-session.key'), 'utf8').trim(), 'base64'));
+  const { jwtDecrypt } = await import('jose');
+  const { payload } = await jwtDecrypt(cookies.sets.get(SESSION_COOKIE)!.value, key);
+  assert.equal(payload.exp, Math.floor(expiresAt.getTime() / 1000));
+
+  // An API token session (and cookies from before sessions had a kind) reads as a token.
+  await startSession(cookies, 'crn_b', false);
+  assert.equal((await readSession(cookies))?.kind, 'token');
 });

@@ -1,4 +1,5 @@
 import { recentRuns } from '#lib/server/recent-runs.ts';
+import { isAdmin } from '#lib/roles.ts';
 import { agentView } from '#lib/views.ts';
 import type { PageServerLoad } from './$types';
 
@@ -6,7 +7,8 @@ export const load: PageServerLoad = async ({ locals }) => {
   const now = Date.now();
   const [{ runs, capped }, { agents }, { events }] = await Promise.all([
     recentRuns(locals.api, 24, now),
-    locals.api.agents.listAgents({}),
+    // Agents are admin only.
+    isAdmin(locals.me) ? locals.api.agents.listAgents({}) : Promise.resolve({ agents: [] }),
     locals.api.events.listEvents({}),
   ]);
   const byStatus: Record<string, number> = {};

@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { shareWithConsole } from './console-client.ts';
 
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -27,6 +28,7 @@ export async function loadConsole(host: string, httpPort: number): Promise<NodeH
   // This server speaks plain HTTP: a request says https only when a TLS proxy in
   // front sets X-Forwarded-Proto (adapter-node would otherwise assume https).
   process.env.CRONIUM_CONSOLE_PROTOCOL_HEADER ||= 'x-forwarded-proto';
+  shareWithConsole();
   const { handler } = (await import(pathToFileURL(consoleBuild).href)) as { handler: NodeHandler };
   return (req, res) => {
     req.headers['x-forwarded-proto'] ??= 'http';

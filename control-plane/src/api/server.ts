@@ -35,6 +35,7 @@ import { WorkflowService } from '@cronium/proto/api/v1/workflow';
 import { workflowService } from './workflow-service.ts';
 import { webhookHandler } from './webhooks.ts';
 import { loadConsole, servesConsole, type NodeHandler } from './console-mount.ts';
+import { callerAddress } from './console-client.ts';
 
 export interface ApiServerOptions {
   readonly host: string;
@@ -75,7 +76,7 @@ export async function startApiServer(deps: ApiDeps, options: ApiServerOptions): 
     requestPathPrefix: '/api',
     interceptors: [tracingInterceptor(), storeErrorInterceptor(), authInterceptor({ db: deps.db, sessionKey: deps.access.sessionKey, apiLimiter: deps.access.apiLimiter }), changeInterceptor(deps.db, deps.sealer)],
     contextValues: (req) =>
-      createContextValues().set(originKey, { remoteAddress: req.socket?.remoteAddress ?? '', userAgent: String(req.headers['user-agent'] ?? '').slice(0, 500) }),
+      createContextValues().set(originKey, { remoteAddress: callerAddress(req.headers, req.socket?.remoteAddress), userAgent: String(req.headers['user-agent'] ?? '').slice(0, 500) }),
     readMaxBytes: MAX_MESSAGE_BYTES,
     writeMaxBytes: MAX_MESSAGE_BYTES,
     fallback: (req, res) => {

@@ -2,8 +2,11 @@
 // Connect with the signed-in operator's token.
 import { Code, ConnectError, createClient, type Client, type Interceptor } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
-import { error as httpError, isHttpError, redirect } from '@sveltejs/kit';
+import { error as httpError, isHttpError, redirect, type RequestEvent } from '@sveltejs/kit';
 import { AgentService } from '@cronium/proto/api/v1/agent';
+import { AuditService } from '@cronium/proto/api/v1/audit';
+import { TokenService } from '@cronium/proto/api/v1/token';
+import { AuthService, UserService } from '@cronium/proto/api/v1/user';
 import { EventService } from '@cronium/proto/api/v1/event';
 import { JobService } from '@cronium/proto/api/v1/job';
 import { NotificationService } from '@cronium/proto/api/v1/notification';
@@ -25,16 +28,45 @@ export interface Api {
   readonly workflows: Client<typeof WorkflowService>;
   readonly variables: Client<typeof VariableService>;
   readonly notifications: Client<typeof NotificationService>;
+  readonly auth: Client<typeof AuthService>;
+  readonly users: Client<typeof UserService>;
+  readonly tokens: Client<typeof TokenService>;
+  readonly audit: Client<typeof AuditService>;
+}
+
+/** Who is behind a console request, passed on so the audit log shows the browser, not the console. */
+export interface CallerOrigin {
+  readonly userAgent?: string | null;
+  /** The browser's address; the API believes it only from the console inside the control plane. */
+  readonly address?: string;
+}
+
+/** Set by the control plane that loaded this console (control-plane/src/api/console-client.ts); absent under `vite dev`. */
+const consoleClientSecret = () => (globalThis as Record<symbol, unknown>)[Symbol.for('cronium.consoleClientSecret')] as string | undefined;
+
+/** The browser's user agent and address (adapter-node's, which follows CRONIUM_CONSOLE_ADDRESS_HEADER behind a proxy). */
+export function callerOrigin(event: Pick<RequestEvent, 'request' | 'getClientAddress'>): CallerOrigin {
+  let address: string | undefined;
+  try {
+    address = event.getClientAddress();
+  } catch {
+    // A configured address header the request lacks: the API keeps the socket's address.
+  }
+  return { userAgent: event.request.headers.get('user-agent'), address };
 }
 
 /**
- * Clients that call as `token`. With `onUnauthenticated`, a refused token
- * (revoked since sign-in) ends the session and sends the operator to sign in,
- * and a missing or forbidden object becomes a 404 or 403 page.
+ * Clients that call as `token` (none when empty, for SignIn). With
+ * `onUnauthenticated`, a refused token (revoked since sign-in) ends the
+ * session and sends the operator to sign in, and a missing or forbidden
+ * object becomes a 404 or 403 page.
  */
-export function apiFor(token: string, onUnauthenticated?: () => void): Api {
+export function apiFor(token: string, onUnauthenticated?: () => void, origin: CallerOrigin = {}): Api {
   const bearer: Interceptor = (next) => (req) => {
-    req.header.set('authorization', `Bearer ${token}`);
+    if (token) req.header.set('authorization', `Bearer ${token}`);
+    if (origin.userAgent) req.header.set('user-agent', origin.userAgent.slice(0, 500));
+    const secret = consoleClientSecret();
+    if (origin.address && secret) req.header.set('x-cronium-console-client', `${secret} ${origin.address}`);
     return next(req);
   };
   const transport = createConnectTransport({ baseUrl: apiUrl(), httpVersion: '1.1', interceptors: [bearer] });
@@ -49,6 +81,10 @@ export function apiFor(token: string, onUnauthenticated?: () => void): Api {
     workflows: client(createClient(WorkflowService, transport)),
     variables: client(createClient(VariableService, transport)),
     notifications: client(createClient(NotificationService, transport)),
+    auth: client(createClient(AuthService, transport)),
+    users: client(createClient(UserService, transport)),
+    tokens: client(createClient(TokenService, transport)),
+    audit: client(createClient(AuditService, transport)),
   };
 }
 

@@ -1,4 +1,5 @@
-// The console session: the operator's API token inside an HttpOnly cookie,
+// The console session: the operator's credential (a session token from
+// AuthService/SignIn, or an API token) inside an HttpOnly cookie,
 // encrypted and authenticated (JWE, dir + A256GCM) so it can be neither read nor
 // forged, and expiring. The key comes from CRONIUM_SESSION_KEY (base64,
 // 32 bytes) or is generated once into the data dir.
@@ -38,25 +39,46 @@ function sessionKey(): Uint8Array {
   return key;
 }
 
-export async function startSession(cookies: Cookies, token: string, secure: boolean): Promise<void> {
-  const jwt = await new EncryptJWT({ token })
-    .setProtectedHeader({ alg: 'dir', enc: 'A256GCM' })
-    .setIssuedAt()
-    .setExpirationTime(`${SESSION_HOURS}h`)
-    .encrypt(sessionKey());
-  cookies.set(SESSION_COOKIE, jwt, { path: '/', httpOnly: true, sameSite: 'strict', secure, maxAge: SESSION_HOURS * 3600 });
+/** `session`: a token from AuthService/SignIn (ended with SignOut); `token`: an API token. */
+export type CredentialKind = 'session' | 'token';
+
+export interface Session {
+  readonly token: string;
+  readonly kind: CredentialKind;
 }
 
-/** The token in a valid, unexpired session cookie. */
-export async function sessionToken(cookies: Cookies): Promise<string | undefined> {
+/**
+ * Seals `token` into the cookie. It lasts SESSION_HOURS, or less when the
+ * credential itself expires sooner (`expiresAt`, as SignIn answers).
+ */
+export async function startSession(cookies: Cookies, token: string, secure: boolean, kind: CredentialKind = 'token', expiresAt?: Date): Promise<void> {
+  const nowSeconds = Math.floor(Date.now() / 1000);
+  const longest = nowSeconds + SESSION_HOURS * 3600;
+  const expires = expiresAt ? Math.min(longest, Math.floor(expiresAt.getTime() / 1000)) : longest;
+  const jwt = await new EncryptJWT({ token, kind })
+    .setProtectedHeader({ alg: 'dir', enc: 'A256GCM' })
+    .setIssuedAt()
+    .setExpirationTime(expires)
+    .encrypt(sessionKey());
+  cookies.set(SESSION_COOKIE, jwt, { path: '/', httpOnly: true, sameSite: 'strict', secure, maxAge: Math.max(0, expires - nowSeconds) });
+}
+
+/** The credential in a valid, unexpired session cookie. */
+export async function readSession(cookies: Cookies): Promise<Session | undefined> {
   const jwt = cookies.get(SESSION_COOKIE);
   if (!jwt) return undefined;
   try {
     const { payload } = await jwtDecrypt(jwt, sessionKey());
-    return typeof payload.token === 'string' ? payload.token : undefined;
+    if (typeof payload.token !== 'string') return undefined;
+    return { token: payload.token, kind: payload.kind === 'session' ? 'session' : 'token' };
   } catch {
     return undefined;
   }
+}
+
+/** The token in a valid, unexpired session cookie. */
+export async function sessionToken(cookies: Cookies): Promise<string | undefined> {
+  return (await readSession(cookies))?.token;
 }
 
 export function endSession(cookies: Cookies): void {

@@ -2,10 +2,12 @@ import { fail } from '@sveltejs/kit';
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { attempt } from '#lib/server/forms.ts';
 import { installCommand, parseLabels } from '#lib/install-command.ts';
+import { requireAdmin } from '#lib/server/admin.ts';
 import { agentView } from '#lib/views.ts';
 import type { Actions, PageServerLoad } from './$types';
 
 export const load: PageServerLoad = async ({ locals }) => {
+  requireAdmin(locals.me);
   const { agents } = await locals.api.agents.listAgents({});
   return { agents: agents.map(agentView), now: Date.now() };
 };

@@ -10,7 +10,7 @@ import type { Actions, PageServerLoad } from './$types';
 export const load: PageServerLoad = async ({ locals, params }) => {
   const [{ event }, formData, { runs }, { fires }] = await Promise.all([
     locals.api.events.getEvent({ id: params.id }),
-    eventFormData(locals.api),
+    eventFormData(locals.api, locals.me),
     locals.api.runs.listRuns({ eventId: params.id, pageSize: 10 }),
     locals.api.events.listScheduleFires({ eventId: params.id, pageSize: 10 }),
   ]);
