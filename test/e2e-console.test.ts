@@ -138,6 +138,7 @@ test('the run shows in the runs list and on the dashboard', async () => {
   assert.equal(await page.getByTestId('runs-24h').innerText(), '1');
   assert.equal(await page.getByTestId('count-succeeded').innerText(), '1');
   assert.equal(await page.getByTestId('success-rate').innerText(), '100 %');
+  assert.match(await page.getByTestId('duration-p50').innerText(), /^\d+(\.\d)? s p50$/, 'the run\'s duration is shown');
   assert.ok(Number(await page.getByTestId('agents-online').innerText()) >= 1);
   await shot('dashboard');
   const missing = await page.goto(url('/jobs/00000000-0000-4000-8000-000000000000'));

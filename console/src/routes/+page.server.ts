@@ -1,6 +1,7 @@
 import { recentRuns } from '#lib/server/recent-runs.ts';
 import { isAdmin } from '#lib/roles.ts';
 import { agentView } from '#lib/views.ts';
+import { durations, failingEvents, percentile } from '#lib/run-stats.ts';
 import type { PageServerLoad } from './$types';
 
 export const load: PageServerLoad = async ({ locals }) => {
@@ -23,12 +24,15 @@ export const load: PageServerLoad = async ({ locals }) => {
   }
   const finished = runs.filter((run) => run.finished).length;
   const views = agents.map(agentView);
+  const took = durations(runs);
   return {
     total: runs.length,
     capped,
     byStatus,
     hourly,
     successRate: finished ? (byStatus.succeeded ?? 0) / finished : null,
+    duration: { p50: percentile(took, 50), p95: percentile(took, 95) },
+    failing: failingEvents(runs),
     agents: {
       online: views.filter((a) => a.status === 'online').length,
       draining: views.filter((a) => a.status === 'draining').length,
