@@ -38,6 +38,10 @@ import { Metrics } from './metrics.ts';
 import { recordQueued } from './tracing.ts';
 import { setFanOutWindow } from './workflows/engine.ts';
 import { resealWebhooks } from './workflows/reseal-webhooks.ts';
+import { TerminalChannel } from './link/terminal-channel.ts';
+import { TerminalGateway } from './api/terminal-gateway.ts';
+import { consoleSessionKey } from './api/terminal-auth.ts';
+import { terminalLimitsFromEnv } from './terminal/limits.ts';
 
 export interface ControlPlane {
   readonly db: Db;
@@ -120,6 +124,8 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
   const log = (message: string, fields?: Record<string, unknown>) => logger.info(fields ?? {}, message);
 
   let dispatcher: Dispatcher | undefined;
+  const terminalChannel = new TerminalChannel();
+  const terminals = new TerminalGateway({ db, sealer, channel: terminalChannel, limits: terminalLimitsFromEnv(), sessionKey: consoleSessionKey(config.dataDir), log });
   // Read at scrape time only, so the link can be made after.
   let link: LinkServer | undefined;
   const metrics = new Metrics({
@@ -154,6 +160,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     },
     onSessionsChanged: () => dispatcher?.kick(),
     metrics,
+    terminals: terminalChannel,
   });
   dispatcher = new Dispatcher({
     db: linkDb,
@@ -189,6 +196,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
   const api = await startApiServer(
     { db, bus, waitingReason, enrollment: { signer: joinTokens, caFingerprint: ca.fingerprint }, leaseTtlMs: config.leaseTtlMs,
       sealer,
+      terminals,
       metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
       ready: async () => {
         await sql`select 1`.execute(db);
@@ -264,6 +272,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
       await notifications.stop();
       stopDispatchKicks();
       await dispatcher.stop();
+      terminals.close('the control plane is restarting; open the terminal again');
       await link.stop();
       await api.close();
       await bus.close();

@@ -16,7 +16,7 @@ export function principalOf(values: { get<T>(key: { id: symbol; defaultValue: T 
   return principal;
 }
 
-function hashToken(token: string): string {
+export function hashToken(token: string): string {
   return createHash('sha256').update(token).digest('hex');
 }
 

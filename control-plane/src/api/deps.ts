@@ -3,6 +3,7 @@ import type { Db } from '../store/database.ts';
 import type { JobRow } from '../store/schema.ts';
 import type { JoinTokenSigner } from '../enrollment/join-tokens.ts';
 import type { Sealer } from '../secrets/sealer.ts';
+import type { TerminalGateway } from './terminal-gateway.ts';
 
 export interface ApiDeps {
   readonly db: Db;
@@ -17,4 +18,6 @@ export interface ApiDeps {
   readonly metrics?: () => Promise<{ readonly contentType: string; readonly body: string }>;
   /** For /readyz: throws when this replica cannot serve (database unreachable). */
   readonly ready?: () => Promise<void>;
+  /** WebSocket terminals at /terminal/ws. */
+  readonly terminals?: TerminalGateway;
 }
