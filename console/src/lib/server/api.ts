@@ -8,6 +8,7 @@ import { EventService } from '@cronium/proto/api/v1/event';
 import { JobService } from '@cronium/proto/api/v1/job';
 import { RunService } from '@cronium/proto/api/v1/run';
 import { ServerService } from '@cronium/proto/api/v1/server';
+import { TerminalService } from '@cronium/proto/api/v1/terminal';
 
 export function apiUrl(): string {
   return process.env.CRONIUM_API_URL || `http://127.0.0.1:${process.env.CRONIUM_HTTP_PORT || 8080}/api`;
@@ -19,6 +20,7 @@ export interface Api {
   readonly jobs: Client<typeof JobService>;
   readonly agents: Client<typeof AgentService>;
   readonly servers: Client<typeof ServerService>;
+  readonly terminals: Client<typeof TerminalService>;
 }
 
 /**
@@ -40,6 +42,7 @@ export function apiFor(token: string, onUnauthenticated?: () => void): Api {
     jobs: client(createClient(JobService, transport)),
     agents: client(createClient(AgentService, transport)),
     servers: client(createClient(ServerService, transport)),
+    terminals: client(createClient(TerminalService, transport)),
   };
 }
 
