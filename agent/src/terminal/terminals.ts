@@ -5,7 +5,7 @@ import { openSshShell } from './ssh-shell.ts';
 import type { Shell, ShellEvents } from './shell.ts';
 
 /** Output bytes sent and not yet acknowledged before the shell's output is paused (the control plane's window). */
-const WINDOW_BYTES = 256 * 1024;
+const WINDOW_BYTES = 64 * 1024;
 const MAX_CHUNK_BYTES = 32 * 1024;
 
 export interface TerminalsOptions {

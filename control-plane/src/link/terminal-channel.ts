@@ -2,7 +2,7 @@ import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { ConnectResponseSchema, type ConnectRequest, type ConnectResponse, type SshTarget } from '@cronium/proto/agent/v1';
 
 /** Unacknowledged bytes allowed in flight per direction of one terminal. */
-export const TERMINAL_WINDOW_BYTES = 256 * 1024;
+export const TERMINAL_WINDOW_BYTES = 64 * 1024;
 /** Keystrokes are cut into messages of at most this size (a large paste becomes many). */
 const MAX_DATA_BYTES = 32 * 1024;
 

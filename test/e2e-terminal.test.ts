@@ -1,0 +1,239 @@
+// Interactive terminals in a real browser (Debian's Chromium) through the agent
+// mesh to real OpenSSH servers: the orchestrator agent carries the terminal to
+// a server on 127.0.0.1; a remote agent (the built binary) carries it to a
+// server on 127.0.0.2 that only it is routed to (server label via=site=branch),
+// and that the control plane never connects to (its host key is pinned at
+// creation, not probed). The recording replays; non-admins are refused.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, test } from 'node:test';
+import pg from 'pg';
+import WebSocket from 'ws';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { ensureConsoleBuild } from '../scripts/build-console.ts';
+import { ADMIN_TOKEN, Stack, freshDatabase, type RemoteAgent } from './harness.ts';
+import { startSshd, type Sshd } from './sshd.ts';
+
+const run = promisify(execFile);
+const profile = mkdtempSync(join(tmpdir(), 'cronium-chromium-'));
+let stack: Stack;
+let database: Awaited<ReturnType<typeof freshDatabase>>;
+let browser: BrowserContext;
+let near: Sshd;
+let far: Sshd;
+let branchAgent: RemoteAgent;
+const servers: Record<string, { id: string; name: string }> = {};
+const USER_TOKEN = 'test-user-token';
+
+before(async () => {
+  await ensureConsoleBuild();
+  database = await freshDatabase('e2e_terminal');
+  [near, far] = await Promise.all([startSshd(), startSshd({ host: '127.0.0.2' })]);
+  stack = await new Stack({ databaseUrl: database.url }).start();
+  branchAgent = await stack.remoteAgent({ labels: { site: 'branch' }, env: { CRONIUM_AGENT_ENABLE_SSH: '1' } });
+  const nearServer = (await stack.ok('cronium.api.v1.ServerService/CreateServer', { server: { name: 'near', host: near.host, port: near.port, username: near.username, privateKey: near.privateKey } })).server;
+  const probe = await stack.ok('cronium.api.v1.ServerService/TestServer', { id: nearServer.id });
+  await stack.ok('cronium.api.v1.ServerService/ApproveHostKey', { id: nearServer.id, fingerprint: probe.hostKeyFingerprint });
+  servers.near = nearServer;
+  // Pinned at creation: nothing on the control plane ever dials 127.0.0.2.
+  servers.far = (
+    await stack.ok('cronium.api.v1.ServerService/CreateServer', {
+      server: { name: 'far', host: far.host, port: far.port, username: far.username, privateKey: far.privateKey, hostKeyFingerprint: far.hostKeyFingerprint, labels: { via: 'site=branch' } },
+    })
+  ).server;
+  const client = new pg.Client({ connectionString: database.url });
+  await client.connect();
+  await client.query(`insert into api_tokens (id, owner_id, role, name, token_hash) values ('user-1', 'user-1', 'user', 'a user', $1)`, [
+    createHash('sha256').update(USER_TOKEN).digest('hex'),
+  ]);
+  await client.end();
+
+  browser = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CRONIUM_CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    viewport: { width: 1280, height: 860 },
+  });
+  const page = browser.pages()[0] ?? (await browser.newPage());
+  await page.goto(`${stack.baseUrl}/login`);
+  await page.getByLabel('API token').fill(ADMIN_TOKEN);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Dashboard' }).or(page.getByRole('heading', { name: 'Events' })).first().waitFor();
+});
+
+after(async () => {
+  await browser?.close();
+  await stack?.stop();
+  await Promise.all([near?.stop(), far?.stop()]);
+  await database?.drop();
+  rmSync(profile, { recursive: true, force: true });
+});
+
+/** The text on the terminal's screen. */
+const screen = (page: Page) => page.locator('[data-testid=terminal] .xterm-rows').innerText();
+
+async function waitForScreen(page: Page, pattern: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> {
+  const deadline = Date.now() + timeoutMs;
+  let text = '';
+  while (Date.now() < deadline) {
+    text = await screen(page);
+    const match = pattern.exec(text);
+    if (match) return match;
+    await page.waitForTimeout(100);
+  }
+  throw new Error(`${pattern} not on the terminal within ${timeoutMs} ms; it shows:\n${text}`);
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const value = await probe();
+    if (value) return value;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** Opens a terminal from the Servers page in a new tab, as an operator would. */
+async function openTerminal(name: string): Promise<Page> {
+  const page = await browser.newPage();
+  page.setDefaultTimeout(20_000);
+  await page.goto(`${stack.baseUrl}/servers`);
+  await page.getByRole('link', { name: `Terminal on ${name}` }).click();
+  await page.getByTestId('terminal-status').filter({ hasText: 'Connected to' }).waitFor();
+  await page.locator('[data-testid=terminal] .xterm-helper-textarea').focus();
+  return page;
+}
+
+/** A paste as the browser delivers it (a paste event with the clipboard's text). */
+async function paste(page: Page, text: string): Promise<void> {
+  await page.locator('[data-testid=terminal] .xterm-helper-textarea').evaluate((textarea, pasted) => {
+    const clipboardData = new DataTransfer();
+    clipboardData.setData('text/plain', pasted);
+    textarea.dispatchEvent(new ClipboardEvent('paste', { clipboardData, bubbles: true, cancelable: true }));
+  }, text);
+}
+
+/** Arithmetic, resize, Unicode, Ctrl-C and a large paste; returns the shell's pid on the server. */
+async function exercise(page: Page): Promise<number> {
+  await page.keyboard.type('echo $((6*7))\n');
+  await waitForScreen(page, /^42\s*$/m);
+
+  await page.keyboard.type('echo SIZE1 $(stty size)\n');
+  const [, rows1, cols1] = await waitForScreen(page, /^SIZE1 (\d+) (\d+)\s*$/m);
+  await page.setViewportSize({ width: 760, height: 560 });
+  await page.waitForTimeout(500);
+  await page.keyboard.type('echo SIZE2 $(stty size)\n');
+  const [, rows2, cols2] = await waitForScreen(page, /^SIZE2 (\d+) (\d+)\s*$/m);
+  assert.ok(Number(cols2) < Number(cols1) && Number(rows2) < Number(rows1), `stty size follows the window: ${rows1}x${cols1} then ${rows2}x${cols2}`);
+
+  // The test users' sshd sessions start in the POSIX locale, where readline mangles non-ASCII input.
+  await page.keyboard.type('export LC_ALL=C.UTF-8\n');
+  await page.keyboard.type('echo "héllo wörld ✓ 日本"\n');
+  await waitForScreen(page, /^héllo wörld ✓ 日本\s*$/m);
+
+  await page.keyboard.type('sleep 300\n');
+  await page.waitForTimeout(300);
+  await page.keyboard.press('Control+C');
+  await page.keyboard.type('echo after-$((1+1))\n');
+  await waitForScreen(page, /^after-2\s*$/m);
+
+  // 1000 lines of 100 bytes: more than the 64 KiB flow-control window on every hop.
+  await page.keyboard.type('stty -echo; wc -c; stty echo\n');
+  await page.waitForTimeout(300);
+  await paste(page, `${'x'.repeat(99)}\n`.repeat(1000));
+  await page.keyboard.press('Control+D');
+  await waitForScreen(page, /^\s*100000\s*$/m, 60_000);
+
+  await page.keyboard.type('echo PID $$\n');
+  const [, pid] = await waitForScreen(page, /^PID (\d+)\s*$/m);
+  return Number(pid);
+}
+
+/** pids holding a TCP connection to host:port. */
+async function connectionOwners(host: string, port: number): Promise<number[]> {
+  const { stdout } = await run('ss', ['-tnpH', 'state', 'established', 'dst', `${host}:${port}`]);
+  return [...stdout.matchAll(/pid=(\d+)/g)].map((match) => Number(match[1]));
+}
+
+test('a terminal to a server through the orchestrator agent: 42, resize, Unicode, Ctrl-C, paste; closing the tab ends the shell', async () => {
+  const page = await openTerminal('near');
+  const pid = await exercise(page);
+  assert.ok(existsSync(`/proc/${pid}`), 'the shell runs on the server');
+  await page.close();
+  await until('the shell to end after the tab closed', async () => !existsSync(`/proc/${pid}`) && (await near.jobProcesses()).length === 0);
+});
+
+test('a terminal to a server only a remote agent reaches, through that agent; an agent restart ends it with a clear message', async () => {
+  const page = await openTerminal('far');
+  const owners = await connectionOwners(far.host, far.port);
+  assert.deepEqual(owners, [branchAgent.process!.pid], 'the only SSH connection to the far server is the remote agent’s');
+  const pid = await exercise(page);
+  await page.close();
+  await until('the shell to end after the tab closed', async () => !existsSync(`/proc/${pid}`) && (await far.jobProcesses()).length === 0);
+
+  const again = await openTerminal('far');
+  await again.keyboard.type('echo PID $$\n');
+  const [, second] = await waitForScreen(again, /^PID (\d+)\s*$/m);
+  await branchAgent.kill('SIGKILL');
+  await again.getByTestId('terminal-ended').filter({ hasText: 'the agent disconnected' }).waitFor();
+  await until('the shell to end with its agent', async () => !existsSync(`/proc/${second}`));
+  await again.close();
+});
+
+test('every terminal is in the audit list, and its recording replays the session', async () => {
+  const { recordings } = await stack.ok('cronium.api.v1.TerminalService/ListRecordings', {});
+  assert.equal(recordings.length, 3);
+  const [last, second, first] = recordings;
+  assert.equal(first.targetName, 'near');
+  assert.equal(first.openedBy, 'admin');
+  assert.equal(first.endReason, 'closed by the browser');
+  assert.equal(second.targetName, 'far');
+  assert.equal(second.agentId, (await stack.agents()).find((agent: any) => agent.labels?.site === 'branch').id);
+  assert.equal(last.endReason, 'the agent disconnected');
+  const { asciicast } = await stack.ok('cronium.api.v1.TerminalService/GetRecording', { id: first.id });
+  const [header, ...events] = asciicast.trim().split('\n').map((line: string) => JSON.parse(line));
+  assert.equal(header.version, 2);
+  assert.ok(events.some(([, code]: [number, string]) => code === 'r'), 'the resize is recorded');
+  assert.match(events.map(([, , data]: [number, string, string]) => data).join(''), /\r\n42\r\n/);
+
+  const page = browser.pages()[0]!;
+  await page.goto(`${stack.baseUrl}/terminals`);
+  await page.getByRole('link', { name: /^Replay/ }).last().click();
+  await page.getByTestId('replay-status').filter({ hasText: 'Replay finished' }).waitFor({ timeout: 60_000 });
+  const replayed = await page.locator('[data-testid=replay] .xterm-rows').innerText();
+  assert.match(replayed, /^héllo wörld ✓ 日本\s*$/m);
+  assert.match(replayed, /^PID \d+\s*$/m);
+});
+
+/** Opens the terminal WebSocket as a script would; resolves with the first control message and the close code. */
+function scriptTerminal(headers: Record<string, string>): Promise<{ message?: any; code?: number; status?: number }> {
+  return new Promise((resolve) => {
+    const socket = new WebSocket(`ws://127.0.0.1:${stack.httpPort}/terminal/ws?server=${servers.near!.id}`, { headers });
+    let message: any;
+    socket.on('message', (data, binary) => {
+      if (!binary && !message) message = JSON.parse(String(data));
+    });
+    socket.on('close', (code) => resolve({ message, code }));
+    socket.on('unexpected-response', (_req, res) => resolve({ status: res.statusCode }));
+    socket.on('error', () => {});
+  });
+}
+
+test('a non-admin token, no credentials, and a foreign page are refused', async () => {
+  const user = await scriptTerminal({ authorization: `Bearer ${USER_TOKEN}` });
+  assert.equal(user.message?.code, 'permission_denied');
+  const nobody = await scriptTerminal({});
+  assert.equal(nobody.message?.code, 'unauthenticated');
+  const foreign = await scriptTerminal({ authorization: `Bearer ${ADMIN_TOKEN}`, origin: 'https://evil.example' });
+  assert.equal(foreign.status, 403);
+  const listed = await stack.call('cronium.api.v1.TerminalService/ListRecordings', {}, USER_TOKEN);
+  assert.equal(listed.status, 403);
+  // None of these opened a terminal.
+  assert.equal((await stack.ok('cronium.api.v1.TerminalService/ListRecordings', {})).recordings.length, 3);
+});
