@@ -35,7 +35,7 @@ before(async () => {
   database = await freshDatabase('e2e_terminal');
   [near, far] = await Promise.all([startSshd(), startSshd({ host: '127.0.0.2' })]);
   stack = await new Stack({ databaseUrl: database.url }).start();
-  branchAgent = await stack.remoteAgent({ labels: { site: 'branch' }, env: { CRONIUM_AGENT_ENABLE_SSH: '1' } });
+  branchAgent = await stack.remoteAgent({ labels: { site: 'branch' }, env: { CRONIUM_AGENT_ENABLE_SSH: '1', CRONIUM_AGENT_ENABLE_TERMINAL: '1' } });
   const nearServer = (await stack.ok('cronium.api.v1.ServerService/CreateServer', { server: { name: 'near', host: near.host, port: near.port, username: near.username, privateKey: near.privateKey } })).server;
   const probe = await stack.ok('cronium.api.v1.ServerService/TestServer', { id: nearServer.id });
   await stack.ok('cronium.api.v1.ServerService/ApproveHostKey', { id: nearServer.id, fingerprint: probe.hostKeyFingerprint });
@@ -99,11 +99,11 @@ async function until<T>(what: string, probe: () => Promise<T | undefined | false
   throw new Error(`timed out waiting for ${what}`);
 }
 
-/** Opens a terminal from the Servers page in a new tab, as an operator would. */
-async function openTerminal(name: string): Promise<Page> {
+/** Opens a terminal from the Servers (or Agents) page in a new tab, as an operator would. */
+async function openTerminal(name: string, from = '/servers'): Promise<Page> {
   const page = await browser.newPage();
   page.setDefaultTimeout(20_000);
-  await page.goto(`${stack.baseUrl}/servers`);
+  await page.goto(`${stack.baseUrl}${from}`);
   await page.getByRole('link', { name: `Terminal on ${name}` }).click();
   await page.getByTestId('terminal-status').filter({ hasText: 'Connected to' }).waitFor();
   await page.locator('[data-testid=terminal] .xterm-helper-textarea').focus();
@@ -113,9 +113,11 @@ async function openTerminal(name: string): Promise<Page> {
 /** A paste as the browser delivers it (a paste event with the clipboard's text). */
 async function paste(page: Page, text: string): Promise<void> {
   await page.locator('[data-testid=terminal] .xterm-helper-textarea').evaluate((textarea, pasted) => {
-    const clipboardData = new DataTransfer();
+    // Runs in the page (DOM types are not in this project's TypeScript libs).
+    const dom = globalThis as unknown as { DataTransfer: new () => { setData(type: string, data: string): void }; ClipboardEvent: new (type: string, init: object) => Event };
+    const clipboardData = new dom.DataTransfer();
     clipboardData.setData('text/plain', pasted);
-    textarea.dispatchEvent(new ClipboardEvent('paste', { clipboardData, bubbles: true, cancelable: true }));
+    textarea.dispatchEvent(new dom.ClipboardEvent('paste', { clipboardData, bubbles: true, cancelable: true }));
   }, text);
 }
 
@@ -169,6 +171,22 @@ test('a terminal to a server through the orchestrator agent: 42, resize, Unicode
   await until('the shell to end after the tab closed', async () => !existsSync(`/proc/${pid}`) && (await near.jobProcesses()).length === 0);
 });
 
+test('a terminal on the host of an agent that allows it (enable_terminal), opened from the Agents page', async () => {
+  const agents = await stack.agents();
+  const branch = agents.find((agent: any) => agent.labels?.site === 'branch');
+  assert.ok(branch.executors.includes('terminal'), 'the agent says it allows terminals');
+  const page = await browser.newPage();
+  await page.goto(`${stack.baseUrl}/agents`);
+  assert.equal(await page.getByRole('link', { name: /^Terminal on / }).count(), 1, 'only the agent that allows it offers a terminal');
+  await page.close();
+  const terminal = await openTerminal(branch.name, '/agents');
+  await terminal.keyboard.type('echo $((6*7)); echo PID $$\n');
+  await waitForScreen(terminal, /^42\s*$/m);
+  const [, pid] = await waitForScreen(terminal, /^PID (\d+)\s*$/m);
+  await terminal.close();
+  await until('the local shell to end', async () => !existsSync(`/proc/${pid}`));
+});
+
 test('a terminal to a server only a remote agent reaches, through that agent; an agent restart ends it with a clear message', async () => {
   const page = await openTerminal('far');
   const owners = await connectionOwners(far.host, far.port);
@@ -188,8 +206,9 @@ test('a terminal to a server only a remote agent reaches, through that agent; an
 
 test('every terminal is in the audit list, and its recording replays the session', async () => {
   const { recordings } = await stack.ok('cronium.api.v1.TerminalService/ListRecordings', {});
-  assert.equal(recordings.length, 3);
-  const [last, second, first] = recordings;
+  assert.equal(recordings.length, 4);
+  const [last, second, local, first] = recordings;
+  assert.equal(local.targetKind, 'agent');
   assert.equal(first.targetName, 'near');
   assert.equal(first.openedBy, 'admin');
   assert.equal(first.endReason, 'closed by the browser');
@@ -236,5 +255,33 @@ test('a non-admin token, no credentials, and a foreign page are refused', async 
   const listed = await stack.call('cronium.api.v1.TerminalService/ListRecordings', {}, USER_TOKEN);
   assert.equal(listed.status, 403);
   // None of these opened a terminal.
-  assert.equal((await stack.ok('cronium.api.v1.TerminalService/ListRecordings', {})).recordings.length, 3);
+  assert.equal((await stack.ok('cronium.api.v1.TerminalService/ListRecordings', {})).recordings.length, 4);
+});
+
+test('at most 3 terminals per user: the fourth is refused', async () => {
+  const sockets = await Promise.all(
+    [1, 2, 3].map(
+      () =>
+        new Promise<WebSocket>((resolve, reject) => {
+          const socket = new WebSocket(`ws://127.0.0.1:${stack.httpPort}/terminal/ws?server=${servers.near!.id}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+          socket.on('message', (data, binary) => !binary && JSON.parse(String(data)).type === 'opened' && resolve(socket));
+          socket.on('close', () => reject(new Error('closed before it opened')));
+        }),
+    ),
+  );
+  const fourth = await scriptTerminal({ authorization: `Bearer ${ADMIN_TOKEN}` });
+  assert.equal(fourth.message?.code, 'resource_exhausted');
+  assert.match(fourth.message?.message, /at most 3 open terminals per user/);
+  for (const socket of sockets) socket.close();
+  await until('the three shells to end', async () => (await near.jobProcesses()).length === 0);
+});
+
+test('a control-plane restart ends the terminal with a message that says so, and the shell with it', async () => {
+  const page = await openTerminal('near');
+  await page.keyboard.type('echo PID $$\n');
+  const [, pid] = await waitForScreen(page, /^PID (\d+)\s*$/m);
+  stack.controlPlane!.kill('SIGTERM');
+  await page.getByTestId('terminal-ended').filter({ hasText: 'the control plane is restarting' }).waitFor();
+  await until('the shell to end', async () => !existsSync(`/proc/${pid}`));
+  await page.close();
 });

@@ -46,7 +46,7 @@ test('a local terminal runs a shell on a PTY: input, resize, Ctrl-C, Unicode; cl
   await new Promise((resolve) => setTimeout(resolve, 300));
   type('t1', '\x03');
   type('t1', "export LC_ALL=C.UTF-8; printf 'after-%s ✓\\n' ok; echo PID $$\n");
-  const pid = Number((await waitFor('the pid', () => /after-ok ✓\r\nPID (\d+)/.exec(output('t1'))))[1]);
+  const pid = Number((await waitFor('the pid', () => /after-ok ✓\r\nPID (\d+)/.exec(output('t1'))))![1]);
   assert.ok(existsSync(`/proc/${pid}`));
   // Keystrokes are acknowledged, which gives the browser its credit back.
   assert.ok(sent.some((m) => m.kind.case === 'terminalAck' && m.kind.value.id === 't1'));
