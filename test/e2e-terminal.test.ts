@@ -276,6 +276,44 @@ test('at most 3 terminals per user: the fourth is refused', async () => {
   await until('the three shells to end', async () => (await near.jobProcesses()).length === 0);
 });
 
+test('idle and lifetime limits close terminals with the reason (embedded PGlite store)', async () => {
+  const limited = await new Stack({ env: { CRONIUM_TERMINAL_IDLE_SECONDS: '3', CRONIUM_TERMINAL_MAX_SECONDS: '8' } }).start();
+  try {
+    const { server } = await limited.ok('cronium.api.v1.ServerService/CreateServer', {
+      server: { name: 'near', host: near.host, port: near.port, username: near.username, privateKey: near.privateKey, hostKeyFingerprint: near.hostKeyFingerprint },
+    });
+    const open = (typing: boolean) =>
+      new Promise<{ reason: string; afterMs: number }>((resolve) => {
+        const socket = new WebSocket(`ws://127.0.0.1:${limited.httpPort}/terminal/ws?server=${server.id}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+        let openedAt = 0;
+        let keys: NodeJS.Timeout | undefined;
+        socket.on('message', (data, binary) => {
+          if (binary) return;
+          const message = JSON.parse(String(data));
+          if (message.type === 'opened') {
+            openedAt = Date.now();
+            if (typing) keys = setInterval(() => socket.send(Buffer.from(':\r')), 1000);
+          }
+          if (message.type === 'closed') {
+            clearInterval(keys);
+            resolve({ reason: message.reason, afterMs: Date.now() - openedAt });
+          }
+        });
+      });
+    const [idle, busy] = await Promise.all([open(false), open(true)]);
+    assert.equal(idle.reason, 'closed after 3 seconds without input');
+    assert.ok(idle.afterMs >= 2_500, `idle closed after ${idle.afterMs} ms`);
+    assert.equal(busy.reason, 'reached the 8 seconds limit');
+    assert.ok(busy.afterMs >= 7_000, `the busy one lasted ${busy.afterMs} ms`);
+    const { recordings } = await limited.ok('cronium.api.v1.TerminalService/ListRecordings', {});
+    assert.deepEqual(recordings.map((r: any) => r.endReason).sort(), ['closed after 3 seconds without input', 'reached the 8 seconds limit']);
+    assert.ok(recordings.every((r: any) => Number(r.outputBytes) > 0), 'the prompts were recorded');
+  } finally {
+    await limited.stop();
+  }
+  await until('the shells to end', async () => (await near.jobProcesses()).length === 0);
+});
+
 test('a control-plane restart ends the terminal with a message that says so, and the shell with it', async () => {
   const page = await openTerminal('near');
   await page.keyboard.type('echo PID $$\n');
