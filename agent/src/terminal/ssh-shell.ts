@@ -3,6 +3,8 @@ import type { SshTarget } from '@cronium/proto/agent/v1';
 import { connectSsh } from '../executors/ssh-fingerprint.ts';
 import type { Shell, ShellEvents } from './shell.ts';
 
+const INPUT_PIECE_BYTES = 4096;
+
 /**
  * A login shell with a PTY on an SSH server, on a connection of its own (not
  * the job pool's), with the host key pinned as for jobs. Closing it ends the
@@ -41,10 +43,34 @@ export function openSshShell(target: SshTarget, size: { cols: number; rows: numb
     },
     (error: Error) => exit(error.message),
   );
+  // Keystrokes go out in pieces of at most 4 KiB, a millisecond apart while a
+  // large paste drains: ssh2 (1.17) misreads the server's packets ("Bad packet
+  // length", "Invalid MAC") when hundreds of KB are written to a channel at once.
+  const queue: { data: Uint8Array; done: () => void }[] = [];
+  let pumping = false;
+  const pump = () => {
+    const head = queue[0];
+    if (!head || !stream) {
+      pumping = false;
+      for (const entry of queue.splice(0)) entry.done();
+      return;
+    }
+    pumping = true;
+    const piece = head.data.subarray(0, INPUT_PIECE_BYTES);
+    head.data = head.data.subarray(piece.length);
+    stream.write(piece, () => {
+      if (head.data.length === 0) {
+        queue.shift();
+        head.done();
+      }
+      if (queue.length === 0) pumping = false;
+      else setTimeout(pump, 1);
+    });
+  };
   return {
     write: (data, done) => {
-      if (!stream) return done();
-      stream.write(data, () => done());
+      queue.push({ data, done });
+      if (!pumping) pump();
     },
     resize: (cols, rows) => stream?.setWindow(rows, cols, 0, 0),
     pause: () => stream?.pause(),

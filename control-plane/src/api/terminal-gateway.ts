@@ -123,7 +123,14 @@ export class TerminalGateway {
       .execute();
     this.#open.set(id, { ownerId: principal.ownerId, target: targetKey });
     log('terminal opened', { terminalId: id, by: principal.ownerId, target: targetKey, agentId: resolved.agentId });
-    this.#pipe(ws, id, resolved, { cols, rows }, principal);
+    try {
+      this.#pipe(ws, id, resolved, { cols, rows }, principal);
+    } catch (error) {
+      // The agent left between the choice and the open.
+      this.#open.delete(id);
+      await db.updateTable('terminal_sessions').set({ ended_at: new Date(), end_reason: String((error as Error).message) }).where('id', '=', id).execute();
+      throw new Refusal('unavailable', (error as Error).message);
+    }
   }
 
   async #resolve(url: URL): Promise<Resolved> {
@@ -150,7 +157,6 @@ export class TerminalGateway {
 
   #pipe(ws: WebSocket, id: string, resolved: Resolved, dims: { cols: number; rows: number }, principal: Principal): void {
     const { db, channel, limits, log } = this.#options;
-    const recording = new Recording(db, id, { ...dims, title: `${resolved.name} (${principal.ownerId})` });
     let link: TerminalLink | undefined;
     let ended = false;
     let idle: NodeJS.Timeout | undefined;
@@ -159,16 +165,16 @@ export class TerminalGateway {
       clearTimeout(idle);
       idle = setTimeout(() => close(`closed after ${minutes(limits.idleMs)} without input`), limits.idleMs);
     };
-    const lifetime = setTimeout(() => close(`reached the ${minutes(limits.maxMs)} limit`), limits.maxMs);
-    const opening = setTimeout(() => close('the agent did not open the shell in time'), OPEN_TIMEOUT_MS);
-    touch();
+    let lifetime: NodeJS.Timeout | undefined;
+    let opening: NodeJS.Timeout | undefined;
+    let recording: Recording | undefined;
     link = channel.open(resolved.agentId, id, resolved.target, dims, {
       opened: () => {
         clearTimeout(opening);
         ws.send(JSON.stringify({ type: 'opened', id, target: resolved.name, agentId: resolved.agentId }));
       },
       output: (data, delivered) => {
-        recording.output(data);
+        recording?.output(data);
         ws.send(data, { binary: true }, () => delivered());
       },
       inputAcked: () => {
@@ -186,9 +192,13 @@ export class TerminalGateway {
           ws.send(JSON.stringify({ type: 'closed', reason }));
           ws.close(1000, Buffer.from(reason).subarray(0, 120).toString());
         }
-        recording.finish(reason).catch((error: unknown) => log('terminal recording could not be finished', { terminalId: id, error: String(error) }));
+        recording?.finish(reason).catch((error: unknown) => log('terminal recording could not be finished', { terminalId: id, error: String(error) }));
       },
     });
+    recording = new Recording(db, id, { ...dims, title: `${resolved.name} (${principal.ownerId})` });
+    lifetime = setTimeout(() => close(`reached the ${minutes(limits.maxMs)} limit`), limits.maxMs);
+    opening = setTimeout(() => close('the agent did not open the shell in time'), OPEN_TIMEOUT_MS);
+    touch();
     ws.on('message', (data, isBinary) => {
       if (!link) return;
       if (isBinary) {
