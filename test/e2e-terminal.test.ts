@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -16,10 +16,11 @@ import pg from 'pg';
 import WebSocket from 'ws';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { ensureConsoleBuild } from '../scripts/build-console.ts';
-import { ADMIN_TOKEN, Stack, freshDatabase, type RemoteAgent } from './harness.ts';
+import { ADMIN_TOKEN, Stack, freshDatabase, root, type RemoteAgent } from './harness.ts';
 import { startSshd, type Sshd } from './sshd.ts';
 
 const run = promisify(execFile);
+const screenshots = join(root, '.cache', 'screenshots');
 const profile = mkdtempSync(join(tmpdir(), 'cronium-chromium-'));
 let stack: Stack;
 let database: Awaited<ReturnType<typeof freshDatabase>>;
@@ -155,6 +156,8 @@ async function exercise(page: Page): Promise<number> {
 
   await page.keyboard.type('echo PID $$\n');
   const [, pid] = await waitForScreen(page, /^PID (\d+)\s*$/m);
+  mkdirSync(screenshots, { recursive: true });
+  await page.screenshot({ path: join(screenshots, 'terminal.png') });
   return Number(pid);
 }
 
@@ -228,6 +231,7 @@ test('every terminal is in the audit list, and its recording replays the session
   await page.getByRole('link', { name: /^Replay/ }).last().click();
   await page.getByTestId('replay-status').filter({ hasText: 'Replay finished' }).waitFor({ timeout: 60_000 });
   const replayed = await page.locator('[data-testid=replay] .xterm-rows').innerText();
+  await page.screenshot({ path: join(screenshots, 'terminal-replay.png'), fullPage: true });
   assert.match(replayed, /^héllo wörld ✓ 日本\s*$/m);
   assert.match(replayed, /^PID \d+\s*$/m);
 });

@@ -4,7 +4,7 @@ import type { FitAddon } from '@xterm/addon-fit';
 
 export async function openXterm(element: HTMLElement, options: { fit?: boolean } = {}): Promise<{ term: Terminal; fit: FitAddon }> {
   const [{ Terminal }, { FitAddon }, { Unicode11Addon }] = await Promise.all([import('@xterm/xterm'), import('@xterm/addon-fit'), import('@xterm/addon-unicode11')]);
-  const term = new Terminal({ allowProposedApi: true, cursorBlink: true, fontFamily: 'ui-monospace, SFMono-Regular, Menlo, monospace', fontSize: 14, scrollback: 5000 });
+  const term = new Terminal({ allowProposedApi: true, cursorBlink: true, fontFamily: 'ui-monospace, SFMono-Regular, Menlo, monospace', fontSize: 14, lineHeight: 1.15, scrollback: 5000 });
   const fit = new FitAddon();
   term.loadAddon(fit);
   term.loadAddon(new Unicode11Addon());

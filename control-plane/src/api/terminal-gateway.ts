@@ -50,7 +50,7 @@ function size(value: string | null, fallback: number): number {
   return Number.isInteger(n) && n >= 1 && n <= 1000 ? n : fallback;
 }
 
-function minutes(ms: number): string {
+function spokenDuration(ms: number): string {
   return ms % 60_000 === 0 ? `${ms / 60_000} minute${ms === 60_000 ? '' : 's'}` : `${ms / 1000} seconds`;
 }
 
@@ -163,7 +163,7 @@ export class TerminalGateway {
     const close = (reason: string) => link?.close(reason);
     const touch = () => {
       clearTimeout(idle);
-      idle = setTimeout(() => close(`closed after ${minutes(limits.idleMs)} without input`), limits.idleMs);
+      idle = setTimeout(() => close(`closed after ${spokenDuration(limits.idleMs)} without input`), limits.idleMs);
     };
     let lifetime: NodeJS.Timeout | undefined;
     let opening: NodeJS.Timeout | undefined;
@@ -196,7 +196,7 @@ export class TerminalGateway {
       },
     });
     recording = new Recording(db, id, { ...dims, title: `${resolved.name} (${principal.ownerId})` });
-    lifetime = setTimeout(() => close(`reached the ${minutes(limits.maxMs)} limit`), limits.maxMs);
+    lifetime = setTimeout(() => close(`reached the ${spokenDuration(limits.maxMs)} limit`), limits.maxMs);
     opening = setTimeout(() => close('the agent did not open the shell in time'), OPEN_TIMEOUT_MS);
     touch();
     ws.on('message', (data, isBinary) => {
