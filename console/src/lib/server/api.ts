@@ -11,6 +11,7 @@ import { RunService } from '@cronium/proto/api/v1/run';
 import { ServerService } from '@cronium/proto/api/v1/server';
 import { VariableService } from '@cronium/proto/api/v1/variable';
 import { WorkflowService } from '@cronium/proto/api/v1/workflow';
+import { TerminalService } from '@cronium/proto/api/v1/terminal';
 
 export function apiUrl(): string {
   return process.env.CRONIUM_API_URL || `http://127.0.0.1:${process.env.CRONIUM_HTTP_PORT || 8080}/api`;
@@ -25,6 +26,7 @@ export interface Api {
   readonly workflows: Client<typeof WorkflowService>;
   readonly variables: Client<typeof VariableService>;
   readonly notifications: Client<typeof NotificationService>;
+  readonly terminals: Client<typeof TerminalService>;
 }
 
 /**
@@ -49,6 +51,7 @@ export function apiFor(token: string, onUnauthenticated?: () => void): Api {
     workflows: client(createClient(WorkflowService, transport)),
     variables: client(createClient(VariableService, transport)),
     notifications: client(createClient(NotificationService, transport)),
+    terminals: client(createClient(TerminalService, transport)),
   };
 }
 
