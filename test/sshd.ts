@@ -45,6 +45,8 @@ export interface StartSshdOptions {
   readonly users?: number;
   /** Extra sshd_config lines (e.g. `MaxSessions 2`); they override the fixture's defaults. */
   readonly extraConfig?: readonly string[];
+  /** Loopback address to listen on (default 127.0.0.1), e.g. 127.0.0.2 for a server only one agent is told to reach. */
+  readonly host?: string;
 }
 
 export interface Sshd {
@@ -84,11 +86,11 @@ export interface Sshd {
 let userCounter = 0;
 
 /** A free loopback TCP port (another process may take it before sshd does; startSshd retries). */
-async function freePort(): Promise<number> {
+async function freePort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
+    srv.listen(0, host, () => {
       const address = srv.address();
       const port = typeof address === 'object' && address ? address.port : 0;
       srv.close(() => resolve(port));
@@ -198,12 +200,12 @@ async function deleteUser(username: string, uid: number): Promise<void> {
 }
 
 /** Resolves once something on host:port answers with an SSH banner. */
-async function waitForBanner(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
+async function waitForBanner(host: string, port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) throw new Error('sshd exited');
     const ok = await new Promise<boolean>((resolve) => {
-      const sock = connect(port, '127.0.0.1');
+      const sock = connect(port, host);
       let data = '';
       const done = (v: boolean) => {
         sock.destroy();
@@ -225,6 +227,7 @@ async function waitForBanner(port: number, child: ChildProcess, timeoutMs: numbe
 
 export async function startSshd(options: StartSshdOptions = {}): Promise<Sshd> {
   if (process.getuid?.() !== 0) throw new Error('startSshd needs root (it runs sshd and creates test users)');
+  const host = options.host ?? '127.0.0.1';
   await mkdir('/run/sshd', { recursive: true, mode: 0o755 });
   const dir = await mkdtemp(join(tmpdir(), 'cronium-sshd-'));
   // sshd reads authorized_keys as the user: the path must be traversable.
@@ -250,7 +253,7 @@ export async function startSshd(options: StartSshdOptions = {}): Promise<Sshd> {
     await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'cronium-test-host', '-f', hostKey]);
     fingerprint = await fingerprintOfFile(`${hostKey}.pub`);
     const pub = (await readFile(`${hostKey}.pub`, 'utf8')).trim().split(' ').slice(0, 2).join(' ');
-    await writeFile(knownHostsPath, `[127.0.0.1]:${port} ${pub}\n`);
+    await writeFile(knownHostsPath, `[${host}]:${port} ${pub}\n`);
   };
 
   const writeConfig = async () => {
@@ -258,7 +261,7 @@ export async function startSshd(options: StartSshdOptions = {}): Promise<Sshd> {
       // sshd keeps the first value of a keyword: extra lines go first so they win.
       ...(options.extraConfig ?? []),
       `Port ${port}`,
-      'ListenAddress 127.0.0.1',
+      `ListenAddress ${host}`,
       `HostKey ${hostKey}`,
       `PidFile ${join(dir, 'sshd.pid')}`,
       `AuthorizedKeysFile ${keysDir}/%u`,
@@ -291,7 +294,7 @@ export async function startSshd(options: StartSshdOptions = {}): Promise<Sshd> {
       proc.once('exit', (code, signal) => reject(new Error(`sshd exited (${signal ?? code}): ${logText.trim().split('\n').slice(-3).join(' | ')}`))),
     );
     exited.catch(() => {});
-    await Promise.race([waitForBanner(port, proc, 10_000), exited]);
+    await Promise.race([waitForBanner(host, port, proc, 10_000), exited]);
   };
 
   /** Kills the listener and every per-connection sshd (and their sessions). */
@@ -315,7 +318,7 @@ export async function startSshd(options: StartSshdOptions = {}): Promise<Sshd> {
       users.push({ ...u, privateKey: await readFile(keyPath, 'utf8'), privateKeyPath: keyPath });
     }
     for (let attempt = 0; ; attempt++) {
-      port = await freePort();
+      port = await freePort(host);
       await makeHostKey();
       await writeConfig();
       try {
@@ -336,7 +339,7 @@ export async function startSshd(options: StartSshdOptions = {}): Promise<Sshd> {
 
   const main = users[0]!;
   return {
-    host: '127.0.0.1',
+    host,
     get port() {
       return port;
     },
@@ -380,7 +383,7 @@ export async function startSshd(options: StartSshdOptions = {}): Promise<Sshd> {
       '-o', 'BatchMode=yes',
       '-o', 'IdentitiesOnly=yes',
       '-F', '/dev/null',
-      `${main.username}@127.0.0.1`,
+      `${main.username}@${host}`,
     ],
     async regenerateHostKey() {
       if (stopped) throw new Error('sshd stopped');

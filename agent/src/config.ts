@@ -10,6 +10,8 @@ export interface AgentConfig {
   readonly joinToken?: string;
   readonly labels: Readonly<Record<string, string>>;
   readonly enableSsh: boolean;
+  /** Admins may open shells on this host from the console (off by default). */
+  readonly enableTerminal: boolean;
   readonly dataDir: string;
   readonly slots: number;
   readonly name: string;
@@ -45,6 +47,7 @@ Options (each also settable in the YAML file given by --config, or by environmen
   --name NAME              display name                     (CRONIUM_AGENT_NAME, default the host name)
   --ca/--cert/--key FILE   TLS files (default DATA_DIR/ca.crt, client.crt, client.key)
   --enable-ssh             offer the SSH executor           (CRONIUM_AGENT_ENABLE_SSH)
+  --enable-terminal        let admins open shells on this host (CRONIUM_AGENT_ENABLE_TERMINAL, default off)
   --metrics-address H:P     serve Prometheus /metrics here  (CRONIUM_AGENT_METRICS_ADDRESS, default off)
   --warm-containers N      containers kept started ahead per image (CRONIUM_AGENT_WARM_CONTAINERS, default 0: off)
   --reconnect-max-seconds N  ceiling of the reconnect backoff (CRONIUM_AGENT_RECONNECT_MAX_SECONDS, default 30)
@@ -86,6 +89,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       cert: { type: 'string' },
       key: { type: 'string' },
       'enable-ssh': { type: 'boolean' },
+      'enable-terminal': { type: 'boolean' },
       'reconnect-max-seconds': { type: 'string' },
       'metrics-address': { type: 'string' },
       'warm-containers': { type: 'string' },
@@ -127,6 +131,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const dataDir = resolve(String(pick(values['data-dir'], 'CRONIUM_AGENT_DATA_DIR', 'data_dir') ?? '.cronium-agent'));
   const tlsFile = (file.tls ?? {}) as Record<string, string>;
   const enableSsh = pick(values['enable-ssh'], 'CRONIUM_AGENT_ENABLE_SSH', 'enable_ssh');
+  const enableTerminal = pick(values['enable-terminal'], 'CRONIUM_AGENT_ENABLE_TERMINAL', 'enable_terminal');
   return Object.freeze({
     mode,
     controlPlanes,
@@ -134,6 +139,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     labels: labelsFrom(pick(values.labels, 'CRONIUM_AGENT_LABELS', 'labels'), 'labels'),
     // SSH targets are the orchestrator's job; a remote executor offers SSH only when asked.
     enableSsh: enableSsh === undefined ? mode === 'orchestrator' : enableSsh === true || enableSsh === 'true' || enableSsh === '1',
+    enableTerminal: enableTerminal === true || enableTerminal === 'true' || enableTerminal === '1',
     dataDir,
     slots,
     name: String(pick(values.name, 'CRONIUM_AGENT_NAME', 'name') ?? hostname()),

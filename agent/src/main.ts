@@ -14,6 +14,7 @@ import { enroll, EnrollmentError, renew, renewalTime } from './enrollment.ts';
 import { Spool } from './spool.ts';
 import { startMetricsServer } from './metrics-server.ts';
 import { startTracing } from './tracing.ts';
+import { Terminals } from './terminal/terminals.ts';
 
 const VERSION = '0.1.0';
 const logger = pino({ name: 'cronium-agent' }, pino.destination(2));
@@ -96,6 +97,7 @@ async function main(): Promise<number> {
     controlPlanes: config.controlPlanes,
     tls: () => readTls(config.tls),
     runner,
+    terminals: new Terminals({ send: (message) => connection?.send(message), localEnabled: config.enableTerminal, sshEnabled: config.enableSsh, log }),
     log,
     onConnected: (address) => scheduleRenewal(address),
   });

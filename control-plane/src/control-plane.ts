@@ -42,6 +42,10 @@ import { Metrics } from './metrics.ts';
 import { recordQueued } from './tracing.ts';
 import { setFanOutWindow } from './workflows/engine.ts';
 import { resealWebhooks } from './workflows/reseal-webhooks.ts';
+import { TerminalChannel } from './link/terminal-channel.ts';
+import { TerminalGateway } from './api/terminal-gateway.ts';
+import { consoleSessionKey } from './api/terminal-auth.ts';
+import { terminalLimitsFromEnv } from './terminal/limits.ts';
 
 export interface ControlPlane {
   readonly db: Db;
@@ -133,6 +137,18 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
   const log = (message: string, fields?: Record<string, unknown>) => logger.info(fields ?? {}, message);
 
   let dispatcher: Dispatcher | undefined;
+  const terminalChannel = new TerminalChannel();
+  const sessionKey = await loadSessionKey(db, sealer);
+  const apiLimiter = config.apiRatePerSecond > 0 ? new RateLimiter({ capacity: config.apiBurst, refillPerSecond: config.apiRatePerSecond }) : undefined;
+  const terminals = new TerminalGateway({
+    db,
+    sealer,
+    channel: terminalChannel,
+    limits: terminalLimitsFromEnv(),
+    consoleKey: consoleSessionKey(config.dataDir),
+    auth: { db, sessionKey, apiLimiter },
+    log,
+  });
   // Read at scrape time only, so the link can be made after.
   let link: LinkServer | undefined;
   const metrics = new Metrics({
@@ -168,6 +184,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     },
     onSessionsChanged: () => dispatcher?.kick(),
     metrics,
+    terminals: terminalChannel,
   });
   dispatcher = new Dispatcher({
     db: linkDb,
@@ -204,12 +221,13 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     { db, bus, waitingReason, enrollment: { signer: joinTokens, caFingerprint: ca.fingerprint }, leaseTtlMs: config.leaseTtlMs,
       sealer,
       access: {
-        sessionKey: await loadSessionKey(db, sealer),
+        sessionKey,
         sessionHours: config.sessionHours,
         signInByEmail: signInBackoff(config.signInAttemptsPerMinute),
         signInByAddress: signInBackoff(config.signInAttemptsPerMinute),
-        apiLimiter: config.apiRatePerSecond > 0 ? new RateLimiter({ capacity: config.apiBurst, refillPerSecond: config.apiRatePerSecond }) : undefined,
+        apiLimiter,
       },
+      terminals,
       metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
       ready: async () => {
         await sql`select 1`.execute(db);
@@ -294,6 +312,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
       await notifications.stop();
       stopDispatchKicks();
       await dispatcher.stop();
+      terminals.close('the control plane is restarting; open the terminal again');
       await link.stop();
       await api.close();
       await bus.close();

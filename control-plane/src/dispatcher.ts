@@ -3,7 +3,7 @@ import type { JobRow } from './store/schema.ts';
 import { claimJobs } from './queue/claim.ts';
 import type { AgentCandidate } from './domain/selector.ts';
 import type { Sealer } from './secrets/sealer.ts';
-import { openCredentials } from './servers/credentials.ts';
+import { sshTargetOf } from './servers/credentials.ts';
 import { variablesOfOwners } from './variables/store.ts';
 
 /** An SSH server's address and credentials, opened for one offer. */
@@ -98,11 +98,6 @@ export class Dispatcher {
     const ids = [...new Set(jobs.map((job) => job.server_id).filter((id) => id !== null))];
     if (ids.length === 0) return new Map();
     const rows = await this.#options.db.selectFrom('servers').selectAll().where('id', 'in', ids).execute();
-    return new Map(
-      rows.map((row) => [
-        row.id,
-        { serverId: row.id, host: row.host, port: row.port, username: row.username, hostKeyFingerprint: row.host_key_fingerprint, ...openCredentials(this.#options.sealer, row) },
-      ]),
-    );
+    return new Map(rows.map((row) => [row.id, sshTargetOf(this.#options.sealer, row)]));
   }
 }

@@ -4,12 +4,14 @@ import {
   AgentLinkService,
   AgentMode,
   ConnectRequestSchema,
+  Executor,
   type ConnectRequest,
   type ConnectResponse,
 } from '@cronium/proto/agent/v1';
 import { grpcServiceDefinition } from '@cronium/proto/grpc';
 import type { Runner } from '../runner.ts';
 import { executorsFor, jobSpecOf } from './codec.ts';
+import type { Terminals } from '../terminal/terminals.ts';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -29,6 +31,8 @@ export interface ConnectionOptions {
   /** Called after each Welcome (e.g. to renew the certificate when due). */
   readonly onConnected?: (address: string) => void;
   readonly runner: Runner;
+  /** Interactive terminals multiplexed on the stream. */
+  readonly terminals?: Terminals;
   readonly log: (message: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -116,6 +120,7 @@ export class Connection {
         done = true;
         this.#welcomed = false;
         this.#call = undefined;
+        this.#options.terminals?.closeAll(`the link to the control plane dropped: ${reason}`);
         clearInterval(this.#heartbeat);
         call.removeAllListeners();
         call.on('error', () => {});
@@ -143,7 +148,7 @@ export class Connection {
               version: this.#options.version,
               protocolVersion: PROTOCOL_VERSION,
               mode: this.#options.mode === 'orchestrator' ? AgentMode.ORCHESTRATOR : AgentMode.REMOTE_EXECUTOR,
-              executors: executorsFor(runner.executorNames),
+              executors: [...executorsFor(runner.executorNames), ...(this.#options.terminals?.localEnabled ? [Executor.TERMINAL] : [])],
               labels: { ...this.#options.labels },
               slots: this.#options.slots,
               jobs: runner.held(),
@@ -156,6 +161,7 @@ export class Connection {
 
   #receive(call: grpc.ClientDuplexStream<ConnectRequest, ConnectResponse>, message: ConnectResponse): void {
     const { runner, log } = this.#options;
+    if (this.#options.terminals?.receive(message)) return;
     switch (message.kind.case) {
       case 'welcome': {
         const welcome = message.kind.value;

@@ -77,26 +77,35 @@ export interface AuthOptions {
   readonly apiLimiter?: RateLimiter;
 }
 
+/**
+ * The caller an API token or session token names, checked against the store
+ * at most every CACHE_MS; undefined when invalid, expired or revoked. Also
+ * what the terminal WebSocket gateway checks its credential with.
+ */
+export async function authenticate(options: AuthOptions, bearer: string): Promise<Principal | undefined> {
+  const key = createHash('sha256').update(bearer).digest('hex');
+  const entry = cache.get(key);
+  if (entry && entry.until >= Date.now()) return entry.principal;
+  const resolved = await resolvePrincipal(options.db, options.sessionKey, bearer);
+  if (!resolved) {
+    cache.delete(key);
+    return undefined;
+  }
+  cache.set(key, { principal: resolved.principal, until: Math.min(Date.now() + CACHE_MS, resolved.expiresAt?.getTime() ?? Infinity) });
+  return resolved.principal;
+}
+
 /** Every call but SignIn needs `Authorization: Bearer <API token or session token>`. */
 export function authInterceptor(options: AuthOptions): Interceptor {
   return (next) => async (req) => {
     if (PUBLIC_METHODS.has(`${req.service.typeName}/${req.method.name}`)) return next(req);
     const match = /^Bearer\s+(\S+)$/i.exec(req.header.get('authorization') ?? '');
     if (!match) throw new ConnectError('missing bearer token (Authorization: Bearer <token>)', Code.Unauthenticated);
-    const key = createHash('sha256').update(match[1]!).digest('hex');
-    let entry = cache.get(key);
-    if (!entry || entry.until < Date.now()) {
-      const resolved = await resolvePrincipal(options.db, options.sessionKey, match[1]!);
-      if (!resolved) {
-        cache.delete(key);
-        throw new ConnectError('invalid, expired or revoked token', Code.Unauthenticated);
-      }
-      entry = { principal: resolved.principal, until: Math.min(Date.now() + CACHE_MS, resolved.expiresAt?.getTime() ?? Infinity) };
-      cache.set(key, entry);
-    }
-    const allowed = options.apiLimiter?.take(entry.principal.credentialId);
+    const principal = await authenticate(options, match[1]!);
+    if (!principal) throw new ConnectError('invalid, expired or revoked token', Code.Unauthenticated);
+    const allowed = options.apiLimiter?.take(principal.credentialId);
     if (allowed && !allowed.ok) throw tooManyRequests('requests with this credential', allowed.retryAfterMs);
-    req.contextValues.set(principalKey, entry.principal);
+    req.contextValues.set(principalKey, principal);
     return next(req);
   };
 }

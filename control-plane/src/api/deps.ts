@@ -4,6 +4,7 @@ import type { JobRow } from '../store/schema.ts';
 import type { JoinTokenSigner } from '../enrollment/join-tokens.ts';
 import type { Sealer } from '../secrets/sealer.ts';
 import type { FailureBackoff, RateLimiter } from '../auth/rate-limit.ts';
+import type { TerminalGateway } from './terminal-gateway.ts';
 
 /** Sessions and the limits on sign-in and on API calls. */
 export interface AccessOptions {
@@ -30,4 +31,6 @@ export interface ApiDeps {
   readonly metrics?: () => Promise<{ readonly contentType: string; readonly body: string }>;
   /** For /readyz: throws when this replica cannot serve (database unreachable). */
   readonly ready?: () => Promise<void>;
+  /** WebSocket terminals at /terminal/ws. */
+  readonly terminals?: TerminalGateway;
 }

@@ -36,6 +36,8 @@ import { workflowService } from './workflow-service.ts';
 import { webhookHandler } from './webhooks.ts';
 import { loadConsole, servesConsole, type NodeHandler } from './console-mount.ts';
 import { callerAddress } from './console-client.ts';
+import { TerminalService } from '@cronium/proto/api/v1/terminal';
+import { terminalService } from './terminal-service.ts';
 
 export interface ApiServerOptions {
   readonly host: string;
@@ -67,6 +69,7 @@ export async function startApiServer(deps: ApiDeps, options: ApiServerOptions): 
     router.service(AuthService, authService(deps));
     router.service(TokenService, tokenService(deps));
     router.service(AuditService, auditService(deps));
+    router.service(TerminalService, terminalService(deps));
   };
   const ops = opsRoutes(deps);
   const hooks = webhookHandler(deps);
@@ -89,6 +92,7 @@ export async function startApiServer(deps: ApiDeps, options: ApiServerOptions): 
   });
   const h1 = http.createServer(adapter);
   const h2 = http2.createServer(adapter);
+  h1.on('upgrade', (req, socket, head) => deps.terminals?.upgrade(req, socket, head) || socket.destroy());
   const listen = (server: http.Server | http2.Http2Server, port: number) =>
     new Promise<number>((resolve, reject) => {
       server.once('error', reject);

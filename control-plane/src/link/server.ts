@@ -25,6 +25,7 @@ import { AgentSession, type SessionDeps } from './session.ts';
 import { linkServerCredentials, peerAgentId } from './credentials.ts';
 import type { CertificateAuthority } from '../pki/ca.ts';
 import { EnrollmentRefused, redeemJoinToken, type JoinTokenSigner } from '../enrollment/join-tokens.ts';
+import type { TerminalChannel } from './terminal-channel.ts';
 
 export interface LinkServerOptions extends SessionDeps {
   readonly port: number;
@@ -34,6 +35,8 @@ export interface LinkServerOptions extends SessionDeps {
   readonly joinTokens: JoinTokenSigner;
   readonly agentCertDays: number;
   readonly onSessionsChanged: () => void;
+  /** Interactive terminals riding on the agents' streams. */
+  readonly terminals?: TerminalChannel;
 }
 
 const HELLO_TIMEOUT_MS = 10_000;
@@ -165,6 +168,7 @@ export class LinkServer {
 
     call.on('data', (message: ConnectRequest) => {
       if (isUndecodable(message)) return fail(grpc.status.INVALID_ARGUMENT, message.undecodable);
+      if (session && this.#options.terminals?.receive(session.id, message)) return;
       if (session && message.kind.case === 'jobAccept') {
         const current = session;
         current.acceptNow(message).catch((error: unknown) => {
@@ -259,6 +263,7 @@ export class LinkServer {
     ];
     sessionCleanup.set(session, () => unsubscribes.forEach((unsubscribe) => unsubscribe()));
     this.#callOf.set(session, call);
+    this.#options.terminals?.attach(session, (message) => call.write(message));
     this.sessions.set(session.id, session);
     log('agent connected', { agentId: session.id, version: hello.version, slots: session.slots, resumed: decisions.size });
     this.#options.onSessionsChanged();
@@ -318,6 +323,7 @@ export class LinkServer {
 
   async #close(session: AgentSession): Promise<void> {
     sessionCleanup.get(session)?.();
+    this.#options.terminals?.detach(session);
     if (this.sessions.get(session.id) !== session) return;
     this.sessions.delete(session.id);
     this.#options.log('agent disconnected', { agentId: session.id });

@@ -52,6 +52,8 @@ const executorNames = new Map<Executor, string>([
   [Executor.DOCKER, 'docker'],
   [Executor.SSH, 'ssh'],
   [Executor.HTTP, 'http'],
+  // A capability, not a job executor: the agent opens terminals on its own host.
+  [Executor.TERMINAL, 'terminal'],
 ]);
 
 /**

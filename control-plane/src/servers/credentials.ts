@@ -16,3 +16,8 @@ export function openCredentials(sealer: Sealer, server: Pick<ServerRow, 'id' | '
     password: server.password_sealed ? sealer.open(server.password_sealed, boundTo(server.id, 'password')) : '',
   };
 }
+
+/** A server's address and opened credentials, for an offer or a terminal (never stored or logged). */
+export function sshTargetOf(sealer: Sealer, row: ServerRow) {
+  return { serverId: row.id, host: row.host, port: row.port, username: row.username, hostKeyFingerprint: row.host_key_fingerprint, ...openCredentials(sealer, row) };
+}

@@ -387,6 +387,35 @@ const migrations: Record<string, Migration> = {
       `);
     },
   },
+  '0011_terminal_sessions': {
+    async up(db: Kysely<any>) {
+      await runStatements(db, `
+        create table terminal_sessions (
+          id text primary key,
+          opened_by text not null,
+          role text not null,
+          target_kind text not null,
+          target_id text not null,
+          target_name text not null,
+          agent_id text not null,
+          client_address text not null default '',
+          cols integer not null,
+          rows integer not null,
+          started_at timestamptz not null default now(),
+          ended_at timestamptz,
+          end_reason text not null default '',
+          output_bytes bigint not null default 0
+        );
+        create index terminal_sessions_started on terminal_sessions (started_at desc, id desc);
+        create table terminal_recording_chunks (
+          session_id text not null references terminal_sessions (id),
+          seq integer not null,
+          events text not null,
+          primary key (session_id, seq)
+        );
+      `);
+    },
+  },
 };
 
 // PGlite's extended protocol takes one statement per query.

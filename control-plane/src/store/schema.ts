@@ -410,6 +410,34 @@ export interface Database {
   sessions: SessionsTable;
   audit_events: AuditEventsTable;
   idempotency_keys: IdempotencyKeysTable;
+  terminal_sessions: TerminalSessionsTable;
+  terminal_recording_chunks: TerminalRecordingChunksTable;
+}
+
+/** One interactive terminal: who opened it, where, when and why it ended (the audit trail). */
+export interface TerminalSessionsTable {
+  id: string;
+  opened_by: string;
+  role: string;
+  target_kind: 'server' | 'agent';
+  target_id: string;
+  target_name: string;
+  agent_id: string;
+  client_address: Defaulted<string>;
+  cols: number;
+  rows: number;
+  started_at: Timestamp;
+  ended_at: NullableTimestamp;
+  end_reason: Defaulted<string>;
+  /** bigint: read it with Number() (pg gives a string, PGlite a bigint). */
+  output_bytes: ColumnType<string | number | bigint, number | undefined, number>;
+}
+
+/** The asciicast v2 recording, as consecutive batches of event lines. */
+export interface TerminalRecordingChunksTable {
+  session_id: string;
+  seq: number;
+  events: string;
 }
 
 /** Key pairs all replicas share (agent CA, join-token signer); private halves sealed with the master key. */

@@ -14,6 +14,7 @@ import { RunService } from '@cronium/proto/api/v1/run';
 import { ServerService } from '@cronium/proto/api/v1/server';
 import { VariableService } from '@cronium/proto/api/v1/variable';
 import { WorkflowService } from '@cronium/proto/api/v1/workflow';
+import { TerminalService } from '@cronium/proto/api/v1/terminal';
 
 export function apiUrl(): string {
   return process.env.CRONIUM_API_URL || `http://127.0.0.1:${process.env.CRONIUM_HTTP_PORT || 8080}/api`;
@@ -32,6 +33,7 @@ export interface Api {
   readonly users: Client<typeof UserService>;
   readonly tokens: Client<typeof TokenService>;
   readonly audit: Client<typeof AuditService>;
+  readonly terminals: Client<typeof TerminalService>;
 }
 
 /** Who is behind a console request, passed on so the audit log shows the browser, not the console. */
@@ -85,6 +87,7 @@ export function apiFor(token: string, onUnauthenticated?: () => void, origin: Ca
     users: client(createClient(UserService, transport)),
     tokens: client(createClient(TokenService, transport)),
     audit: client(createClient(AuditService, transport)),
+    terminals: client(createClient(TerminalService, transport)),
   };
 }
 

@@ -172,6 +172,30 @@ export declare type ConnectRequest = Message<"cronium.agent.v1.ConnectRequest"> 
      */
     value: LogChunk;
     case: "logChunk";
+  } | {
+    /**
+     * @generated from field: cronium.agent.v1.TerminalOpened terminal_opened = 7;
+     */
+    value: TerminalOpened;
+    case: "terminalOpened";
+  } | {
+    /**
+     * @generated from field: cronium.agent.v1.TerminalData terminal_data = 8;
+     */
+    value: TerminalData;
+    case: "terminalData";
+  } | {
+    /**
+     * @generated from field: cronium.agent.v1.TerminalClose terminal_close = 9;
+     */
+    value: TerminalClose;
+    case: "terminalClose";
+  } | {
+    /**
+     * @generated from field: cronium.agent.v1.TerminalAck terminal_ack = 10;
+     */
+    value: TerminalAck;
+    case: "terminalAck";
   } | { case: undefined; value?: undefined };
 };
 
@@ -224,6 +248,36 @@ export declare type ConnectResponse = Message<"cronium.agent.v1.ConnectResponse"
      */
     value: Drain;
     case: "drain";
+  } | {
+    /**
+     * @generated from field: cronium.agent.v1.TerminalOpen terminal_open = 7;
+     */
+    value: TerminalOpen;
+    case: "terminalOpen";
+  } | {
+    /**
+     * @generated from field: cronium.agent.v1.TerminalData terminal_data = 8;
+     */
+    value: TerminalData;
+    case: "terminalData";
+  } | {
+    /**
+     * @generated from field: cronium.agent.v1.TerminalResize terminal_resize = 9;
+     */
+    value: TerminalResize;
+    case: "terminalResize";
+  } | {
+    /**
+     * @generated from field: cronium.agent.v1.TerminalClose terminal_close = 10;
+     */
+    value: TerminalClose;
+    case: "terminalClose";
+  } | {
+    /**
+     * @generated from field: cronium.agent.v1.TerminalAck terminal_ack = 11;
+     */
+    value: TerminalAck;
+    case: "terminalAck";
   } | { case: undefined; value?: undefined };
 };
 
@@ -820,6 +874,166 @@ export declare type Drain = Message<"cronium.agent.v1.Drain"> & {
 export declare const DrainSchema: GenMessage<Drain>;
 
 /**
+ * Interactive terminals, multiplexed on the stream by id (see docs/terminal.md).
+ * Control plane → agent: open a shell with a PTY on an SSH server (ssh set)
+ * or on the agent's own host (local, only when the agent enables terminals).
+ *
+ * @generated from message cronium.agent.v1.TerminalOpen
+ */
+export declare type TerminalOpen = Message<"cronium.agent.v1.TerminalOpen"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: cronium.agent.v1.SshTarget ssh = 2;
+   */
+  ssh?: SshTarget | undefined;
+
+  /**
+   * @generated from field: bool local = 3;
+   */
+  local: boolean;
+
+  /**
+   * @generated from field: uint32 cols = 4;
+   */
+  cols: number;
+
+  /**
+   * @generated from field: uint32 rows = 5;
+   */
+  rows: number;
+};
+
+/**
+ * Describes the message cronium.agent.v1.TerminalOpen.
+ * Use `create(TerminalOpenSchema)` to create a new message.
+ */
+export declare const TerminalOpenSchema: GenMessage<TerminalOpen>;
+
+/**
+ * Agent → control plane: the shell is ready.
+ *
+ * @generated from message cronium.agent.v1.TerminalOpened
+ */
+export declare type TerminalOpened = Message<"cronium.agent.v1.TerminalOpened"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message cronium.agent.v1.TerminalOpened.
+ * Use `create(TerminalOpenedSchema)` to create a new message.
+ */
+export declare const TerminalOpenedSchema: GenMessage<TerminalOpened>;
+
+/**
+ * Bytes of the terminal, either way: keystrokes to the shell, output from it.
+ * seq is the offset of the first byte in this direction's byte stream.
+ *
+ * @generated from message cronium.agent.v1.TerminalData
+ */
+export declare type TerminalData = Message<"cronium.agent.v1.TerminalData"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: bytes data = 3;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message cronium.agent.v1.TerminalData.
+ * Use `create(TerminalDataSchema)` to create a new message.
+ */
+export declare const TerminalDataSchema: GenMessage<TerminalData>;
+
+/**
+ * @generated from message cronium.agent.v1.TerminalResize
+ */
+export declare type TerminalResize = Message<"cronium.agent.v1.TerminalResize"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: uint32 cols = 2;
+   */
+  cols: number;
+
+  /**
+   * @generated from field: uint32 rows = 3;
+   */
+  rows: number;
+};
+
+/**
+ * Describes the message cronium.agent.v1.TerminalResize.
+ * Use `create(TerminalResizeSchema)` to create a new message.
+ */
+export declare const TerminalResizeSchema: GenMessage<TerminalResize>;
+
+/**
+ * Either side ends the terminal; the other side closes it too.
+ *
+ * @generated from message cronium.agent.v1.TerminalClose
+ */
+export declare type TerminalClose = Message<"cronium.agent.v1.TerminalClose"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message cronium.agent.v1.TerminalClose.
+ * Use `create(TerminalCloseSchema)` to create a new message.
+ */
+export declare const TerminalCloseSchema: GenMessage<TerminalClose>;
+
+/**
+ * Flow control: every byte below offset was delivered (to the browser, or to
+ * the shell). A sender keeps at most a window of unacknowledged bytes in flight.
+ *
+ * @generated from message cronium.agent.v1.TerminalAck
+ */
+export declare type TerminalAck = Message<"cronium.agent.v1.TerminalAck"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: uint64 offset = 2;
+   */
+  offset: bigint;
+};
+
+/**
+ * Describes the message cronium.agent.v1.TerminalAck.
+ * Use `create(TerminalAckSchema)` to create a new message.
+ */
+export declare const TerminalAckSchema: GenMessage<TerminalAck>;
+
+/**
  * @generated from enum cronium.agent.v1.AgentMode
  */
 export enum AgentMode {
@@ -867,6 +1081,13 @@ export enum Executor {
    * @generated from enum value: EXECUTOR_HTTP = 3;
    */
   HTTP = 3,
+
+  /**
+   * Not a job executor: the agent opens interactive shells on its own host (enable_terminal).
+   *
+   * @generated from enum value: EXECUTOR_TERMINAL = 4;
+   */
+  TERMINAL = 4,
 }
 
 /**
