@@ -20,11 +20,14 @@ export function newToken(): string {
 export async function ensureAdminToken(db: Db, given: string | undefined): Promise<string | undefined> {
   if (given) {
     const hash = hashToken(given);
+    // Replicas starting at once insert the same row: any conflict (id or hash) means another got there first,
+    // and the update then makes the row say what this start was given.
     await db
       .insertInto('api_tokens')
       .values({ id: 'admin-from-env', owner_id: FIRST_ADMIN_ID, role: 'admin', name: 'CRONIUM_ADMIN_TOKEN', token_hash: hash })
-      .onConflict((oc) => oc.column('id').doUpdateSet({ token_hash: hash, revoked_at: null, expires_at: null }))
+      .onConflict((oc) => oc.doNothing())
       .execute();
+    await db.updateTable('api_tokens').set({ token_hash: hash, revoked_at: null, expires_at: null }).where('id', '=', 'admin-from-env').execute();
     return undefined;
   }
   const existing = await db.selectFrom('api_tokens').select('id').where('role', '=', 'admin').where('revoked_at', 'is', null).executeTakeFirst();

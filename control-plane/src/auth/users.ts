@@ -54,7 +54,7 @@ export async function ensureFirstAdmin(db: Db, given: { email?: string; password
   const inserted = await db
     .insertInto('users')
     .values({ id: FIRST_ADMIN_ID, email, name: 'Administrator', role: 'admin', password_hash: await hashPassword(password) })
-    .onConflict((oc) => oc.column('id').doNothing())
+    .onConflict((oc) => oc.doNothing())
     .returning('id')
     .executeTakeFirst();
   // Two replicas starting at once: only the one whose row was kept prints its password.
