@@ -3,7 +3,7 @@ import type { ServiceImpl } from '@connectrpc/connect';
 import { sql } from 'kysely';
 import { EventService } from '@cronium/proto/api/v1/event';
 import { eventToProto, plainJson, runToProto } from '../wire/api-messages.ts';
-import { enqueueRun, fanOutAgents } from '../queue/enqueue.ts';
+import { enqueueRun, fanOutAgents, fansOut } from '../queue/enqueue.ts';
 import { kickDispatch } from '../job-events.ts';
 import type { EventRow } from '../store/schema.ts';
 import { principalOf, type Principal } from './auth.ts';
@@ -88,10 +88,9 @@ export function eventService(deps: ApiDeps): ServiceImpl<typeof EventService> {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const event = await findEvent(deps, principal, req.id);
-      const agents = await fanOutAgents(db, deps.leaseTtlMs);
-      const { run } = await enqueueRun(db, event, plainJson(req.input), agents);
+      const agents = fansOut(event) ? await fanOutAgents(db, deps.leaseTtlMs) : [];
+      const { run, jobs } = await enqueueRun(db, event, plainJson(req.input), agents);
       kickDispatch(bus);
-      const jobs = await db.selectFrom('jobs').selectAll().where('run_id', '=', run.id).execute();
       return { run: runToProto(run, jobs) };
     },
   };

@@ -16,8 +16,9 @@ import type { Bus } from '../bus/bus.ts';
 import { inTransaction, type Db } from '../store/database.ts';
 import type { JobRow } from '../store/schema.ts';
 import type { DispatchTarget, OfferContext } from '../dispatcher.ts';
-import { acceptOffer, completeAttempt, markStarted, rejectOffer, renewLeases, type Finished } from '../queue/transitions.ts';
+import { acceptOffers, completeAttempts, markStartedMany, rejectOffer, renewLeases, type Fence, type FenceOutcome, type Finished } from '../queue/transitions.ts';
 import { appendLogs, type LogChunkRow } from '../queue/logs.ts';
+import { GroupCommit } from '../store/group-commit.ts';
 import { publishJob, publishLog, kickDispatch } from '../job-events.ts';
 import { cancelMessage, fenceOf, logStreamNumbers, offerMessage, refOf, terminalStates } from '../wire/agent-messages.ts';
 import { plainJson } from '../wire/api-messages.ts';
@@ -170,17 +171,27 @@ export class AgentSession implements DispatchTarget {
     else effect();
   }
 
+  /**
+   * A batch's messages are applied by kind, one set-based statement per kind:
+   * rejects, then starts, then log chunks, then results, then the last
+   * heartbeat. For any one job the agent sends its start before its chunks and
+   * its chunks before its result, so this order keeps each job's own order.
+   */
   async #handleBatch(batch: readonly ConnectRequest[]): Promise<void> {
+    const starts: JobStatus[] = [];
+    const ends: JobStatus[] = [];
     const logs: LogChunk[] = [];
+    /** Leases whose result came earlier in the batch: chunks after it are acked but not stored, as when it was applied first. */
+    const endedBefore = new Set<string>();
+    const late = new Set<LogChunk>();
+    let heartbeat: readonly JobRef[] | undefined;
     for (const message of batch) {
-      if (message.kind.case === 'logChunk') {
-        logs.push(message.kind.value);
-        continue;
-      }
-      await this.#storeLogs(logs.splice(0));
       switch (message.kind.case) {
+        case 'logChunk':
+          logs.push(message.kind.value);
+          break;
         case 'heartbeat':
-          await this.#heartbeat(message.kind.value.running);
+          heartbeat = message.kind.value.running;
           break;
         case 'jobAccept':
           // Normally taken on arrival (acceptNow); one queued before the session existed is taken here.
@@ -189,14 +200,25 @@ export class AgentSession implements DispatchTarget {
         case 'jobReject':
           await this.#reject(message.kind.value.job, message.kind.value.reason);
           break;
-        case 'jobStatus':
-          await this.#status(message.kind.value);
+        case 'jobStatus': {
+          const status = message.kind.value;
+          if (!status.job) break;
+          if (status.state === JobState.STARTED) starts.push(status);
+          else if (terminalStates.has(status.state)) {
+            ends.push(status);
+            endedBefore.add(status.job.leaseId);
+          } else this.#ack(status);
           break;
+        }
         default:
           this.#deps.log('agent sent an unexpected message', { agentId: this.id, kind: message.kind.case });
       }
+      if (message.kind.case === 'logChunk' && endedBefore.has(message.kind.value.job?.leaseId ?? '')) late.add(message.kind.value);
     }
-    await this.#storeLogs(logs);
+    await this.#started(starts);
+    await this.#storeLogs(logs, late);
+    await this.#ended(ends);
+    if (heartbeat) await this.#heartbeat(heartbeat);
   }
 
   async #heartbeat(running: readonly JobRef[]): Promise<void> {
@@ -216,9 +238,12 @@ export class AgentSession implements DispatchTarget {
     return true;
   }
 
+  /** Accepts arriving while others are being stored go together, with one statement (outside any batch's transaction). */
+  readonly #accepts = new GroupCommit<Fence, FenceOutcome>((fences) => acceptOffers(this.#deps.db, fences, this.#deps.timings.leaseTtlMs));
+
   async #accept(ref: JobRef | undefined): Promise<void> {
     if (!ref) return;
-    const outcome = await acceptOffer(this.#deps.db, fenceOf(ref), this.#deps.timings.leaseTtlMs);
+    const outcome = await this.#accepts.add(fenceOf(ref));
     if (outcome === 'stale') {
       this.#leases.delete(ref.leaseId);
       this.#send(cancelMessage(ref, 'offer expired before it was accepted', true));
@@ -234,41 +259,57 @@ export class AgentSession implements DispatchTarget {
     if ((await rejectOffer(this.#db, fenceOf(ref))) === 'applied') this.#later(() => kickDispatch(this.#deps.bus));
   }
 
-  async #status(status: JobStatus): Promise<void> {
-    const ref = status.job;
-    if (!ref) return;
-    const fence = fenceOf(ref);
-    const ack = () =>
-      this.#later(() => this.#send(create(ConnectResponseSchema, { kind: { case: 'statusAck', value: { job: ref, state: status.state } } })));
-    if (status.state === JobState.STARTED) {
-      const at = status.at ? timestampDate(status.at) : new Date();
-      const { outcome, job } = await markStarted(this.#db, fence, at, this.#deps.timings.leaseTtlMs);
-      ack();
-      if (outcome === 'stale') return this.#fencedOut(ref);
+  #ack(status: JobStatus): void {
+    const ack = create(ConnectResponseSchema, { kind: { case: 'statusAck', value: { job: status.job, state: status.state } } });
+    this.#later(() => this.#send(ack));
+  }
+
+  async #started(statuses: readonly JobStatus[]): Promise<void> {
+    if (statuses.length === 0) return;
+    const reports = statuses.map((status) => ({ fence: fenceOf(status.job), at: status.at ? timestampDate(status.at) : new Date() }));
+    const outcomes = await markStartedMany(this.#db, reports, this.#deps.timings.leaseTtlMs);
+    for (const [i, { outcome, job }] of outcomes.entries()) {
+      const status = statuses[i]!;
+      const ref = status.job!;
+      this.#ack(status);
+      if (outcome === 'stale') {
+        this.#fencedOut(ref);
+        continue;
+      }
       const lease = this.#leases.get(ref.leaseId);
       if (lease) lease.accepted = true;
       if (outcome === 'applied' && job) {
         this.#later(() => publishJob(this.#deps.bus, job));
         this.#deps.metrics?.observeStarted(job);
       }
-      return;
     }
-    const terminal = terminalStates.get(status.state);
-    if (!terminal) return ack();
-    const { outcome, finished } = await completeAttempt(this.#db, fence, {
-      status: terminal,
-      exitCode: status.exitCode,
-      error: status.error,
-      output: status.output ? plainJson(status.output) : undefined,
-      condition: status.condition,
-      logTruncated: status.logTruncated,
-      oomKilled: status.oomKilled,
-      variablesSet: status.variablesSet,
-      finishedAt: status.at ? timestampDate(status.at) : undefined,
-    });
-    ack();
-    this.#leases.delete(ref.leaseId);
-    if (outcome === 'applied' && finished) this.#later(() => this.#announce(finished));
+  }
+
+  async #ended(statuses: readonly JobStatus[]): Promise<void> {
+    if (statuses.length === 0) return;
+    const outcomes = await completeAttempts(
+      this.#db,
+      statuses.map((status) => ({
+        fence: fenceOf(status.job),
+        result: {
+          status: terminalStates.get(status.state)!,
+          exitCode: status.exitCode,
+          error: status.error,
+          output: status.output ? plainJson(status.output) : undefined,
+          condition: status.condition,
+          logTruncated: status.logTruncated,
+          oomKilled: status.oomKilled,
+          variablesSet: status.variablesSet,
+          finishedAt: status.at ? timestampDate(status.at) : undefined,
+        },
+      })),
+    );
+    for (const [i, { outcome, finished }] of outcomes.entries()) {
+      const status = statuses[i]!;
+      this.#ack(status);
+      this.#leases.delete(status.job!.leaseId);
+      if (outcome === 'applied' && finished) this.#later(() => this.#announce(finished));
+    }
     this.#later(() => kickDispatch(this.#deps.bus));
   }
 
@@ -290,12 +331,12 @@ export class AgentSession implements DispatchTarget {
     this.#later(() => this.#send(cancelMessage(ref, 'this attempt is no longer current', true)));
   }
 
-  async #storeLogs(chunks: readonly LogChunk[]): Promise<void> {
+  async #storeLogs(chunks: readonly LogChunk[], late: ReadonlySet<LogChunk>): Promise<void> {
     const rows: LogChunkRow[] = [];
     for (const chunk of chunks) {
       const ref = chunk.job;
       // Only attempts this agent holds a lease for may write; a stale attempt's output is dropped.
-      if (!ref || !this.#leases.has(ref.leaseId)) continue;
+      if (!ref || !this.#leases.has(ref.leaseId) || late.has(chunk)) continue;
       rows.push({ jobId: ref.jobId, attempt: ref.attempt, stream: logStreamNumbers.get(chunk.stream) ?? 3, offset: Number(chunk.offset), data: chunk.data });
     }
     if (rows.length > 0) {

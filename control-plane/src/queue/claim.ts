@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { Db } from '../store/database.ts';
 import type { EventType, JobRow } from '../store/schema.ts';
 import { pickAgent, type AgentCandidate } from '../domain/selector.ts';
+import { valuesTable } from '../store/values.ts';
 
 /** The most queued jobs read per step; jobs no agent can take are passed over, up to MAX_WINDOWS steps. */
 const CLAIM_WINDOW = 200;
@@ -53,7 +54,9 @@ export async function claimJobs(db: Db, agents: readonly AgentCandidate[], offer
       const agent = pickAgent(job.selector, executorFor(job.spec.kind, job.server_id), pool);
       if (!agent) continue;
       agent.freeSlots -= 1;
-      byAgent.set(agent.id, [...(byAgent.get(agent.id) ?? []), job.id]);
+      const picked = byAgent.get(agent.id);
+      if (picked) picked.push(job.id);
+      else byAgent.set(agent.id, [job.id]);
       if (slotsLeft() === 0) break;
     }
     if (candidates.length < windowSize) break;
@@ -61,27 +64,17 @@ export async function claimJobs(db: Db, agents: readonly AgentCandidate[], offer
     windowSize = Math.min(CLAIM_WINDOW, windowSize * 2);
   }
   if (byAgent.size === 0) return [];
-  return db.transaction().execute(async (tx) => {
-    const claimed: JobRow[] = [];
-    for (const [agentId, ids] of byAgent) {
-      const rows = await tx
-        .updateTable('jobs')
-        .set({
-          status: 'offered',
-          agent_id: agentId,
-          lease_id: sql<string>`gen_random_uuid()::text`,
-          offered_at: sql<Date>`now()`,
-          offer_expires_at: sql<Date>`now() + ${offerTimeoutMs} * interval '1 millisecond'`,
-          accepted_at: null,
-        })
-        .where('id', 'in', (eb) =>
-          eb.selectFrom('jobs').select('id').where('id', 'in', ids).where('status', '=', 'queued').forUpdate().skipLocked(),
-        )
-        .where('status', '=', 'queued')
-        .returningAll()
-        .execute();
-      claimed.push(...rows);
-    }
-    return claimed;
-  });
+  // One statement for all agents: a single statement is atomic on its own, so no transaction round trips.
+  const chosen = [...byAgent].flatMap(([agentId, ids]) => ids.map((id) => [id, agentId] as const));
+  const ids = chosen.map(([id]) => id);
+  const { rows } = await sql<JobRow>`
+    update jobs set status = 'offered', agent_id = v.agent_id, lease_id = gen_random_uuid()::text, offered_at = now(),
+                    offer_expires_at = now() + ${offerTimeoutMs} * interval '1 millisecond', accepted_at = null
+      from ${valuesTable('v', [['id', 'text'], ['agent_id', 'text']], chosen)}
+     where jobs.id = v.id and jobs.status = 'queued'
+       and jobs.id in (select id from jobs where id in (${sql.join(ids)}) and status = 'queued' for update skip locked)
+    returning jobs.*`.execute(db);
+  // Offered in the order they were picked (priority, then age).
+  const order = new Map(ids.map((id, i) => [id, i]));
+  return rows.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { inTransaction, type Db } from '../store/database.ts';
-import type { EventRow, JobSpec, NewJobRow, RunRow, Selector } from '../store/schema.ts';
+import type { EventRow, JobRow, JobSpec, NewJobRow, RunRow, Selector } from '../store/schema.ts';
 import { EMPTY_SELECTOR, selectorMatches } from '../domain/selector.ts';
 import { finishLocked } from './transitions.ts';
 
@@ -22,7 +22,7 @@ export async function enqueueRun(
   input: unknown,
   agents: readonly RegisteredAgent[],
   cause: { readonly runId: string; readonly actionDepth: number } | null = null,
-): Promise<{ run: RunRow; jobIds: string[] }> {
+): Promise<{ run: RunRow; jobIds: string[]; jobs: JobRow[] }> {
   const selector: Selector = 'selector' in event.target ? event.target.selector : EMPTY_SELECTOR;
   const serverIds = 'serverIds' in event.target ? [...event.target.serverIds] : undefined;
   const targets = serverIds ? serverIds.map((serverId) => ({ pinnedAgentId: null, serverId })) : fanOutTargets(selector, agents).map((pinnedAgentId) => ({ pinnedAgentId, serverId: null }));
@@ -69,6 +69,7 @@ export async function enqueueRun(
       scheduling_deadline: new Date(Date.now() + event.scheduling_timeout_seconds * 1000),
     }));
     const inserted = await tx.insertInto('jobs').values(jobs).returningAll().execute();
+    let settled: RunRow | undefined;
     if (serverIds) {
       const usable = await tx.selectFrom('servers').select(['id', 'host_key_fingerprint']).where('id', 'in', serverIds).where('deleted_at', 'is', null).execute();
       const approved = new Map(usable.map((server) => [server.id, server.host_key_fingerprint !== '']));
@@ -76,10 +77,12 @@ export async function enqueueRun(
         const state = approved.get(job.server_id!);
         if (state) continue;
         const error = state === undefined ? `server ${job.server_id} does not exist` : `server ${job.server_id}: host key not approved (TestServer, then ApproveHostKey)`;
-        await finishLocked(tx, job, { status: 'failed', exitCode: null, error }, { retry: false });
+        const finished = await finishLocked(tx, job, { status: 'failed', exitCode: null, error }, { retry: false });
+        inserted[inserted.indexOf(job)] = finished.job;
+        settled ??= finished.run;
       }
     }
-    return { run, jobIds: jobs.map((job) => job.id) };
+    return { run: settled ?? run, jobIds: jobs.map((job) => job.id), jobs: inserted };
   });
 }
 
@@ -94,6 +97,11 @@ export async function fanOutAgents(db: Db, leaseTtlMs: number): Promise<Register
     .orderBy('id')
     .execute();
   return rows.map((row) => ({ id: row.id, labels: { ...row.labels, ...row.pinned_labels } }));
+}
+
+/** Whether enqueueRun needs the registered agents for this event (its selector fans out); else it may be given none. */
+export function fansOut(event: EventRow): boolean {
+  return 'selector' in event.target && (event.target.selector.all || event.target.selector.count > 1);
 }
 
 /** One entry per job: the agent it is pinned to, or null for "any matching agent". */
