@@ -249,8 +249,11 @@ export class AgentSession implements DispatchTarget {
       this.#send(cancelMessage(ref, 'offer expired before it was accepted', true));
       return;
     }
+    const lease = this.#leases.get(ref.leaseId);
+    if (lease) lease.accepted = true;
     // The database is the judge: an accept it took counts even if this session had already given up on the offer.
-    this.#leases.set(ref.leaseId, { ref, offeredAt: this.#leases.get(ref.leaseId)?.offeredAt ?? Date.now(), accepted: true });
+    // A duplicate does not bring a lease back: its start and result may have been stored (and the lease ended) first.
+    else if (outcome === 'applied') this.#leases.set(ref.leaseId, { ref, offeredAt: Date.now(), accepted: true });
   }
 
   async #reject(ref: JobRef | undefined, reason: string): Promise<void> {

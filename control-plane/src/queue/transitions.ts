@@ -111,8 +111,8 @@ export async function acceptOffers(db: Db, fences: readonly Fence[], leaseTtlMs:
     const current = await rowsByFence(db, unique.filter((fence) => !applied.has(fenceKey(fence))));
     return unique.map((fence): { outcome: FenceOutcome } => {
       if (applied.has(fenceKey(fence))) return { outcome: 'applied' };
-      const job = current.get(fenceKey(fence));
-      return { outcome: job && job.accepted_at && (job.status === 'offered' || job.status === 'running') ? 'duplicate' : 'stale' };
+      // Accepted before, by an earlier accept or by the start (which may even have ended it already, when the start and the result were stored first).
+      return { outcome: current.get(fenceKey(fence))?.accepted_at ? 'duplicate' : 'stale' };
     });
   });
   return results.map((result) => result.outcome);
