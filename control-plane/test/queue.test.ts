@@ -487,14 +487,35 @@ for (const store of [{ name: 'pglite' }, { name: 'postgres' }] satisfies Store[]
         assert.equal((await jobRow(done.jobId)).status, 'succeeded', 'an ended job keeps its result');
       });
 
-      test('jobs of one run ending in one batch settle the run once, with the last of them', async () => {
+      test('a start stored with its result (same batch): the job ends with both times; a stale one changes nothing', async () => {
+        const event = await makeEvent();
+        for (let i = 0; i < 2; i++) await enqueue(event);
+        const [a, b] = (await claimJobs(db, [candidate('agent-a')], OFFER_MS)).map(fenceOf);
+        const startedAt = new Date(Date.now() - 1500);
+        const finishedAt = new Date(Date.now() - 500);
+        const before = await jobRow(b!.jobId);
+        const results = await completeAttempts(db, [
+          { fence: a!, result: { ...succeeded, finishedAt }, startedAt },
+          { fence: { ...b!, leaseId: randomUUID() }, result: succeeded, startedAt },
+        ]);
+        assert.deepEqual(results.map((result) => result.outcome), ['applied', 'stale']);
+        const ended = await jobRow(a!.jobId);
+        assert.equal(ended.status, 'succeeded');
+        assert.equal(ended.started_at?.getTime(), startedAt.getTime());
+        assert.equal(ended.finished_at?.getTime(), finishedAt.getTime());
+        assert.ok(ended.accepted_at, 'a start implies acceptance');
+        assert.equal(results[0]!.finished?.run?.status, 'succeeded');
+        assert.deepEqual(await jobRow(b!.jobId), before);
+      });
+
+      test('jobs of one run ending in one batch settle the run once', async () => {
         const agents = ['n1', 'n2', 'n3'].map((id) => ({ id, labels: { pool: 'p' } }));
         const event = await makeEvent({ selector: { required: [{ key: 'pool', op: 'eq', values: ['p'] }], all: true } });
         const { run } = await enqueue(event, agents);
         const fences = (await claimJobs(db, agents.map((a) => candidate(a.id, 5, a.labels)), OFFER_MS)).map(fenceOf);
         assert.deepEqual(await acceptOffers(db, fences, LEASE_MS), ['applied', 'applied', 'applied']);
         const results = await completeAttempts(db, fences.map((fence, i) => ({ fence, result: i === 1 ? failed(9) : succeeded })));
-        assert.deepEqual(results.map((result) => result.finished?.run?.status), [undefined, undefined, 'partial']);
+        assert.deepEqual(results.flatMap((result) => (result.finished?.run ? [result.finished.run.status] : [])), ['partial'], 'one of the jobs carries the run');
         const settled = await runRow(run.id);
         assert.equal(settled.status, 'partial');
         assert.equal(settled.exit_code, 101);

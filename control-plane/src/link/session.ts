@@ -9,6 +9,7 @@ import {
   type ConnectResponse,
   type Hello,
   type JobRef,
+  type JobReject,
   type JobStatus,
   type LogChunk,
 } from '@cronium/proto/agent/v1';
@@ -16,9 +17,10 @@ import type { Bus } from '../bus/bus.ts';
 import { inTransaction, type Db } from '../store/database.ts';
 import type { JobRow } from '../store/schema.ts';
 import type { DispatchTarget, OfferContext } from '../dispatcher.ts';
-import { acceptOffers, completeAttempts, markStartedMany, rejectOffer, renewLeases, type Fence, type FenceOutcome, type Finished } from '../queue/transitions.ts';
+import { acceptOffers, completeAttempts, lockJobs, markStartedMany, rejectOffer, renewLeases, type Fence, type FenceOutcome, type Finished } from '../queue/transitions.ts';
 import { appendLogs, type LogChunkRow } from '../queue/logs.ts';
 import { GroupCommit } from '../store/group-commit.ts';
+import { retryConflicts } from '../store/retry.ts';
 import { publishJob, publishLog, kickDispatch } from '../job-events.ts';
 import { cancelMessage, fenceOf, logStreamNumbers, offerMessage, refOf, terminalStates } from '../wire/agent-messages.ts';
 import { plainJson } from '../wire/api-messages.ts';
@@ -173,9 +175,11 @@ export class AgentSession implements DispatchTarget {
 
   /**
    * A batch's messages are applied by kind, one set-based statement per kind:
-   * rejects, then starts, then log chunks, then results, then the last
-   * heartbeat. For any one job the agent sends its start before its chunks and
-   * its chunks before its result, so this order keeps each job's own order.
+   * accepts and rejects, then starts, then results, then log chunks (of the
+   * attempts that held a lease before the results), then the last heartbeat.
+   * For any one job the agent sends its start before its chunks and its chunks
+   * before its result, and all of it commits together, so each job's own order
+   * is kept.
    */
   async #handleBatch(batch: readonly ConnectRequest[]): Promise<void> {
     const starts: JobStatus[] = [];
@@ -185,6 +189,8 @@ export class AgentSession implements DispatchTarget {
     const endedBefore = new Set<string>();
     const late = new Set<LogChunk>();
     let heartbeat: readonly JobRef[] | undefined;
+    const accepts: (JobRef | undefined)[] = [];
+    const rejects: JobReject[] = [];
     for (const message of batch) {
       switch (message.kind.case) {
         case 'logChunk':
@@ -195,10 +201,10 @@ export class AgentSession implements DispatchTarget {
           break;
         case 'jobAccept':
           // Normally taken on arrival (acceptNow); one queued before the session existed is taken here.
-          await this.#accept(message.kind.value.job);
+          accepts.push(message.kind.value.job);
           break;
         case 'jobReject':
-          await this.#reject(message.kind.value.job, message.kind.value.reason);
+          rejects.push(message.kind.value);
           break;
         case 'jobStatus': {
           const status = message.kind.value;
@@ -215,9 +221,22 @@ export class AgentSession implements DispatchTarget {
       }
       if (message.kind.case === 'logChunk' && endedBefore.has(message.kind.value.job?.leaseId ?? '')) late.add(message.kind.value);
     }
-    await this.#started(starts);
-    await this.#storeLogs(logs, late);
-    await this.#ended(ends);
+    // A start whose result is in the same batch is stored with the result, by one statement.
+    const ending = new Set(ends.map((status) => leaseOf(status)));
+    const alone = starts.filter((status) => !ending.has(leaseOf(status)));
+    const folded = new Map(starts.filter((status) => ending.has(leaseOf(status))).map((status) => [leaseOf(status), status]));
+    // When more than one statement will lock jobs, all of them are locked first, in one statement (see lockJobs).
+    const mayRetry = ends.some((status) => status.state !== JobState.SUCCEEDED && status.state !== JobState.CANCELLED);
+    if (rejects.length > 0 || (alone.length > 0 && ends.length > 0) || mayRetry) {
+      await lockJobs(this.#db, [...starts, ...ends, ...rejects].flatMap(({ job }) => (job ? [job.jobId] : [])));
+    }
+    for (const ref of accepts) await this.#accept(ref);
+    for (const reject of rejects) await this.#reject(reject.job, reject.reason);
+    await this.#started(alone);
+    // Which attempts may write their log is decided before the results end their leases.
+    const writers = new Set(this.#leases.keys());
+    await this.#ended(ends, folded, writers);
+    await this.#storeLogs(logs, (chunk) => writers.has(chunk.job?.leaseId ?? '') && !late.has(chunk));
     if (heartbeat) await this.#heartbeat(heartbeat);
   }
 
@@ -239,7 +258,9 @@ export class AgentSession implements DispatchTarget {
   }
 
   /** Accepts arriving while others are being stored go together, with one statement (outside any batch's transaction). */
-  readonly #accepts = new GroupCommit<Fence, FenceOutcome>((fences) => acceptOffers(this.#deps.db, fences, this.#deps.timings.leaseTtlMs));
+  readonly #accepts = new GroupCommit<Fence, FenceOutcome>((fences) =>
+    retryConflicts(() => acceptOffers(this.#deps.db, fences, this.#deps.timings.leaseTtlMs)),
+  );
 
   async #accept(ref: JobRef | undefined): Promise<void> {
     if (!ref) return;
@@ -269,7 +290,7 @@ export class AgentSession implements DispatchTarget {
 
   async #started(statuses: readonly JobStatus[]): Promise<void> {
     if (statuses.length === 0) return;
-    const reports = statuses.map((status) => ({ fence: fenceOf(status.job), at: status.at ? timestampDate(status.at) : new Date() }));
+    const reports = statuses.map((status) => ({ fence: fenceOf(status.job), at: startedAt(status) }));
     const outcomes = await markStartedMany(this.#db, reports, this.#deps.timings.leaseTtlMs);
     for (const [i, { outcome, job }] of outcomes.entries()) {
       const status = statuses[i]!;
@@ -288,12 +309,15 @@ export class AgentSession implements DispatchTarget {
     }
   }
 
-  async #ended(statuses: readonly JobStatus[]): Promise<void> {
+  /** Results, with the starts `folded` into them (by lease); a start found stale takes its attempt out of `writers`. */
+  async #ended(statuses: readonly JobStatus[], folded: ReadonlyMap<string, JobStatus>, writers: Set<string>): Promise<void> {
     if (statuses.length === 0) return;
+    const startOf = (status: JobStatus) => folded.get(leaseOf(status));
     const outcomes = await completeAttempts(
       this.#db,
       statuses.map((status) => ({
         fence: fenceOf(status.job),
+        startedAt: startOf(status) ? startedAt(startOf(status)!) : undefined,
         result: {
           status: terminalStates.get(status.state)!,
           exitCode: status.exitCode,
@@ -309,6 +333,14 @@ export class AgentSession implements DispatchTarget {
     );
     for (const [i, { outcome, finished }] of outcomes.entries()) {
       const status = statuses[i]!;
+      const start = startOf(status);
+      if (start) {
+        this.#ack(start);
+        if (outcome === 'stale') {
+          writers.delete(leaseOf(status));
+          this.#fencedOut(start.job!);
+        } else if (outcome === 'applied' && finished) this.#deps.metrics?.observeStarted(finished.job);
+      }
       this.#ack(status);
       this.#leases.delete(status.job!.leaseId);
       if (outcome === 'applied' && finished) this.#later(() => this.#announce(finished));
@@ -334,12 +366,12 @@ export class AgentSession implements DispatchTarget {
     this.#later(() => this.#send(cancelMessage(ref, 'this attempt is no longer current', true)));
   }
 
-  async #storeLogs(chunks: readonly LogChunk[], late: ReadonlySet<LogChunk>): Promise<void> {
+  /** Only attempts this agent holds a lease for may write (`mayWrite`); a stale attempt's output is dropped, but acked. */
+  async #storeLogs(chunks: readonly LogChunk[], mayWrite: (chunk: LogChunk) => boolean): Promise<void> {
     const rows: LogChunkRow[] = [];
     for (const chunk of chunks) {
       const ref = chunk.job;
-      // Only attempts this agent holds a lease for may write; a stale attempt's output is dropped.
-      if (!ref || !this.#leases.has(ref.leaseId) || late.has(chunk)) continue;
+      if (!ref || !mayWrite(chunk)) continue;
       rows.push({ jobId: ref.jobId, attempt: ref.attempt, stream: logStreamNumbers.get(chunk.stream) ?? 3, offset: Number(chunk.offset), data: chunk.data });
     }
     if (rows.length > 0) {
@@ -358,4 +390,12 @@ export class AgentSession implements DispatchTarget {
       this.#later(() => this.#send(ack));
     }
   }
+}
+
+function leaseOf(status: JobStatus): string {
+  return status.job?.leaseId ?? '';
+}
+
+function startedAt(status: JobStatus): Date {
+  return status.at ? timestampDate(status.at) : new Date();
 }

@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import { inTransaction, type Db } from '../store/database.ts';
 import type { JobRow, JobStatus, RunRow } from '../store/schema.ts';
 import { isTerminal, retryDelayMs, runOutcome } from '../domain/run-status.ts';
@@ -99,6 +99,22 @@ export async function acceptOffer(db: Db, fence: Fence, leaseTtlMs: number): Pro
   return (await acceptOffers(db, [fence], leaseTtlMs))[0]!;
 }
 
+/**
+ * `jobs.id = any(…)` that first locks all those rows, in id order, before the
+ * statement changes any (an init plan runs once, ahead of the scan). Every
+ * statement or transaction that locks several jobs does so in id order
+ * ({@link lockJobs}), so two of them never wait on each other in a cycle.
+ */
+function lockedInOrder(ids: readonly string[]) {
+  return sql`jobs.id = any(array(select id from jobs where id in (${sql.join([...new Set(ids)])}) order by id for update))`;
+}
+
+/** Locks the jobs, in id order: a transaction that will change several takes them all first. */
+export async function lockJobs(tx: Tx, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await tx.selectFrom('jobs').select('id').where('id', 'in', [...new Set(ids)]).orderBy('id').forUpdate().execute();
+}
+
 /** Takes many accepts with one guarded UPDATE; only the fences it did not match are read, to tell a duplicate from a stale fence. */
 export async function acceptOffers(db: Db, fences: readonly Fence[], leaseTtlMs: number): Promise<FenceOutcome[]> {
   const results = await oncePerFence(fences, (fence) => fence, async (unique) => {
@@ -106,6 +122,7 @@ export async function acceptOffers(db: Db, fences: readonly Fence[], leaseTtlMs:
       update jobs set accepted_at = now(), lease_expires_at = ${interval(leaseTtlMs)}
         from ${fenceValues(unique)}
        where ${FENCE_HOLDS} and jobs.status in ('offered', 'running') and jobs.accepted_at is null
+         and ${lockedInOrder(unique.map((fence) => fence.jobId))}
       returning jobs.id, jobs.attempt, jobs.lease_id`.execute(db);
     const applied = new Set(rows.map(rowFence));
     const current = await rowsByFence(db, unique.filter((fence) => !applied.has(fenceKey(fence))));
@@ -146,7 +163,7 @@ export async function markStartedMany(db: Db, starts: readonly StartReport[], le
     const { rows } = await sql<JobRow>`
       update jobs set status = 'running', started_at = v.at, accepted_at = coalesce(jobs.accepted_at, now()), lease_expires_at = ${interval(leaseTtlMs)}
         from ${fenceValues(unique.map((start) => start.fence), [['at', 'timestamptz']], (i) => [unique[i]!.at])}
-       where ${FENCE_HOLDS} and jobs.status = 'offered'
+       where ${FENCE_HOLDS} and jobs.status = 'offered' and ${lockedInOrder(unique.map((start) => start.fence.jobId))}
       returning jobs.*`.execute(db);
     const started = new Map(rows.map((row) => [rowFence(row), row]));
     const current = await rowsByFence(db, unique.filter((start) => !started.has(fenceKey(start.fence))).map((start) => start.fence));
@@ -162,38 +179,52 @@ export async function markStartedMany(db: Db, starts: readonly StartReport[], le
 export interface AttemptReport {
   readonly fence: Fence;
   readonly result: AttemptResult;
+  /** The attempt's start, when it came in the same batch as its result: both are stored by one statement. */
+  readonly startedAt?: Date;
 }
 
 export async function completeAttempt(db: Db, fence: Fence, result: AttemptResult): Promise<{ outcome: FenceOutcome; finished?: Finished }> {
   return (await completeAttempts(db, [{ fence, result }]))[0]!;
 }
 
+/** Results that end a job whatever its row says: no retry follows them. */
+function endsForGood(result: AttemptResult): boolean {
+  return result.status === 'succeeded' || result.status === 'cancelled';
+}
+
 /**
- * Many attempts' results in one transaction: their jobs are locked with one
- * statement (in id order, so concurrent batches take turns instead of
- * deadlocking), the fence is checked on the locked rows, and the ones that
- * hold end together ({@link finishManyLocked}).
+ * Many attempts' results in one transaction. Results that end their job for
+ * good are written by one guarded UPDATE (the fence and the job's state are
+ * its WHERE clause); the rest (failures that may be retried, and fences the
+ * UPDATE did not match) are locked, in id order, checked on the locked rows,
+ * and ended by {@link finishManyLocked}.
  */
 export async function completeAttempts(db: Db, reports: readonly AttemptReport[]): Promise<{ outcome: FenceOutcome; finished?: Finished }[]> {
   return inTransaction(db, (tx) =>
     oncePerFence(reports, (report) => report.fence, async (unique) => {
-      const locked = await tx
-        .selectFrom('jobs')
-        .selectAll()
-        .where('id', 'in', [...new Set(unique.map((report) => report.fence.jobId))])
-        .orderBy('id')
-        .forUpdate()
-        .execute();
-      const byFence = new Map(locked.map((row) => [rowFence(row), row]));
-      const outcomes = unique.map(({ fence }): { outcome: FenceOutcome; job?: JobRow } => {
-        const job = byFence.get(fenceKey(fence));
-        if (!job || job.status === 'queued') return { outcome: 'stale' };
-        return isTerminal(job.status) ? { outcome: 'duplicate' } : { outcome: 'applied', job };
+      const final = unique.filter((report) => endsForGood(report.result));
+      const ended = await endJobs(tx, final, 'fenced');
+      const endedByFence = new Map(ended.map((row) => [rowFence(row), row]));
+      for (const row of ended) {
+        const { result } = final.find((report) => fenceKey(report.fence) === rowFence(row))!;
+        if (result.variablesSet) await saveVariablesSet(tx, row.owner_id, result.variablesSet);
+      }
+      const rest = unique.filter((report) => !endedByFence.has(fenceKey(report.fence)));
+      const locked = rest.length === 0 ? [] : await tx.selectFrom('jobs').selectAll().where('id', 'in', [...new Set(rest.map((report) => report.fence.jobId))]).orderBy('id').forUpdate().execute();
+      const lockedByFence = new Map(locked.map((row) => [rowFence(row), row]));
+      const applying = rest.flatMap((report) => {
+        const job = lockedByFence.get(fenceKey(report.fence));
+        return job && job.status !== 'queued' && !isTerminal(job.status) ? [{ job, result: report.result, startedAt: report.startedAt }] : [];
       });
-      const applying = outcomes.flatMap((outcome, i) => (outcome.job ? [{ job: outcome.job, result: unique[i]!.result }] : []));
-      const finished = await finishManyLocked(tx, applying);
-      let next = 0;
-      return outcomes.map(({ outcome, job }) => (job ? { outcome, finished: finished[next++] } : { outcome }));
+      const finishedByFence = new Map<string, Finished>();
+      for (const [i, done] of (await withRuns(tx, ended)).entries()) finishedByFence.set(rowFence(ended[i]!), done);
+      for (const [i, done] of (await finishManyLocked(tx, applying)).entries()) finishedByFence.set(rowFence(applying[i]!.job), done);
+      return unique.map(({ fence }) => {
+        const finished = finishedByFence.get(fenceKey(fence));
+        if (finished) return { outcome: 'applied', finished };
+        const job = lockedByFence.get(fenceKey(fence));
+        return { outcome: !job || job.status === 'queued' ? 'stale' : 'duplicate' };
+      });
     }),
   );
 }
@@ -207,19 +238,6 @@ export async function finishLocked(tx: Tx, job: JobRow, result: AttemptResult, o
   return (await finishManyLocked(tx, [{ job, result }], options))[0]!;
 }
 
-const END_COLUMNS: readonly ValuesColumn[] = [
-  ['id', 'text'],
-  ['status', 'text'],
-  ['exit_code', 'int'],
-  ['error', 'text'],
-  ['output', 'jsonb'],
-  ['condition', 'bool'],
-  ['log_truncated', 'bool'],
-  ['oom_killed', 'bool'],
-  ['finished_at', 'timestamptz'],
-  ['cancel_requested', 'bool'],
-];
-
 /**
  * {@link finishLocked} for many locked jobs (distinct ids) in one
  * transaction: the terminal ones are written with one UPDATE and their runs
@@ -227,7 +245,7 @@ const END_COLUMNS: readonly ValuesColumn[] = [
  */
 export async function finishManyLocked(
   tx: Tx,
-  items: readonly { readonly job: JobRow; readonly result: AttemptResult }[],
+  items: readonly { readonly job: JobRow; readonly result: AttemptResult; readonly startedAt?: Date }[],
   options: { retry: boolean } = { retry: true },
 ): Promise<Finished[]> {
   const finished: Finished[] = new Array(items.length);
@@ -238,28 +256,55 @@ export async function finishManyLocked(
     if (retryable && job.attempt < job.max_attempts) finished[i] = { job: await queueNextAttempt(tx, job, result), retried: true };
     else ending.push(i);
   }
-  if (ending.length === 0) return finished;
-  const { rows } = await sql<JobRow>`
-    update jobs set status = v.status, exit_code = v.exit_code, error = v.error, output = v.output, condition = v.condition,
-                    log_truncated = v.log_truncated, oom_killed = v.oom_killed, finished_at = coalesce(v.finished_at, now()),
-                    lease_expires_at = null, offer_expires_at = null, cancel_requested = v.cancel_requested
-      from ${valuesTable('v', END_COLUMNS, ending.map((i) => endValues(items[i]!.job, items[i]!.result)))}
-     where jobs.id = v.id
-    returning jobs.*`.execute(tx);
-  const ended = new Map(rows.map((row) => [row.id, row]));
-  const runs = await settleRuns(tx, rows.map((row) => row.run_id));
-  // The run goes with the last of its jobs in this batch: that one ended it.
-  const lastOfRun = new Map(ending.map((i) => [items[i]!.job.run_id, i]));
-  for (const i of ending) {
-    const job = ended.get(items[i]!.job.id)!;
-    finished[i] = { job, run: lastOfRun.get(job.run_id) === i ? runs.get(job.run_id) : undefined, retried: false };
-  }
+  const rows = await endJobs(
+    tx,
+    ending.map((i) => ({ fence: { jobId: items[i]!.job.id, attempt: items[i]!.job.attempt, leaseId: '' }, result: items[i]!.result, startedAt: items[i]!.startedAt })),
+    'locked',
+  );
+  for (const [k, done] of (await withRuns(tx, rows)).entries()) finished[ending[k]!] = done;
   return finished;
 }
 
-function endValues(job: JobRow, result: AttemptResult): unknown[] {
+/**
+ * Writes the terminal state of many attempts with one UPDATE. `fenced` checks
+ * each fence and that the job is still offered or running (rows not matched
+ * are left out of the answer); `locked` is for rows the caller holds and has
+ * checked. Returns the rows written.
+ */
+async function endJobs(tx: Tx, reports: readonly AttemptReport[], guard: 'fenced' | 'locked'): Promise<JobRow[]> {
+  if (reports.length === 0) return [];
+  const where =
+    guard === 'fenced'
+      ? sql`${FENCE_HOLDS} and jobs.status in ('offered', 'running') and ${lockedInOrder(reports.map((report) => report.fence.jobId))}`
+      : sql`jobs.id = v.id`;
+  const { rows } = await sql<JobRow>`
+    update jobs set status = v.status, exit_code = v.exit_code, error = v.error, output = v.output, condition = v.condition,
+                    log_truncated = v.log_truncated, oom_killed = v.oom_killed, finished_at = coalesce(v.finished_at, now()),
+                    started_at = coalesce(jobs.started_at, v.started_at),
+                    accepted_at = case when v.started_at is null then jobs.accepted_at else coalesce(jobs.accepted_at, now()) end,
+                    lease_expires_at = null, offer_expires_at = null, cancel_requested = jobs.cancel_requested or v.status = 'cancelled'
+      from ${fenceValues(reports.map((report) => report.fence), END_COLUMNS, (i) => endValues(reports[i]!))}
+     where ${where}
+    returning jobs.*`.execute(tx);
+  // In the callers' order.
+  const order = new Map(reports.map((report, i) => [report.fence.jobId, i]));
+  return rows.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
+}
+
+const END_COLUMNS: readonly ValuesColumn[] = [
+  ['status', 'text'],
+  ['exit_code', 'int'],
+  ['error', 'text'],
+  ['output', 'jsonb'],
+  ['condition', 'bool'],
+  ['log_truncated', 'bool'],
+  ['oom_killed', 'bool'],
+  ['finished_at', 'timestamptz'],
+  ['started_at', 'timestamptz'],
+];
+
+function endValues({ result, startedAt }: AttemptReport): unknown[] {
   return [
-    job.id,
     result.status,
     result.exitCode,
     result.error,
@@ -268,8 +313,15 @@ function endValues(job: JobRow, result: AttemptResult): unknown[] {
     result.logTruncated ?? false,
     result.oomKilled ?? false,
     result.finishedAt ?? null,
-    job.cancel_requested || result.status === 'cancelled',
+    startedAt ?? null,
   ];
+}
+
+/** Settles the runs of jobs just ended; the run goes with the last of its jobs here: that one ended it. */
+async function withRuns(tx: Tx, ended: readonly JobRow[]): Promise<Finished[]> {
+  const runs = await settleRuns(tx, ended);
+  const lastOfRun = new Map(ended.map((job, i) => [job.run_id, i]));
+  return ended.map((job, i) => ({ job, run: lastOfRun.get(job.run_id) === i ? runs.get(job.run_id) : undefined, retried: false }));
 }
 
 async function queueNextAttempt(tx: Tx, job: JobRow, result: AttemptResult): Promise<JobRow> {
@@ -295,32 +347,51 @@ async function queueNextAttempt(tx: Tx, job: JobRow, result: AttemptResult): Pro
 }
 
 /**
- * Ends the runs whose last job ended. The run rows are locked first (in id
- * order): jobs of one run finishing at once in different transactions take
- * turns, and the last one reads the others' committed states (READ COMMITTED
- * takes a fresh snapshot per statement), so some transaction always sees
- * every job ended. Returns the runs this call ended, by id.
+ * Ends the runs whose last job ended (given the jobs just ended, or run ids).
+ * A run of one job (the usual case) is ended by one UPDATE: its only job is
+ * locked by this transaction, so nothing else can change its outcome. Other
+ * runs are locked first (in id order): jobs of one run finishing at once in
+ * different transactions take turns, and the last one reads the others'
+ * committed states (READ COMMITTED takes a fresh snapshot per statement), so
+ * some transaction always sees every job ended. Returns the runs this call
+ * ended, by id.
  */
-async function settleRuns(tx: Tx, runIds: readonly string[]): Promise<Map<string, RunRow>> {
-  const ids = [...new Set(runIds)].sort();
-  if (ids.length === 0) return new Map();
-  await tx.selectFrom('runs').select('id').where('id', 'in', ids).orderBy('id').forUpdate().execute();
-  const jobs = await tx.selectFrom('jobs').select(['run_id', 'status', 'exit_code']).where('run_id', 'in', ids).execute();
-  const jobsOf = new Map<string, typeof jobs>();
-  for (const job of jobs) jobsOf.set(job.run_id, [...(jobsOf.get(job.run_id) ?? []), job]);
-  const outcomes = ids.flatMap((id) => {
-    const outcome = runOutcome((jobsOf.get(id) ?? []).map((job) => ({ status: job.status, exitCode: job.exit_code })));
-    return outcome ? [[id, outcome.status, outcome.exitCode] as const] : [];
+async function settleRuns(tx: Tx, ended: readonly (JobRow | string)[]): Promise<Map<string, RunRow>> {
+  const settled = new Map<string, RunRow>();
+  const alone = ended.flatMap((job) => {
+    const outcome = typeof job === 'string' ? undefined : runOutcome([{ status: job.status, exitCode: job.exit_code }]);
+    return typeof job !== 'string' && outcome ? [[job.run_id, outcome.status, outcome.exitCode] as const] : [];
   });
-  if (outcomes.length === 0) return new Map();
-  const { rows: settled } = await sql<RunRow>`
+  if (alone.length > 0) {
+    // A run's jobs are all inserted with it (enqueueRun), so a count of one stays one.
+    for (const run of await updateRuns(tx, alone, sql`(select count(*) from jobs where jobs.run_id = runs.id) = 1`)) settled.set(run.id, run);
+  }
+  const ids = [...new Set(ended.map((job) => (typeof job === 'string' ? job : job.run_id)))].filter((id) => !settled.has(id)).sort();
+  if (ids.length > 0) {
+    await tx.selectFrom('runs').select('id').where('id', 'in', ids).orderBy('id').forUpdate().execute();
+    const jobs = await tx.selectFrom('jobs').select(['run_id', 'status', 'exit_code']).where('run_id', 'in', ids).execute();
+    const jobsOf = new Map<string, typeof jobs>();
+    for (const job of jobs) jobsOf.set(job.run_id, [...(jobsOf.get(job.run_id) ?? []), job]);
+    const outcomes = ids.flatMap((id) => {
+      const outcome = runOutcome((jobsOf.get(id) ?? []).map((job) => ({ status: job.status, exitCode: job.exit_code })));
+      return outcome ? [[id, outcome.status, outcome.exitCode] as const] : [];
+    });
+    for (const run of await updateRuns(tx, outcomes, sql`true`)) settled.set(run.id, run);
+  }
+  const runs = [...settled.values()].sort((a, b) => (a.id < b.id ? -1 : 1));
+  await afterRunsSettled(tx, runs);
+  return settled;
+}
+
+/** Ends running runs with the given outcomes (id, status, exit code) where `also` holds; returns those ended. */
+async function updateRuns(tx: Tx, outcomes: readonly (readonly [string, string, number])[], also: RawBuilder<unknown>): Promise<RunRow[]> {
+  if (outcomes.length === 0) return [];
+  const { rows } = await sql<RunRow>`
     update runs set status = v.status, exit_code = v.exit_code, finished_at = now()
       from ${valuesTable('v', [['id', 'text'], ['status', 'text'], ['exit_code', 'int']], outcomes)}
-     where runs.id = v.id and runs.status = 'running'
+     where runs.id = v.id and runs.status = 'running' and ${also}
     returning runs.*`.execute(tx);
-  settled.sort((a, b) => (a.id < b.id ? -1 : 1));
-  await afterRunsSettled(tx, settled);
-  return new Map(settled.map((run) => [run.id, run]));
+  return rows;
 }
 
 /** A safety net for the reaper: runs still open although none of their jobs is. */
