@@ -521,6 +521,17 @@ for (const store of [{ name: 'pglite' }, { name: 'postgres' }] satisfies Store[]
         assert.equal(settled.exit_code, 101);
       });
 
+      test('the same results in two batches at once, in opposite orders: each job applied once, the other batch sees duplicates', async () => {
+        const event = await makeEvent();
+        const started = [];
+        for (let i = 0; i < 6; i++) started.push(await startedJob(event));
+        const reports = started.map(({ fence }) => ({ fence, result: succeeded }));
+        const [forward, backward] = await Promise.all([completeAttempts(db, reports), completeAttempts(db, [...reports].reverse())]);
+        const applied = [...forward, ...backward].filter((result) => result.outcome === 'applied').length;
+        assert.equal(applied, 6, 'each result applied by exactly one batch, the other sees duplicates');
+        for (const { jobId } of started) assert.equal((await jobRow(jobId)).status, 'succeeded');
+      });
+
       test('two batches ending jobs of the same runs at once, in opposite orders: every run settles once', async () => {
         const agents = ['n1', 'n2'].map((id) => ({ id, labels: { pool: 'p' } }));
         const event = await makeEvent({ selector: { required: [{ key: 'pool', op: 'eq', values: ['p'] }], all: true } });
