@@ -189,7 +189,7 @@ export class AgentSession implements DispatchTarget {
     const endedBefore = new Set<string>();
     const late = new Set<LogChunk>();
     let heartbeat: readonly JobRef[] | undefined;
-    const accepts: (JobRef | undefined)[] = [];
+    const accepts: JobRef[] = [];
     const rejects: JobReject[] = [];
     for (const message of batch) {
       switch (message.kind.case) {
@@ -201,7 +201,7 @@ export class AgentSession implements DispatchTarget {
           break;
         case 'jobAccept':
           // Normally taken on arrival (acceptNow); one queued before the session existed is taken here.
-          accepts.push(message.kind.value.job);
+          if (message.kind.value.job) accepts.push(message.kind.value.job);
           break;
         case 'jobReject':
           rejects.push(message.kind.value);
@@ -225,12 +225,16 @@ export class AgentSession implements DispatchTarget {
     const ending = new Set(ends.map((status) => leaseOf(status)));
     const alone = starts.filter((status) => !ending.has(leaseOf(status)));
     const folded = new Map(starts.filter((status) => ending.has(leaseOf(status))).map((status) => [leaseOf(status), status]));
+    if (accepts.length > 0) {
+      // In this batch's transaction, not through the accept group: that one's connection would wait on this batch's locks.
+      const outcomes = await acceptOffers(this.#db, accepts.map(fenceOf), this.#deps.timings.leaseTtlMs);
+      accepts.forEach((ref, i) => this.#accepted(ref, outcomes[i]!));
+    }
     // When more than one statement will lock jobs, all of them are locked first, in one statement (see lockJobs).
     const mayRetry = ends.some((status) => status.state !== JobState.SUCCEEDED && status.state !== JobState.CANCELLED);
     if (rejects.length > 0 || (alone.length > 0 && ends.length > 0) || mayRetry) {
       await lockJobs(this.#db, [...starts, ...ends, ...rejects].flatMap(({ job }) => (job ? [job.jobId] : [])));
     }
-    for (const ref of accepts) await this.#accept(ref);
     for (const reject of rejects) await this.#reject(reject.job, reject.reason);
     await this.#started(alone);
     // Which attempts may write their log is decided before the results end their leases.
@@ -253,7 +257,8 @@ export class AgentSession implements DispatchTarget {
    */
   async acceptNow(message: ConnectRequest): Promise<boolean> {
     if (message.kind.case !== 'jobAccept') return false;
-    await this.#accept(message.kind.value.job);
+    const ref = message.kind.value.job;
+    if (ref) this.#accepted(ref, await this.#accepts.add(fenceOf(ref)));
     return true;
   }
 
@@ -262,9 +267,7 @@ export class AgentSession implements DispatchTarget {
     retryConflicts(() => acceptOffers(this.#deps.db, fences, this.#deps.timings.leaseTtlMs)),
   );
 
-  async #accept(ref: JobRef | undefined): Promise<void> {
-    if (!ref) return;
-    const outcome = await this.#accepts.add(fenceOf(ref));
+  #accepted(ref: JobRef, outcome: FenceOutcome): void {
     if (outcome === 'stale') {
       this.#leases.delete(ref.leaseId);
       this.#send(cancelMessage(ref, 'offer expired before it was accepted', true));
