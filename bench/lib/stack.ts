@@ -38,7 +38,7 @@ export async function issueLeanAgents(stack: Stack, prefix: string, count: numbe
 export async function waitForAgents(stack: Stack, ids: readonly string[], timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    const connected = new Set((await stack.agents()).filter((a: any) => a.status === 'AGENT_STATUS_ONLINE').map((a: any) => a.id));
+    const connected = new Set(((await stack.agents()) ?? []).filter((a: any) => a.status === 'AGENT_STATUS_ONLINE').map((a: any) => a.id));
     if (ids.every((id) => connected.has(id))) return;
     await sleep(50);
   }

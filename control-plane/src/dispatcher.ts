@@ -1,6 +1,6 @@
 import type { Db } from './store/database.ts';
 import type { JobRow } from './store/schema.ts';
-import { claimJobs } from './queue/claim.ts';
+import { offerPicked, pickJobs } from './queue/claim.ts';
 import type { AgentCandidate } from './domain/selector.ts';
 import type { Sealer } from './secrets/sealer.ts';
 import { sshTargetOf } from './servers/credentials.ts';
@@ -77,9 +77,13 @@ export class Dispatcher {
         const targets = new Map<string, DispatchTarget>();
         for (const agent of this.#options.agents()) if (agent.freeSlots > 0) targets.set(agent.id, agent);
         if (targets.size === 0) break;
-        const claimed = await claimJobs(this.#options.db, [...targets.values()], this.#options.offerTimeoutMs);
-        if (claimed.length === 0) continue;
-        const variables = await variablesOfOwners(this.#options.db, this.#options.sealer, [...new Set(claimed.map((job) => job.owner_id))]);
+        const picks = await pickJobs(this.#options.db, [...targets.values()]);
+        if (picks.length === 0) continue;
+        // The owners' variables are read while the picked jobs are claimed (on two connections), not after.
+        const [claimed, variables] = await Promise.all([
+          offerPicked(this.#options.db, picks, this.#options.offerTimeoutMs),
+          variablesOfOwners(this.#options.db, this.#options.sealer, [...new Set(picks.map((pick) => pick.ownerId))]),
+        ]);
         const servers = await this.#servers(claimed);
         for (const job of claimed) {
           this.#options.onOffered?.(job);

@@ -15,10 +15,13 @@ import { enqueueRun, type RegisteredAgent } from '../src/queue/enqueue.ts';
 import { claimJobs } from '../src/queue/claim.ts';
 import {
   acceptOffer,
+  acceptOffers,
   cancelJob,
   completeAttempt,
+  completeAttempts,
   expireLeases,
   markStarted,
+  markStartedMany,
   rejectOffer,
   renewLeases,
   requeueExpiredOffers,
@@ -384,6 +387,189 @@ for (const name of STORES) {
           assert.equal(settled.status, job.status === 'succeeded' ? 'succeeded' : 'failed');
           assert.equal(settled.exit_code, job.status === 'succeeded' ? 0 : 4);
         }
+      });
+    });
+
+    // An agent's batch of messages is stored with one statement per kind: each item must get
+    // the outcome it would have had alone, in order, whatever else is in the batch.
+    describe('batches', () => {
+      test('accepts in one batch: applied, a repeat is a duplicate, a wrong lease is stale', async () => {
+        const event = await makeEvent();
+        for (let i = 0; i < 2; i++) await enqueue(event);
+        const [a, b] = (await claimJobs(db, [candidate('agent-a')], OFFER_MS)).map(fenceOf);
+        const outcomes = await acceptOffers(db, [a!, b!, a!, { ...b!, leaseId: randomUUID() }], LEASE_MS);
+        assert.deepEqual(outcomes, ['applied', 'applied', 'duplicate', 'stale']);
+        for (const fence of [a!, b!]) assert.ok((await jobRow(fence.jobId)).accepted_at);
+      });
+
+      test('an accept stored after the start and the result of its attempt is a duplicate, not stale', async () => {
+        const { jobIds } = await enqueue(await makeEvent());
+        const fence = fenceOf(await claimOne(jobIds[0]!));
+        assert.equal((await markStarted(db, fence, new Date(), LEASE_MS)).outcome, 'applied');
+        assert.equal((await completeAttempt(db, fence, succeeded)).outcome, 'applied');
+        assert.equal(await acceptOffer(db, fence, LEASE_MS), 'duplicate');
+        assert.equal((await jobRow(fence.jobId)).status, 'succeeded');
+      });
+
+      test('an accept for an offer that was cancelled before any accept is stale', async () => {
+        const { jobIds } = await enqueue(await makeEvent());
+        const fence = fenceOf(await claimOne(jobIds[0]!));
+        await cancelJob(db, fence.jobId);
+        assert.deepEqual(await acceptOffers(db, [fence], LEASE_MS), ['stale']);
+      });
+
+      test('starts in one batch: applied with their own times, repeats duplicate, stale fences change nothing', async () => {
+        const event = await makeEvent();
+        for (let i = 0; i < 3; i++) await enqueue(event);
+        const [a, b, c] = (await claimJobs(db, [candidate('agent-a')], OFFER_MS)).map(fenceOf);
+        const atA = new Date(Date.now() - 2000);
+        const atB = new Date(Date.now() - 1000);
+        const before = await jobRow(c!.jobId);
+        const results = await markStartedMany(
+          db,
+          [{ fence: a!, at: atA }, { fence: b!, at: atB }, { fence: a!, at: new Date() }, { fence: { ...c!, attempt: 2 }, at: new Date() }],
+          LEASE_MS,
+        );
+        assert.deepEqual(results.map((result) => result.outcome), ['applied', 'applied', 'duplicate', 'stale']);
+        assert.equal((await jobRow(a!.jobId)).started_at?.getTime(), atA.getTime(), 'the first start time stays');
+        assert.equal((await jobRow(b!.jobId)).started_at?.getTime(), atB.getTime());
+        assert.equal(results[0]!.job?.status, 'running');
+        assert.deepEqual(await jobRow(c!.jobId), before);
+      });
+
+      test('results in one batch: each job ends once; repeats, stale fences and ended jobs are told apart; a retry is queued', async () => {
+        const plain = await makeEvent();
+        const retrying = await makeEvent({ retries: 1 });
+        const one = await startedJob(plain);
+        const two = await startedJob(plain);
+        const three = await startedJob(retrying);
+        const done = await startedJob(plain);
+        assert.equal((await completeAttempt(db, done.fence, succeeded)).outcome, 'applied');
+        const results = await completeAttempts(db, [
+          { fence: one.fence, result: { ...succeeded, output: { n: 1 } } },
+          { fence: two.fence, result: failed(7) },
+          { fence: one.fence, result: failed(9) },
+          { fence: { ...two.fence, leaseId: randomUUID() }, result: succeeded },
+          { fence: three.fence, result: failed(2) },
+          { fence: done.fence, result: failed(5) },
+        ]);
+        assert.deepEqual(results.map((result) => result.outcome), ['applied', 'applied', 'duplicate', 'stale', 'applied', 'duplicate']);
+        const [first, second] = [await jobRow(one.jobId), await jobRow(two.jobId)];
+        assert.equal(first.status, 'succeeded');
+        assert.deepEqual(first.output, { n: 1 }, 'the first result of a repeated fence stays');
+        assert.equal(second.status, 'failed');
+        assert.equal(second.exit_code, 7);
+        assert.equal((await runRow(one.run.id)).status, 'succeeded');
+        assert.equal((await runRow(two.run.id)).exit_code, 7);
+        assert.equal(results[0]!.finished?.run?.id, one.run.id, 'each single-job run is settled by its job');
+        const retried = await jobRow(three.jobId);
+        assert.equal(retried.status, 'queued');
+        assert.equal(retried.attempt, 2);
+        assert.equal(results[4]!.finished?.retried, true);
+        assert.equal((await runRow(three.run.id)).status, 'running', 'the run waits for the next attempt');
+        assert.equal((await jobRow(done.jobId)).status, 'succeeded', 'an ended job keeps its result');
+      });
+
+      test('a batch keeps one job_attempts row per ended attempt, a folded start included; a retried one says when the next may start', async () => {
+        const plain = await makeEvent();
+        const retrying = await makeEvent({ retries: 1 });
+        const one = await startedJob(plain);
+        const two = await startedJob(retrying);
+        const { jobIds } = await enqueue(plain);
+        const folded = fenceOf(await claimOne(jobIds[0]!));
+        const startedAt = new Date(Date.now() - 1000);
+        const results = await completeAttempts(db, [
+          { fence: one.fence, result: succeeded },
+          { fence: two.fence, result: failed(3, 'boom') },
+          { fence: folded, result: failed(4), startedAt },
+          { fence: one.fence, result: succeeded },
+        ]);
+        assert.deepEqual(results.map((result) => result.outcome), ['applied', 'applied', 'applied', 'duplicate']);
+        const rows = await db.selectFrom('job_attempts').selectAll().where('job_id', 'in', [one.jobId, two.jobId, folded.jobId]).execute();
+        const byJob = new Map(rows.map((row) => [row.job_id, row]));
+        assert.equal(rows.length, 3, 'one row per attempt, the repeat adds none');
+        assert.deepEqual([byJob.get(one.jobId)!.status, byJob.get(one.jobId)!.agent_id, byJob.get(one.jobId)!.retry_at], ['succeeded', 'agent-a', null]);
+        assert.deepEqual([byJob.get(two.jobId)!.status, byJob.get(two.jobId)!.error, byJob.get(two.jobId)!.retry_at !== null], ['failed', 'boom', true]);
+        assert.equal(byJob.get(folded.jobId)!.started_at?.getTime(), startedAt.getTime(), 'the start stored with its result is on the attempt row');
+        assert.equal(byJob.get(folded.jobId)!.exit_code, 4);
+      });
+
+      test('batched accepts, starts and results that name another agent move nothing', async () => {
+        const event = await makeEvent();
+        const { jobIds } = await enqueue(event);
+        const offered = fenceOf(await claimOne(jobIds[0]!, 'agent-a'));
+        const intruder = { ...offered, agentId: 'agent-b' };
+        assert.deepEqual(await acceptOffers(db, [intruder], LEASE_MS), ['stale']);
+        assert.deepEqual((await markStartedMany(db, [{ fence: intruder, at: new Date() }], LEASE_MS)).map((r) => r.outcome), ['stale']);
+        assert.deepEqual((await completeAttempts(db, [{ fence: intruder, result: succeeded }])).map((r) => r.outcome), ['stale']);
+        assert.deepEqual((await completeAttempts(db, [{ fence: intruder, result: failed(1) }])).map((r) => r.outcome), ['stale']);
+        const row = await jobRow(offered.jobId);
+        assert.equal(row.status, 'offered');
+        assert.equal(row.accepted_at, null);
+        const owner = { ...offered, agentId: 'agent-a' };
+        assert.deepEqual(await acceptOffers(db, [owner], LEASE_MS), ['applied']);
+        assert.deepEqual(await acceptOffers(db, [intruder], LEASE_MS), ['stale'], 'not even a duplicate for another agent');
+        assert.deepEqual((await completeAttempts(db, [{ fence: owner, result: succeeded }])).map((r) => r.outcome), ['applied']);
+      });
+
+      test('a start stored with its result (same batch): the job ends with both times; a stale one changes nothing', async () => {
+        const event = await makeEvent();
+        for (let i = 0; i < 2; i++) await enqueue(event);
+        const [a, b] = (await claimJobs(db, [candidate('agent-a')], OFFER_MS)).map(fenceOf);
+        const startedAt = new Date(Date.now() - 1500);
+        const finishedAt = new Date(Date.now() - 500);
+        const before = await jobRow(b!.jobId);
+        const results = await completeAttempts(db, [
+          { fence: a!, result: { ...succeeded, finishedAt }, startedAt },
+          { fence: { ...b!, leaseId: randomUUID() }, result: succeeded, startedAt },
+        ]);
+        assert.deepEqual(results.map((result) => result.outcome), ['applied', 'stale']);
+        const ended = await jobRow(a!.jobId);
+        assert.equal(ended.status, 'succeeded');
+        assert.equal(ended.started_at?.getTime(), startedAt.getTime());
+        assert.equal(ended.finished_at?.getTime(), finishedAt.getTime());
+        assert.ok(ended.accepted_at, 'a start implies acceptance');
+        assert.equal(results[0]!.finished?.run?.status, 'succeeded');
+        assert.deepEqual(await jobRow(b!.jobId), before);
+      });
+
+      test('jobs of one run ending in one batch settle the run once', async () => {
+        const agents = ['n1', 'n2', 'n3'].map((id) => ({ id, labels: { pool: 'p' } }));
+        const event = await makeEvent({ selector: { required: [{ key: 'pool', op: 'eq', values: ['p'] }], all: true } });
+        const { run } = await enqueue(event, agents);
+        const fences = (await claimJobs(db, agents.map((a) => candidate(a.id, 5, a.labels)), OFFER_MS)).map(fenceOf);
+        assert.deepEqual(await acceptOffers(db, fences, LEASE_MS), ['applied', 'applied', 'applied']);
+        const results = await completeAttempts(db, fences.map((fence, i) => ({ fence, result: i === 1 ? failed(9) : succeeded })));
+        assert.deepEqual(results.flatMap((result) => (result.finished?.run ? [result.finished.run.status] : [])), ['partial'], 'one of the jobs carries the run');
+        const settled = await runRow(run.id);
+        assert.equal(settled.status, 'partial');
+        assert.equal(settled.exit_code, 101);
+      });
+
+      test('the same results in two batches at once, in opposite orders: each job applied once, the other batch sees duplicates', async () => {
+        const event = await makeEvent();
+        const started = [];
+        for (let i = 0; i < 6; i++) started.push(await startedJob(event));
+        const reports = started.map(({ fence }) => ({ fence, result: succeeded }));
+        const [forward, backward] = await Promise.all([completeAttempts(db, reports), completeAttempts(db, [...reports].reverse())]);
+        const applied = [...forward, ...backward].filter((result) => result.outcome === 'applied').length;
+        assert.equal(applied, 6, 'each result applied by exactly one batch, the other sees duplicates');
+        for (const { jobId } of started) assert.equal((await jobRow(jobId)).status, 'succeeded');
+      });
+
+      test('two batches ending jobs of the same runs at once, in opposite orders: every run settles once', async () => {
+        const agents = ['n1', 'n2'].map((id) => ({ id, labels: { pool: 'p' } }));
+        const event = await makeEvent({ selector: { required: [{ key: 'pool', op: 'eq', values: ['p'] }], all: true } });
+        const runs = [];
+        for (let i = 0; i < 4; i++) runs.push((await enqueue(event, agents)).run);
+        const offered = await claimJobs(db, agents.map((a) => candidate(a.id, 10, a.labels)), OFFER_MS);
+        assert.equal(offered.length, 8);
+        const of = (agentId: string) => offered.filter((job) => job.agent_id === agentId).map((job) => ({ fence: fenceOf(job), result: succeeded }));
+        const [left, right] = await Promise.all([completeAttempts(db, of('n1')), completeAttempts(db, [...of('n2')].reverse())]);
+        assert.ok([...left, ...right].every((result) => result.outcome === 'applied'));
+        const settledBy = [...left, ...right].flatMap((result) => (result.finished?.run ? [result.finished.run.id] : []));
+        assert.deepEqual(settledBy.sort(), runs.map((run) => run.id).sort(), 'each run settled by exactly one job');
+        for (const run of runs) assert.equal((await runRow(run.id)).status, 'succeeded');
       });
     });
 

@@ -44,15 +44,26 @@ function outputText(output: unknown): string {
 }
 
 /**
- * Runs the event's conditional actions for a run that just ended, inside the
- * transaction that ends it: a runEvent action's run and a notification's
- * outbox row commit with the run's end or not at all. Only rows that are
+ * Runs the events' conditional actions for runs that just ended, inside the
+ * transaction that ends them (one query finds the events that have any): a
+ * runEvent action's run and a notification's outbox row commit with the run's
+ * end or not at all. Only rows that are
  * known to exist are written, so a stale action can never fail the run's end.
  */
-export async function runActions(tx: Db, run: RunRow): Promise<void> {
-  const event = await tx.selectFrom('events').select(['id', 'name', 'owner_id', 'actions']).where('id', '=', run.event_id).executeTakeFirst();
-  const actions: readonly ActionRow[] = event?.actions ?? [];
-  if (!event || actions.length === 0) return;
+export async function runActions(tx: Db, runs: readonly RunRow[]): Promise<void> {
+  const events = await tx
+    .selectFrom('events')
+    .select(['id', 'name', 'owner_id', 'actions'])
+    .where('id', 'in', [...new Set(runs.map((run) => run.event_id))])
+    .execute();
+  const withActions = new Map(events.filter((event) => (event.actions ?? []).length > 0).map((event) => [event.id, event]));
+  for (const run of runs) {
+    const event = withActions.get(run.event_id);
+    if (event) await runEventActions(tx, event, event.actions ?? [], run);
+  }
+}
+
+async function runEventActions(tx: Db, event: { id: string; name: string; owner_id: string }, actions: readonly ActionRow[], run: RunRow): Promise<void> {
   const jobs = await tx.selectFrom('jobs').select(['output', 'condition']).where('run_id', '=', run.id).orderBy('created_at').orderBy('id').execute();
   const fired = actions.filter((action) => fires(action.trigger, run, jobs));
   if (fired.length === 0) return;

@@ -4,7 +4,7 @@ import { sql } from 'kysely';
 import { EventService } from '@cronium/proto/api/v1/event';
 import { eventToProto, plainJson, runToProto, scheduleFireToProto } from '../wire/api-messages.ts';
 import { pageSize } from './pagination.ts';
-import { fanOutAgents } from '../queue/enqueue.ts';
+import { fanOutAgents, fansOut } from '../queue/enqueue.ts';
 import { startRun } from '../queue/start-run.ts';
 import type { Cancelled } from '../queue/transitions.ts';
 import { announceCancel } from './cancel.ts';
@@ -88,7 +88,7 @@ export function eventService(deps: ApiDeps): ServiceImpl<typeof EventService> {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const event = await findEvent(deps, principal, req.id);
-      const agents = await fanOutAgents(db, deps.leaseTtlMs);
+      const agents = fansOut(event) ? await fanOutAgents(db, deps.leaseTtlMs) : [];
       let cancelledJobs: readonly Cancelled[] = [];
       const response = await audited(
         db,
@@ -97,7 +97,7 @@ export function eventService(deps: ApiDeps): ServiceImpl<typeof EventService> {
           const started = await startRun(tx, event, plainJson(req.input), agents);
           if (!started.started) throw new ConnectError(`event ${event.id}: not started: ${started.reason}`, Code.FailedPrecondition);
           cancelledJobs = started.cancelled;
-          return { run: runToProto(started.run, await tx.selectFrom('jobs').selectAll().where('run_id', '=', started.run.id).execute()) };
+          return { run: runToProto(started.run, started.jobs) };
         },
         { type: 'run', id: (r) => r.run.id },
       );

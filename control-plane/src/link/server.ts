@@ -22,6 +22,7 @@ import { subjects } from '../bus/bus.ts';
 import { resumeAttempts } from '../queue/transitions.ts';
 import { fenceOf } from '../wire/agent-messages.ts';
 import { AgentSession, type SessionDeps } from './session.ts';
+import { retryConflicts } from '../store/retry.ts';
 import { linkServerCredentials, peerAgentId } from './credentials.ts';
 import type { CertificateAuthority } from '../pki/ca.ts';
 import { EnrollmentRefused, redeemJoinToken, type JoinTokenSigner } from '../enrollment/join-tokens.ts';
@@ -155,7 +156,8 @@ export class LinkServer {
           }
           const batch = queue.splice(0, MAX_BATCH);
           if (call.isPaused() && queue.length < HIGH_WATER / 2) call.resume();
-          await handleWithRetry(session, batch);
+          const current = session;
+          await retryConflicts(() => current.handle(batch));
         }
       } catch (error) {
         log('agent stream failed', { agentId: session?.id, error: String(error) });
@@ -332,16 +334,3 @@ export class LinkServer {
 }
 
 const sessionCleanup = new WeakMap<AgentSession, () => void>();
-
-/** Postgres deadlock and serialization failures: the batch's transaction rolled back whole, so it can simply run again. */
-const RETRYABLE = new Set(['40P01', '40001']);
-
-async function handleWithRetry(session: AgentSession, batch: readonly ConnectRequest[]): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await session.handle(batch);
-    } catch (error) {
-      if (attempt >= 3 || !RETRYABLE.has((error as { code?: string }).code ?? '')) throw error;
-    }
-  }
-}

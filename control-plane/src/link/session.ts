@@ -9,6 +9,7 @@ import {
   type ConnectResponse,
   type Hello,
   type JobRef,
+  type JobReject,
   type JobStatus,
   type LogChunk,
 } from '@cronium/proto/agent/v1';
@@ -16,8 +17,10 @@ import type { Bus } from '../bus/bus.ts';
 import { inTransaction, type Db } from '../store/database.ts';
 import type { JobRow } from '../store/schema.ts';
 import type { DispatchTarget, OfferContext } from '../dispatcher.ts';
-import { acceptOffer, completeAttempt, markStarted, rejectOffer, renewLeases, liveLeases, type Fence, type Finished } from '../queue/transitions.ts';
+import { acceptOffers, completeAttempts, lockJobs, markStartedMany, rejectOffer, renewLeases, liveLeases, type Fence, type FenceOutcome, type Finished } from '../queue/transitions.ts';
 import { appendLogs, type LogChunkRow } from '../queue/logs.ts';
+import { GroupCommit } from '../store/group-commit.ts';
+import { retryConflicts } from '../store/retry.ts';
 import { publishJob, publishLog, kickDispatch } from '../job-events.ts';
 import { cancelMessage, fenceOf, logStreamNumbers, offerMessage, refOf, storable, storableJson, terminalStates } from '../wire/agent-messages.ts';
 import { plainJson } from '../wire/api-messages.ts';
@@ -183,43 +186,86 @@ export class AgentSession implements DispatchTarget {
     else effect();
   }
 
+  /**
+   * A batch's messages are applied by kind, one set-based statement per kind:
+   * accepts and rejects, then starts, then results, then log chunks (of the
+   * attempts that held a lease before the results), then the last heartbeat.
+   * For any one job the agent sends its start before its chunks and its chunks
+   * before its result, and all of it commits together, so each job's own order
+   * is kept.
+   */
   async #handleBatch(batch: readonly ConnectRequest[]): Promise<void> {
+    const starts: JobStatus[] = [];
+    const ends: JobStatus[] = [];
     const logs: LogChunk[] = [];
+    /** Leases whose result came earlier in the batch: chunks after it are acked but not stored, as when it was applied first. */
+    const endedBefore = new Set<string>();
+    const late = new Set<LogChunk>();
+    let heartbeat: readonly JobRef[] | undefined;
+    const accepts: JobRef[] = [];
+    const rejects: JobReject[] = [];
     for (const message of batch) {
-      if (message.kind.case === 'logChunk') {
-        logs.push(message.kind.value);
-        continue;
-      }
-      await this.#storeLogs(logs.splice(0));
       switch (message.kind.case) {
+        case 'logChunk':
+          logs.push(message.kind.value);
+          break;
         case 'heartbeat':
-          await this.#heartbeat(message.kind.value.running);
+          heartbeat = message.kind.value.running;
           break;
         case 'jobAccept':
           // Normally taken on arrival (acceptNow); one queued before the session existed is taken here.
-          await this.#accept(message.kind.value.job);
+          if (message.kind.value.job) accepts.push(message.kind.value.job);
           break;
         case 'jobReject':
-          await this.#reject(message.kind.value.job, message.kind.value.reason);
+          rejects.push(message.kind.value);
           break;
-        case 'jobStatus':
-          await this.#status(message.kind.value);
+        case 'jobStatus': {
+          const status = message.kind.value;
+          if (!status.job) break;
+          if (status.state === JobState.STARTED) starts.push(status);
+          else if (terminalStates.has(status.state)) {
+            ends.push(status);
+            endedBefore.add(status.job.leaseId);
+          } else this.#ack(status);
           break;
+        }
         default:
           this.#deps.log('agent sent an unexpected message', { agentId: this.id, kind: message.kind.case });
       }
+      if (message.kind.case === 'logChunk' && endedBefore.has(message.kind.value.job?.leaseId ?? '')) late.add(message.kind.value);
     }
-    await this.#storeLogs(logs);
+    // A start whose result is in the same batch is stored with the result, by one statement.
+    const ending = new Set(ends.map((status) => leaseOf(status)));
+    const alone = starts.filter((status) => !ending.has(leaseOf(status)));
+    const folded = new Map(starts.filter((status) => ending.has(leaseOf(status))).map((status) => [leaseOf(status), status]));
+    if (accepts.length > 0) {
+      // In this batch's transaction, not through the accept group: that one's connection would wait on this batch's locks.
+      const outcomes = await acceptOffers(this.#db, accepts.map((ref) => this.#fence(ref)), this.#deps.timings.leaseTtlMs);
+      accepts.forEach((ref, i) => this.#accepted(ref, outcomes[i]!));
+    }
+    // When more than one statement will lock jobs, all of them are locked first, in one statement (see lockJobs).
+    const mayRetry = ends.some((status) => status.state !== JobState.SUCCEEDED && status.state !== JobState.CANCELLED);
+    if (rejects.length > 0 || (alone.length > 0 && ends.length > 0) || mayRetry) {
+      await lockJobs(this.#db, [...starts, ...ends, ...rejects].flatMap(({ job }) => (job ? [this.#fence(job).jobId] : [])));
+    }
+    for (const reject of rejects) await this.#reject(reject.job, reject.reason);
+    await this.#started(alone);
+    // Which attempts may write their log is decided before the results end their leases.
+    const writers = new Set(this.#leases.keys());
+    await this.#ended(ends, folded, writers);
+    await this.#storeLogs(logs, (chunk) => writers.has(chunk.job?.leaseId ?? '') && !late.has(chunk));
+    if (heartbeat) await this.#heartbeat(heartbeat, endedBefore);
   }
 
-  async #heartbeat(running: readonly JobRef[]): Promise<void> {
+  /** `ended`: leases whose result this batch stored (the heartbeat may predate it): done, not stale. */
+  async #heartbeat(running: readonly JobRef[], ended: ReadonlySet<string>): Promise<void> {
     const held = running.filter((ref) => this.#leases.has(ref.leaseId)).map((ref) => ref.leaseId);
     const renewed = await renewLeases(this.#db, this.id, held, this.#deps.timings.leaseTtlMs);
     // The bus may have lost the user's cancel; the store has it. The agent treats repeats as one.
     for (const job of renewed) if (job.cancel_requested) this.#later(() => this.#send(cancelMessage(refOf(job), 'cancelled by a user', false)));
     // An attempt the agent still runs whose lease ran out (a partition longer than the lease) must stop: its job moved on.
     const renewedIds = new Set(renewed.map((job) => job.lease_id));
-    const unrenewed = running.filter((ref) => !renewedIds.has(ref.leaseId));
+    const unrenewed = running.filter((ref) => !renewedIds.has(ref.leaseId) && !ended.has(ref.leaseId));
     const live = await liveLeases(this.#db, this.id, unrenewed.map((ref) => storable(ref.leaseId)));
     for (const ref of unrenewed) if (!live.has(ref.leaseId)) this.#fencedOut(ref);
     await this.#db.updateTable('agents').set({ last_heartbeat_at: new Date() }).where('id', '=', this.id).execute();
@@ -233,20 +279,27 @@ export class AgentSession implements DispatchTarget {
   async acceptNow(message: ConnectRequest): Promise<boolean> {
     if (message.kind.case !== 'jobAccept') return false;
     this.#unresponsive = false;
-    await this.#accept(message.kind.value.job);
+    const ref = message.kind.value.job;
+    if (ref) this.#accepted(ref, await this.#accepts.add(this.#fence(ref)));
     return true;
   }
 
-  async #accept(ref: JobRef | undefined): Promise<void> {
-    if (!ref) return;
-    const outcome = await acceptOffer(this.#deps.db, this.#fence(ref), this.#deps.timings.leaseTtlMs);
+  /** Accepts arriving while others are being stored go together, with one statement (outside any batch's transaction). */
+  readonly #accepts = new GroupCommit<Fence, FenceOutcome>((fences) =>
+    retryConflicts(() => acceptOffers(this.#deps.db, fences, this.#deps.timings.leaseTtlMs)),
+  );
+
+  #accepted(ref: JobRef, outcome: FenceOutcome): void {
     if (outcome === 'stale') {
       this.#leases.delete(ref.leaseId);
       this.#send(cancelMessage(ref, 'offer expired before it was accepted', true));
       return;
     }
+    const lease = this.#leases.get(ref.leaseId);
+    if (lease) lease.accepted = true;
     // The database is the judge: an accept it took counts even if this session had already given up on the offer.
-    this.#leases.set(ref.leaseId, { ref, offeredAt: this.#leases.get(ref.leaseId)?.offeredAt ?? Date.now(), accepted: true });
+    // A duplicate does not bring a lease back: its start and result may have been stored (and the lease ended) first.
+    else if (outcome === 'applied') this.#leases.set(ref.leaseId, { ref, offeredAt: Date.now(), accepted: true });
   }
 
   async #reject(ref: JobRef | undefined, reason: string): Promise<void> {
@@ -255,41 +308,68 @@ export class AgentSession implements DispatchTarget {
     if ((await rejectOffer(this.#db, this.#fence(ref))) === 'applied') this.#later(() => kickDispatch(this.#deps.bus));
   }
 
-  async #status(status: JobStatus): Promise<void> {
-    const ref = status.job;
-    if (!ref) return;
-    const fence = this.#fence(ref);
-    const ack = () =>
-      this.#later(() => this.#send(create(ConnectResponseSchema, { kind: { case: 'statusAck', value: { job: ref, state: status.state } } })));
-    if (status.state === JobState.STARTED) {
-      const at = status.at ? timestampDate(status.at) : new Date();
-      const { outcome, job } = await markStarted(this.#db, fence, at, this.#deps.timings.leaseTtlMs);
-      ack();
-      if (outcome === 'stale') return this.#fencedOut(ref);
+  #ack(status: JobStatus): void {
+    const ack = create(ConnectResponseSchema, { kind: { case: 'statusAck', value: { job: status.job, state: status.state } } });
+    this.#later(() => this.#send(ack));
+  }
+
+  async #started(statuses: readonly JobStatus[]): Promise<void> {
+    if (statuses.length === 0) return;
+    const reports = statuses.map((status) => ({ fence: this.#fence(status.job), at: startedAt(status) }));
+    const outcomes = await markStartedMany(this.#db, reports, this.#deps.timings.leaseTtlMs);
+    for (const [i, { outcome, job }] of outcomes.entries()) {
+      const status = statuses[i]!;
+      const ref = status.job!;
+      this.#ack(status);
+      if (outcome === 'stale') {
+        this.#fencedOut(ref);
+        continue;
+      }
       const lease = this.#leases.get(ref.leaseId);
       if (lease) lease.accepted = true;
       if (outcome === 'applied' && job) {
         this.#later(() => publishJob(this.#deps.bus, job));
         this.#deps.metrics?.observeStarted(job);
       }
-      return;
     }
-    const terminal = terminalStates.get(status.state);
-    if (!terminal) return ack();
-    const { outcome, finished } = await completeAttempt(this.#db, fence, {
-      status: terminal,
-      exitCode: status.exitCode,
-      error: storable(status.error),
-      output: status.output ? storableJson(plainJson(status.output)) : undefined,
-      condition: status.condition,
-      logTruncated: status.logTruncated,
-      oomKilled: status.oomKilled,
-      variablesSet: storableJson(status.variablesSet),
-      finishedAt: status.at ? timestampDate(status.at) : undefined,
-    });
-    ack();
-    this.#leases.delete(ref.leaseId);
-    if (outcome === 'applied' && finished) this.#later(() => this.#announce(finished));
+  }
+
+  /** Results, with the starts `folded` into them (by lease); a start found stale takes its attempt out of `writers`. */
+  async #ended(statuses: readonly JobStatus[], folded: ReadonlyMap<string, JobStatus>, writers: Set<string>): Promise<void> {
+    if (statuses.length === 0) return;
+    const startOf = (status: JobStatus) => folded.get(leaseOf(status));
+    const outcomes = await completeAttempts(
+      this.#db,
+      statuses.map((status) => ({
+        fence: this.#fence(status.job),
+        startedAt: startOf(status) ? startedAt(startOf(status)!) : undefined,
+        result: {
+          status: terminalStates.get(status.state)!,
+          exitCode: status.exitCode,
+          error: storable(status.error),
+          output: status.output ? storableJson(plainJson(status.output)) : undefined,
+          condition: status.condition,
+          logTruncated: status.logTruncated,
+          oomKilled: status.oomKilled,
+          variablesSet: storableJson(status.variablesSet),
+          finishedAt: status.at ? timestampDate(status.at) : undefined,
+        },
+      })),
+    );
+    for (const [i, { outcome, finished }] of outcomes.entries()) {
+      const status = statuses[i]!;
+      const start = startOf(status);
+      if (start) {
+        this.#ack(start);
+        if (outcome === 'stale') {
+          writers.delete(leaseOf(status));
+          this.#fencedOut(start.job!);
+        } else if (outcome === 'applied' && finished) this.#deps.metrics?.observeStarted(finished.job);
+      }
+      this.#ack(status);
+      this.#leases.delete(status.job!.leaseId);
+      if (outcome === 'applied' && finished) this.#later(() => this.#announce(finished));
+    }
     this.#later(() => kickDispatch(this.#deps.bus));
   }
 
@@ -311,12 +391,12 @@ export class AgentSession implements DispatchTarget {
     this.#later(() => this.#send(cancelMessage(ref, 'this attempt is no longer current', true)));
   }
 
-  async #storeLogs(chunks: readonly LogChunk[]): Promise<void> {
+  /** Only attempts this agent holds a lease for may write (`mayWrite`); a stale attempt's output is dropped, but acked. */
+  async #storeLogs(chunks: readonly LogChunk[], mayWrite: (chunk: LogChunk) => boolean): Promise<void> {
     const rows: LogChunkRow[] = [];
     for (const chunk of chunks) {
       const ref = chunk.job;
-      // Only attempts this agent holds a lease for may write; a stale attempt's output is dropped.
-      if (!ref || !this.#leases.has(ref.leaseId)) continue;
+      if (!ref || !mayWrite(chunk)) continue;
       rows.push({ jobId: ref.jobId, attempt: ref.attempt, stream: logStreamNumbers.get(chunk.stream) ?? 3, offset: Number(chunk.offset), data: chunk.data });
     }
     if (rows.length > 0) {
@@ -335,4 +415,12 @@ export class AgentSession implements DispatchTarget {
       this.#later(() => this.#send(ack));
     }
   }
+}
+
+function leaseOf(status: JobStatus): string {
+  return status.job?.leaseId ?? '';
+}
+
+function startedAt(status: JobStatus): Date {
+  return status.at ? timestampDate(status.at) : new Date();
 }

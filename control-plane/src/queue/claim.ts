@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { Db } from '../store/database.ts';
 import type { EventType, JobRow } from '../store/schema.ts';
 import { pickAgent, type AgentCandidate } from '../domain/selector.ts';
+import { valuesTable } from '../store/values.ts';
 
 /** The most queued jobs read per step; jobs no agent can take are passed over, up to MAX_WINDOWS steps. */
 const CLAIM_WINDOW = 200;
@@ -23,6 +24,18 @@ export function executorFor(kind: EventType, serverId: string | null): string {
  * so they never starve the jobs behind them.
  */
 export async function claimJobs(db: Db, agents: readonly AgentCandidate[], offerTimeoutMs: number): Promise<JobRow[]> {
+  return offerPicked(db, await pickJobs(db, agents), offerTimeoutMs);
+}
+
+/** A queued job chosen for an agent, not claimed yet. */
+export interface Pick {
+  readonly id: string;
+  readonly agentId: string;
+  readonly ownerId: string;
+}
+
+/** The matching half of {@link claimJobs}: which queued jobs go to which agent, read without locks. */
+export async function pickJobs(db: Db, agents: readonly AgentCandidate[]): Promise<Pick[]> {
   // Plain copies: an agent may be a class whose freeSlots is a getter, which a spread would not copy.
   const free = new Map(
     agents.map((agent) => [agent.id, { id: agent.id, labels: agent.labels, executors: agent.executors, freeSlots: agent.freeSlots }]),
@@ -30,7 +43,7 @@ export async function claimJobs(db: Db, agents: readonly AgentCandidate[], offer
   const slotsLeft = () => [...free.values()].reduce((sum, agent) => sum + Math.max(0, agent.freeSlots), 0);
   if (slotsLeft() === 0) return [];
   const pinnable = [...free.keys()];
-  const byAgent = new Map<string, string[]>();
+  const picks: Pick[] = [];
   // Most jobs match most agents: read a few candidates per free slot, not the whole window, on the hot path.
   // Windows double up to CLAIM_WINDOW when they find too little (jobs nothing matches at the head).
   let windowSize = Math.min(CLAIM_WINDOW, Math.max(32, 4 * slotsLeft()));
@@ -38,7 +51,7 @@ export async function claimJobs(db: Db, agents: readonly AgentCandidate[], offer
   for (let window = 0; window < MAX_WINDOWS && slotsLeft() > 0; window++) {
     const query = db
       .selectFrom('jobs')
-      .select(['id', 'spec', 'selector', 'pinned_agent_id', 'server_id'])
+      .select(['id', 'owner_id', 'spec', 'selector', 'pinned_agent_id', 'server_id'])
       .where('status', '=', 'queued')
       .where('run_after', '<=', sql<Date>`now()`)
       .where((eb) => eb.or([eb('pinned_agent_id', 'is', null), eb('pinned_agent_id', 'in', pinnable)]))
@@ -53,35 +66,33 @@ export async function claimJobs(db: Db, agents: readonly AgentCandidate[], offer
       const agent = pickAgent(job.selector, executorFor(job.spec.kind, job.server_id), pool);
       if (!agent) continue;
       agent.freeSlots -= 1;
-      byAgent.set(agent.id, [...(byAgent.get(agent.id) ?? []), job.id]);
+      picks.push({ id: job.id, agentId: agent.id, ownerId: job.owner_id });
       if (slotsLeft() === 0) break;
     }
     if (candidates.length < windowSize) break;
     offset += windowSize;
     windowSize = Math.min(CLAIM_WINDOW, windowSize * 2);
   }
-  if (byAgent.size === 0) return [];
-  return db.transaction().execute(async (tx) => {
-    const claimed: JobRow[] = [];
-    for (const [agentId, ids] of byAgent) {
-      const rows = await tx
-        .updateTable('jobs')
-        .set({
-          status: 'offered',
-          agent_id: agentId,
-          lease_id: sql<string>`gen_random_uuid()::text`,
-          offered_at: sql<Date>`now()`,
-          offer_expires_at: sql<Date>`now() + ${offerTimeoutMs} * interval '1 millisecond'`,
-          accepted_at: null,
-        })
-        .where('id', 'in', (eb) =>
-          eb.selectFrom('jobs').select('id').where('id', 'in', ids).where('status', '=', 'queued').forUpdate().skipLocked(),
-        )
-        .where('status', '=', 'queued')
-        .returningAll()
-        .execute();
-      claimed.push(...rows);
-    }
-    return claimed;
-  });
+  return picks;
+}
+
+/**
+ * The claiming half: offers the picked jobs still queued, with one statement
+ * for all agents (atomic on its own, so no transaction round trips). Rows
+ * another claimer holds are skipped, not waited for.
+ */
+export async function offerPicked(db: Db, picks: readonly Pick[], offerTimeoutMs: number): Promise<JobRow[]> {
+  if (picks.length === 0) return [];
+  const chosen = picks.map((pick) => [pick.id, pick.agentId] as const);
+  const ids = picks.map((pick) => pick.id);
+  const { rows } = await sql<JobRow>`
+    update jobs set status = 'offered', agent_id = v.agent_id, lease_id = gen_random_uuid()::text, offered_at = now(),
+                    offer_expires_at = now() + ${offerTimeoutMs} * interval '1 millisecond', accepted_at = null
+      from ${valuesTable('v', [['id', 'text'], ['agent_id', 'text']], chosen)}
+     where jobs.id = v.id and jobs.status = 'queued'
+       and jobs.id in (select id from jobs where id in (${sql.join(ids)}) and status = 'queued' for update skip locked)
+    returning jobs.*`.execute(db);
+  // Offered in the order they were picked (priority, then age).
+  const order = new Map(ids.map((id, i) => [id, i]));
+  return rows.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
 }

@@ -1,25 +1,27 @@
 import { inTransaction, type Db } from '../store/database.ts';
-import type { EventRow, RunRow } from '../store/schema.ts';
+import type { EventRow, JobRow, RunRow } from '../store/schema.ts';
 import { enqueueRun, type RegisteredAgent } from './enqueue.ts';
 import { cancelJob, type Cancelled } from './transitions.ts';
 
 export type StartOutcome =
-  | { readonly started: true; readonly run: RunRow; readonly jobIds: string[]; readonly cancelled: Cancelled[] }
+  | { readonly started: true; readonly run: RunRow; readonly jobIds: string[]; readonly jobs: JobRow[]; readonly cancelled: Cancelled[] }
   | { readonly started: false; readonly reason: string; readonly runningRunId: string };
 
 /**
- * Starts a run of an event under its concurrency policy. The event row is
- * locked first, so starts of one event (a schedule fire, RunEvent calls) take
- * turns and each sees the runs the others made. FORBID: no run while one is
- * still running (the reason says which). REPLACE: the running runs' jobs are
- * cancelled in the same transaction, then the new run is made; the caller
- * tells the agents (`cancelled`) after the commit.
+ * Starts a run of an event under its concurrency policy. Under FORBID and
+ * REPLACE the event row is locked first, so starts of one event (a schedule
+ * fire, RunEvent calls) take turns and each sees the runs the others made;
+ * ALLOW decides nothing, so its starts skip that lock (a hot spot under many
+ * RunEvent calls). FORBID: no run while one is still running (the reason
+ * says which). REPLACE: the running runs' jobs are cancelled in the same
+ * transaction, then the new run is made; the caller tells the agents
+ * (`cancelled`) after the commit.
  */
 export async function startRun(db: Db, event: EventRow, input: unknown, agents: readonly RegisteredAgent[]): Promise<StartOutcome> {
   return inTransaction(db, async (tx) => {
-    await tx.selectFrom('events').select('id').where('id', '=', event.id).forUpdate().execute();
     const cancelled: Cancelled[] = [];
     if (event.concurrency_policy !== 'allow') {
+      await tx.selectFrom('events').select('id').where('id', '=', event.id).forUpdate().execute();
       const running = await tx.selectFrom('runs').select('id').where('event_id', '=', event.id).where('status', '=', 'running').orderBy('created_at').execute();
       if (running.length > 0 && event.concurrency_policy === 'forbid') {
         const runningRunId = running[0]!.id;
@@ -38,7 +40,7 @@ export async function startRun(db: Db, event: EventRow, input: unknown, agents: 
         }
       }
     }
-    const { run, jobIds } = await enqueueRun(tx, event, input, agents);
-    return { started: true, run, jobIds, cancelled };
+    const { run, jobIds, jobs } = await enqueueRun(tx, event, input, agents);
+    return { started: true, run, jobIds, jobs, cancelled };
   });
 }

@@ -49,13 +49,25 @@ export async function startExecution(db: Db, workflow: WorkflowRow, input: unkno
   });
 }
 
-/** From afterRunSettled: records the result of a workflow node's run and moves its execution on, in the run's transaction. */
-export async function onRunSettled(tx: Db, run: RunRow): Promise<void> {
-  const node = await tx.selectFrom('workflow_node_runs').select(['execution_id', 'node_id']).where('run_id', '=', run.id).executeTakeFirst();
-  if (!node) return;
-  await lockExecution(tx, node.execution_id);
-  await recordRunResult(tx, node, run);
-  await advance(tx, node.execution_id);
+/**
+ * From afterRunsSettled: records the results of the workflow nodes' runs among
+ * these and moves their executions on, in the runs' transaction. One query
+ * finds which runs are nodes; executions are locked in id order.
+ */
+export async function onRunsSettled(tx: Db, runs: readonly RunRow[]): Promise<void> {
+  const byId = new Map(runs.map((run) => [run.id, run]));
+  const nodes = await tx
+    .selectFrom('workflow_node_runs')
+    .select(['execution_id', 'node_id', 'run_id'])
+    .where('run_id', 'in', [...byId.keys()])
+    .orderBy('execution_id')
+    .orderBy('node_id')
+    .execute();
+  for (const node of nodes) {
+    await lockExecution(tx, node.execution_id);
+    await recordRunResult(tx, node, byId.get(node.run_id!)!);
+    await advance(tx, node.execution_id);
+  }
 }
 
 /**
