@@ -89,6 +89,12 @@ describe('retries, concurrency and cancel', () => {
     const refused = await stack.call('cronium.api.v1.EventService/RunEvent', { id: event.id });
     assert.equal(refused.body.code, 'failed_precondition');
     assert.match(refused.body.message, new RegExp(`run ${first.id} of this event is still running.*CONCURRENCY_FORBID`));
+    // Its webhook obeys the same policy.
+    const hook = (await stack.ok('cronium.api.v1.EventService/RotateEventWebhook', { id: event.id })).event.webhook;
+    const hooked = await fetch(`${stack.baseUrl}${hook.path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-cronium-secret': hook.secret }, body: '{}' });
+    assert.equal(hooked.status, 409);
+    assert.match(await hooked.text(), /still running.*CONCURRENCY_FORBID/);
+    assert.equal((await stack.ok('cronium.api.v1.RunService/ListRuns', { eventId: event.id })).runs.length, 1, 'the hook made no run');
     await stack.ok('cronium.api.v1.RunService/CancelRun', { id: first.id });
     await waitForRun(first.id, (run) => run.status === 'RUN_STATUS_CANCELLED');
     const second = await stack.runEvent(event.id);

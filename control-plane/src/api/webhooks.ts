@@ -1,6 +1,8 @@
 import type { ConnectNodeAdapterOptions } from '@connectrpc/connect-node';
 import { ConnectError, Code } from '@connectrpc/connect';
-import { enqueueRun, fanOutAgents } from '../queue/enqueue.ts';
+import { fanOutAgents } from '../queue/enqueue.ts';
+import { startRun } from '../queue/start-run.ts';
+import { announceCancel } from './cancel.ts';
 import { kickDispatch } from '../job-events.ts';
 import { webhookAuthorized, type WebhookOwner } from '../workflows/webhook-secret.ts';
 import { runWorkflow } from './workflow-service.ts';
@@ -63,13 +65,16 @@ async function handle(deps: ApiDeps, req: Request, kind: WebhookOwner, key: stri
   const input = await authorizedInput(deps, req, kind, event);
   if (event!.status !== 'active') throw new HookError(409, `event ${event!.id} is ${event!.status}`);
   const agents = await fanOutAgents(deps.db, deps.leaseTtlMs);
-  const { run, jobIds } = await inTransaction(deps.db, async (tx) => {
-    const started = await enqueueRun(tx, event!, input, agents);
-    await auditHook(tx, req, kind, event!.owner_id, 'run', started.run.id);
-    return started;
+  // The event's concurrency policy applies to hooks as to RunEvent and schedules.
+  const started = await inTransaction(deps.db, async (tx) => {
+    const outcome = await startRun(tx, event!, input, agents);
+    if (outcome.started) await auditHook(tx, req, kind, event!.owner_id, 'run', outcome.run.id);
+    return outcome;
   });
+  if (!started.started) throw new HookError(409, `event ${event!.id}: not started: ${started.reason}`);
+  for (const cancelled of started.cancelled) announceCancel(deps.bus, cancelled);
   kickDispatch(deps.bus);
-  return { runId: run.id, jobIds };
+  return { runId: started.run.id, jobIds: started.jobIds };
 }
 
 /**
