@@ -4,12 +4,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
-import { inTransaction, migrate, openDatabase, type Db } from '../src/store/database.ts';
+import { inTransaction, type Db } from '../src/store/database.ts';
+import { STORES, openTestStore } from './test-stores.ts';
 import type { EventRow, NodeStatus, Target, WorkflowEdgeSpec, WorkflowRow } from '../src/store/schema.ts';
 import { EMPTY_SELECTOR } from '../src/domain/selector.ts';
 import { finishLocked, type AttemptResult } from '../src/queue/transitions.ts';
@@ -20,18 +17,7 @@ import { newWebhook, signBody, webhookAuthorized } from '../src/workflows/webhoo
 import { resealWebhooks } from '../src/workflows/reseal-webhooks.ts';
 import { Sealer } from '../src/secrets/sealer.ts';
 
-const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 const OWNER = 'owner-w';
-
-async function adminQuery(text: string): Promise<void> {
-  const client = new pg.Client({ connectionString: ADMIN_URL });
-  await client.connect();
-  try {
-    await client.query(text);
-  } finally {
-    await client.end();
-  }
-}
 
 const nodesOf = (...ids: string[]) => ids.map((id) => ({ id, eventId: 'e', name: '' }));
 const e = (from: string, to: string, type: WorkflowEdgeSpec['type'] = 'always'): WorkflowEdgeSpec => ({ from, to, type });
@@ -77,27 +63,16 @@ describe('workflow graph rules', () => {
   });
 });
 
-for (const store of ['pglite', 'postgres'] as const) {
+for (const store of STORES) {
   describe(`workflow engine on ${store}`, () => {
     let db: Db;
-    let dataDir: string | undefined;
-    let dbName: string | undefined;
+    let close: (() => Promise<void>) | undefined;
 
     before(async () => {
-      if (store === 'postgres') {
-        dbName = `cw_${process.pid}_${randomBytes(4).toString('hex')}`;
-        await adminQuery(`create database ${dbName}`);
-        ({ db } = await openDatabase({ url: `postgres://postgres@127.0.0.1:5432/${dbName}`, dataDir: tmpdir(), poolSize: 8 }));
-      } else {
-        dataDir = mkdtempSync(join(tmpdir(), 'cronium-workflow-test-'));
-        ({ db } = await openDatabase({ dataDir }));
-      }
-      await migrate(db);
+      ({ db, close } = await openTestStore(store, 'cw'));
     });
     after(async () => {
-      await db?.destroy();
-      if (dbName) await adminQuery(`drop database if exists ${dbName} with (force)`);
-      if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+      await close?.();
     });
 
     async function makeEvent(target: Target = { selector: EMPTY_SELECTOR }): Promise<EventRow> {
