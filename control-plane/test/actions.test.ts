@@ -6,9 +6,8 @@ import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { inTransaction, type Db } from '../src/store/database.ts';
-import { openTestStore } from './test-stores.ts';
+import { insertEvent, openTestStore } from './test-stores.ts';
 import type { ActionRow, EventRow, JobRow } from '../src/store/schema.ts';
-import { EMPTY_SELECTOR } from '../src/domain/selector.ts';
 import { enqueueRun } from '../src/queue/enqueue.ts';
 import { claimJobs } from '../src/queue/claim.ts';
 import { completeAttempt, type AttemptResult } from '../src/queue/transitions.ts';
@@ -48,27 +47,7 @@ for (const store of ['pglite', 'postgres'] as const) {
     });
 
     async function makeEvent(actions: ActionRow[] = [], id = randomUUID()): Promise<EventRow> {
-      return db
-        .insertInto('events')
-        .values({
-          id,
-          owner_id: OWNER,
-          name: 'nightly',
-          type: 'bash',
-          script: 'true',
-          env: '{}',
-          timeout_seconds: 60,
-          target: JSON.stringify({ selector: EMPTY_SELECTOR }),
-          schedule: 'null',
-          status: 'active',
-          priority: 1,
-          http: 'null',
-          memory_mb: 256,
-          cpus: 1,
-          actions: JSON.stringify(actions),
-        })
-        .returningAll()
-        .executeTakeFirstOrThrow();
+      return insertEvent(db, OWNER, { id, name: 'nightly', actions: JSON.stringify(actions) });
     }
 
     async function makeChannel(path: string): Promise<string> {

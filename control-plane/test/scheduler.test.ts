@@ -3,11 +3,10 @@
 // concurrency policies on scheduled fires.
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { Db } from '../src/store/database.ts';
-import { STORES, openTestStore } from './test-stores.ts';
+import { STORES, insertEvent, openTestStore } from './test-stores.ts';
 import type { ConcurrencyPolicy, EventRow, MissedFirePolicy, ScheduleSpec } from '../src/store/schema.ts';
-import { EMPTY_SELECTOR } from '../src/domain/selector.ts';
 import { Scheduler } from '../src/scheduler/scheduler.ts';
 import { soleLeader } from '../src/scheduler/leader.ts';
 import type { Cancelled } from '../src/queue/transitions.ts';
@@ -33,29 +32,12 @@ for (const store of STORES) {
     });
 
     async function makeEvent(schedule: ScheduleSpec, options: { missed?: MissedFirePolicy; concurrency?: ConcurrencyPolicy; maxExecutions?: number } = {}): Promise<EventRow> {
-      return db
-        .insertInto('events')
-        .values({
-          id: randomUUID(),
-          owner_id: 'owner-1',
-          name: `event-${randomBytes(3).toString('hex')}`,
-          type: 'bash',
-          script: 'true',
-          env: '{}',
-          timeout_seconds: 60,
-          target: JSON.stringify({ selector: EMPTY_SELECTOR }),
-          schedule: JSON.stringify(schedule),
-          status: 'active',
-          priority: 1,
-          http: 'null',
-          memory_mb: 256,
-          cpus: 1,
-          missed_fire_policy: options.missed ?? 'run_once',
-          concurrency_policy: options.concurrency ?? 'allow',
-          max_executions: options.maxExecutions ?? 0,
-        })
-        .returningAll()
-        .executeTakeFirstOrThrow();
+      return insertEvent(db, 'owner-1', {
+        schedule: JSON.stringify(schedule),
+        missed_fire_policy: options.missed ?? 'run_once',
+        concurrency_policy: options.concurrency ?? 'allow',
+        max_executions: options.maxExecutions ?? 0,
+      });
     }
 
     /** A scheduler whose clock reads base + offset; a new one is what a new leader starts as. */

@@ -1,10 +1,12 @@
 // The two stores the queue and scheduler tests run against: embedded PGlite and a fresh Postgres database.
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { migrate, openDatabase, type Db } from '../src/store/database.ts';
+import type { EventRow, NewEventRow } from '../src/store/schema.ts';
+import { EMPTY_SELECTOR } from '../src/domain/selector.ts';
 
 export const STORES = ['pglite', 'postgres'] as const;
 export type StoreName = (typeof STORES)[number];
@@ -43,4 +45,29 @@ export async function openTestStore(store: StoreName, prefix: string): Promise<{
       if (dataDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** Stores a bash event with the defaults the API would give it; `fields` override columns. */
+export async function insertEvent(db: Db, ownerId: string, fields: Partial<NewEventRow> = {}): Promise<EventRow> {
+  return db
+    .insertInto('events')
+    .values({
+      id: randomUUID(),
+      owner_id: ownerId,
+      name: `event-${randomBytes(3).toString('hex')}`,
+      type: 'bash',
+      script: 'true',
+      env: '{}',
+      timeout_seconds: 60,
+      target: JSON.stringify({ selector: EMPTY_SELECTOR }),
+      schedule: 'null',
+      status: 'active',
+      priority: 1,
+      http: 'null',
+      memory_mb: 256,
+      cpus: 1,
+      ...fields,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
 }

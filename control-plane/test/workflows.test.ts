@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { inTransaction, type Db } from '../src/store/database.ts';
-import { STORES, openTestStore } from './test-stores.ts';
+import { STORES, insertEvent, openTestStore } from './test-stores.ts';
 import type { EventRow, NodeStatus, Target, WorkflowEdgeSpec, WorkflowRow } from '../src/store/schema.ts';
 import { EMPTY_SELECTOR } from '../src/domain/selector.ts';
 import { finishLocked, type AttemptResult } from '../src/queue/transitions.ts';
@@ -76,26 +76,7 @@ for (const store of STORES) {
     });
 
     async function makeEvent(target: Target = { selector: EMPTY_SELECTOR }): Promise<EventRow> {
-      return db
-        .insertInto('events')
-        .values({
-          id: randomUUID(),
-          owner_id: OWNER,
-          name: 'step',
-          type: 'bash',
-          script: 'true',
-          env: '{}',
-          timeout_seconds: 60,
-          target: JSON.stringify(target),
-          schedule: 'null',
-          status: 'active',
-          priority: 1,
-          http: 'null',
-          memory_mb: 256,
-          cpus: 1,
-        })
-        .returningAll()
-        .executeTakeFirstOrThrow();
+      return insertEvent(db, OWNER, { name: 'step', target: JSON.stringify(target) });
     }
 
     async function makeWorkflow(nodes: Record<string, EventRow>, edges: WorkflowEdgeSpec[]): Promise<WorkflowRow> {
