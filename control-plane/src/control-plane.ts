@@ -40,6 +40,7 @@ import { AgentStatus } from '@cronium/proto/api/v1/agent';
 import { agentStatus } from './api/agent-service.ts';
 import { Metrics } from './metrics.ts';
 import { recordQueued } from './tracing.ts';
+import { readyAt } from './domain/run-status.ts';
 import { setFanOutWindow } from './workflows/engine.ts';
 import { resealWebhooks } from './workflows/reseal-webhooks.ts';
 import { TerminalChannel } from './link/terminal-channel.ts';
@@ -194,8 +195,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     onError: (error) => logger.error({ error: String(error) }, 'dispatch pass failed'),
     onOffered: (job) => {
       metrics.observeOffered(job);
-      const readyAt = new Date(Math.max(new Date(job.created_at).getTime(), new Date(job.run_after).getTime()));
-      recordQueued(job.spec.traceParent, { id: job.id, attempt: job.attempt, agentId: job.agent_id ?? '', readyAt });
+      recordQueued(job.spec.traceParent, { id: job.id, attempt: job.attempt, agentId: job.agent_id ?? '', readyAt: readyAt(job) });
     },
   });
   const stopDispatchKicks = bus.subscribe(subjects.dispatch, () => dispatcher.kick());

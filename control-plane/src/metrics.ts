@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { sql } from 'kysely';
 import type { Db, PoolStats } from './store/database.ts';
+import { readyAt } from './domain/run-status.ts';
 
 /** What a scrape reads live from the running control plane. */
 export interface MetricSources {
@@ -109,15 +110,11 @@ export class Metrics {
   /** A job's start as the agent reported it, measured from when it was ready. */
   observeStarted(job: { readonly created_at: Date; readonly run_after: Date; readonly started_at: Date | null }): void {
     if (!job.started_at) return;
-    this.dispatchLatency.observe(Math.max(0, job.started_at.getTime() - readyAt(job)) / 1000);
+    this.dispatchLatency.observe(Math.max(0, job.started_at.getTime() - readyAt(job).getTime()) / 1000);
   }
 
   observeOffered(job: { readonly created_at: Date; readonly run_after: Date; readonly offered_at: Date | null }): void {
     if (!job.offered_at) return;
-    this.queueWait.observe(Math.max(0, job.offered_at.getTime() - readyAt(job)) / 1000);
+    this.queueWait.observe(Math.max(0, job.offered_at.getTime() - readyAt(job).getTime()) / 1000);
   }
-}
-
-function readyAt(job: { readonly created_at: Date; readonly run_after: Date }): number {
-  return Math.max(new Date(job.created_at).getTime(), new Date(job.run_after).getTime());
 }

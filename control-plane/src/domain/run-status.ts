@@ -42,3 +42,8 @@ export function retryDelayMs(attempt: number, baseMs = 1000, random = Math.rando
   const ceiling = Math.min(MAX_RETRY_DELAY_MS, baseMs * 2 ** Math.max(0, attempt - 1));
   return Math.round(random() * ceiling);
 }
+
+/** When a job (or its retry) became ready to dispatch: its creation, or the end of its retry delay. */
+export function readyAt(job: { readonly created_at: Date; readonly run_after: Date }): Date {
+  return new Date(Math.max(new Date(job.created_at).getTime(), new Date(job.run_after).getTime()));
+}
