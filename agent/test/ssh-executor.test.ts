@@ -17,11 +17,11 @@ import {
   isSafeRemoteDir,
   keyTypeOf,
   normalizeFingerprint,
-  shellQuote,
   SshExecutor,
   SshPool,
 } from '../src/executors/ssh.ts';
 import type { SshExecutorOptions } from '../src/executors/ssh.ts';
+import { shellQuote } from '../src/executors/shell-env.ts';
 import type { ExecutionResult, JobKind, JobSpec, LogStreamName, RunContext, SshTarget } from '../src/job.ts';
 
 const RUNTIME_DIR = fileURLToPath(new URL('../runtime', import.meta.url));

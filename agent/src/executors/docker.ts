@@ -13,6 +13,7 @@ import type { ExecutionResult, Executor, JobKind, JobSpec, RunContext } from '..
 import { createJobFolder, readJobFolder, removeJobFolder, scriptFileName } from './job-files.ts';
 import type { ScriptKind } from './job-files.ts';
 import { WarmPool, type Warm } from './warm-pool.ts';
+import { exportLines } from './shell-env.ts';
 
 const MiB = 1024 * 1024;
 /** After the exit, give up on the log stream once it makes no progress for this long. */
@@ -104,17 +105,6 @@ const WARM_WAITER = [
   `. "${WARM_SLOT_DIR}/$dir/${WARM_ENV_FILE}"`,
   `exec "$1" "${WARM_SLOT_DIR}/$dir/$2" </dev/null`,
 ].join('\n');
-
-/** POSIX `export NAME='value'` lines; names that are not shell identifiers are left out. */
-export function shellExports(env: Readonly<Record<string, string>>): { env: string; skipped: string[] } {
-  const lines: string[] = [];
-  const skipped: string[] = [];
-  for (const [name, value] of Object.entries(env)) {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) skipped.push(name);
-    else lines.push(`export ${name}='${value.replaceAll("'", "'\\''")}'`);
-  }
-  return { env: lines.join('\n') + '\n', skipped };
-}
 
 function systemLog(ctx: RunContext): (line: string) => Promise<void> {
   return (line) => ctx.log('system', Buffer.from(line + '\n'));
@@ -296,9 +286,9 @@ export class DockerExecutor implements Executor {
     try {
       const { dir, skippedKeys } = await createJobFolder(warm.slotDir, spec, kind);
       if (skippedKeys.length > 0) await system(`skipped variables with invalid keys: ${skippedKeys.join(', ')}`);
-      const { env, skipped } = shellExports({ ...spec.env, CRONIUM_JOB_DIR: `${WARM_SLOT_DIR}/${basename(dir)}` });
+      const { lines: env, skipped } = exportLines({ ...spec.env, CRONIUM_JOB_DIR: `${WARM_SLOT_DIR}/${basename(dir)}` });
       if (skipped.length > 0) await system(`skipped environment variables with invalid names: ${skipped.join(', ')}`);
-      await writeFile(join(dir, WARM_ENV_FILE), env, { mode: 0o644 });
+      await writeFile(join(dir, WARM_ENV_FILE), env.join('\n') + '\n', { mode: 0o644 });
       return await this.#supervise(warm.container, warm.stream, dir, spec, limits, ctx, async () => {
         warm.stream.write(`${basename(dir)}\n`);
       });

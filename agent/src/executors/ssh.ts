@@ -35,6 +35,7 @@
 // runs as the SSH user, in DIR/job.
 
 import { readdir, readFile } from 'node:fs/promises';
+import { exportLines, shellQuote } from './shell-env.ts';
 import { join, relative, sep } from 'node:path';
 import { Writable } from 'node:stream';
 import type { ClientChannel, SFTPWrapper, Stats } from 'ssh2';
@@ -111,24 +112,10 @@ export function isSafeRemoteDir(path: string): boolean {
   return /^cronium-job\.[A-Za-z0-9]+$/.test(parts[parts.length - 1] ?? '');
 }
 
-/** A shell word for the value: single quotes, each `'` written as `'\''`. */
-export function shellQuote(value: string): string {
-  return `'${value.replaceAll("'", `'\\''`)}'`;
-}
-
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
 /** env.sh: the job's environment, then ours (which wins; search paths keep the server's after ours). */
 export function envScript(env: Readonly<Record<string, string>>, dir: string): { text: string; skipped: string[] } {
-  const lines = ['# Cronium job environment (uploaded by the agent).'];
-  const skipped: string[] = [];
-  for (const [name, value] of Object.entries(env)) {
-    if (!ENV_NAME.test(name) || value.includes('\0')) {
-      skipped.push(name);
-      continue;
-    }
-    lines.push(`export ${name}=${shellQuote(value)}`);
-  }
+  const { lines: exports, skipped } = exportLines(env);
+  const lines = ['# Cronium job environment (uploaded by the agent).', ...exports];
   lines.push(
     `export CRONIUM_JOB_DIR=${shellQuote(`${dir}/job`)}`,
     `export PYTHONPATH=${shellQuote(`${dir}/lib/python`)}"\${PYTHONPATH:+:$PYTHONPATH}"`,
