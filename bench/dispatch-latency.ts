@@ -36,16 +36,25 @@ interface JobTimes {
   readonly offered: number;
   readonly started: number | null;
   readonly status: string;
+  /** When the transaction that made the job committed (track_commit_timestamp), from the RunEvent's audit row, which no later change touches. */
+  readonly committed: number | null;
 }
 
-async function jobTimes(url: string, eventId: string): Promise<JobTimes[]> {
+async function tracksCommitTimes(url: string): Promise<boolean> {
+  return withClient(url, async (client) => (await client.query(`select current_setting('track_commit_timestamp') as on`)).rows[0].on === 'on');
+}
+
+async function jobTimes(url: string, eventId: string, commitTimes: boolean): Promise<JobTimes[]> {
+  const committed = commitTimes ? `(extract(epoch from pg_xact_commit_timestamp(a.xmin)) * 1000)::float8` : 'null::float8';
   return withClient(url, async (client) => {
     const { rows } = await client.query<JobTimes>(
-      `select id, status,
-              (extract(epoch from created_at) * 1000)::float8 as created,
-              (extract(epoch from offered_at) * 1000)::float8 as offered,
-              (extract(epoch from started_at) * 1000)::float8 as started
-         from jobs where event_id = $1`,
+      `select j.id, j.status,
+              (extract(epoch from j.created_at) * 1000)::float8 as created,
+              (extract(epoch from j.offered_at) * 1000)::float8 as offered,
+              (extract(epoch from j.started_at) * 1000)::float8 as started,
+              ${committed} as committed
+         from jobs j left join audit_events a on a.object_type = 'run' and a.object_id = j.run_id and a.method like '%/RunEvent'
+        where j.event_id = $1`,
       [eventId],
     );
     return rows;
@@ -150,8 +159,9 @@ async function phase(p: Phase, ctx: BenchContext, r: ResultBuilder): Promise<voi
     const records = new Map<string, JobRecord>((await fleet.records()).map((rec) => [rec.jobId, rec]));
     const { stats: fleetStats, failures } = await fleet.stats();
     if (failures.length > 0) throw new Error(`lean agent failed: ${failures.join('; ')}`);
-    const jobs = await jobTimes(database.url, measured.id);
+    const jobs = await jobTimes(database.url, measured.id, mode === 'api' && (await tracksCommitTimes(database.url)));
     const total: number[] = [];
+    const fromCommit: number[] = [];
     const queued: number[] = [];
     const offered: number[] = [];
     const started: number[] = [];
@@ -170,6 +180,7 @@ async function phase(p: Phase, ctx: BenchContext, r: ResultBuilder): Promise<voi
       }
       if (rec.startedSentAt >= loadStart && rec.startedSentAt <= loadEnd) startedInWindow++;
       total.push(rec.startedSentAt - job.created);
+      if (job.committed !== null) fromCommit.push(rec.startedSentAt - job.committed);
       queued.push(job.offered - job.created);
       offered.push(rec.offerAt - job.offered);
       started.push(rec.startedSentAt - rec.offerAt);
@@ -182,6 +193,7 @@ async function phase(p: Phase, ctx: BenchContext, r: ResultBuilder): Promise<voi
     const censored = notStarted > 0 ? ` (${notStarted} jobs not started ${round(drainMs / 1000)} s after the load ended, counted at their age then)` : '';
 
     r.distribution(`${id}.total`, `${label}: dispatch latency, created_at → agent sends STARTED${censored}`, 'ms', summarize(total));
+    if (fromCommit.length > 0) r.distribution(`${id}.commit`, `${label}: dispatch latency, the job's COMMIT → agent sends STARTED (the issue's measure)`, 'ms', summarize(fromCommit));
     r.distribution(`${id}.queued`, `${label}: queued phase, created_at → offered_at`, 'ms', summarize(queued));
     r.distribution(`${id}.offered`, `${label}: offered phase, offered_at → offer received by the agent`, 'ms', summarize(offered));
     r.distribution(`${id}.started`, `${label}: started phase, offer received → STARTED sent (lean agent)`, 'ms', summarize(started));
@@ -243,7 +255,8 @@ export const dispatchLatency: Benchmark = {
       `**RunEvent at ${RATE}/s** for ${MEASURE_MS / 1000} s (the issue's figure): the public API (Connect JSON over HTTP), which commits the run and its job and wakes the dispatcher in-process (memory bus, the single-node default).`,
       `**enqueueRun + NATS kick at ${RATE}/s** for ${MEASURE_MS / 1000} s: the control plane's own \`enqueueRun\` (control-plane/src/queue/enqueue.ts) called from the benchmark process against the same database, then an empty message on \`cronium.dispatch\` over NATS, which is how another replica's API wakes this replica's dispatcher (this control plane runs with CRONIUM_NATS_URL). Without the kick the dispatcher would only find the job at its next 1 s poll.`,
       `**RunEvent at ${LIGHT_RATE}/s** for 10 s: a rate far below saturation, for the latency of the path itself without a queue.`,
-      `Latency starts at the job's \`created_at\` (Postgres \`now()\` of the enqueue transaction, a fraction of a millisecond before its commit) and ends when the agent sends STARTED, on the agent's clock (the same machine clock, sub-millisecond, calibrated against \`Date.now()\`). Phases: queued = created_at → offered_at (the claim transaction's \`now()\`); offered = offered_at → the offer reaching the agent; started = offer → STARTED sent. The "client" rows start instead when the client sent RunEvent, or saw its enqueue COMMIT return. Jobs not started ${DRAIN_MS / 1000} s after the load ended are counted at their age then (a lower bound).`,
+      `The issue's measure starts at the job's COMMIT: Postgres \`pg_xact_commit_timestamp\` (track_commit_timestamp, which scripts/test-services.sh turns on) of the RunEvent transaction, read from its audit row, which nothing changes later. The stricter \`created_at\` rows start at the enqueue transaction's \`now()\`, i.e. its BEGIN, so they also hold the transaction's own statements (the run and job insert, the audit row) and its commit.`,
+      `Latency starts at the job's \`created_at\` (Postgres \`now()\` of the enqueue transaction, before its statements and commit) and ends when the agent sends STARTED, on the agent's clock (the same machine clock, sub-millisecond, calibrated against \`Date.now()\`). Phases: queued = created_at → offered_at (the claim transaction's \`now()\`); offered = offered_at → the offer reaching the agent; started = offer → STARTED sent. The "client" rows start instead when the client sent RunEvent, or saw its enqueue COMMIT return. Jobs not started ${DRAIN_MS / 1000} s after the load ended are counted at their age then (a lower bound).`,
       `Baseline, same run, same Postgres: a one-row INSERT in its own transaction (autocommit), one client, 2,000 samples after 200 warm-up.`,
     );
     ctx.log('baseline: Postgres single-row commit');
@@ -268,16 +281,22 @@ export const dispatchLatency: Benchmark = {
       r.compare(`${name}: dispatch latency vs one Postgres commit, p50`, `${id}.total`, 'pg.commit', 'p50');
       r.compare(`${name}: dispatch latency vs one Postgres commit, p99`, `${id}.total`, 'pg.commit', 'p99');
     }
-    const api = r.get('api.total').summary!;
-    const direct = r.figures.find((f) => f.id === 'direct.total')?.summary;
-    const light = r.figures.find((f) => f.id === 'light.total')?.summary;
+    const summary = (figure: string) => r.figures.find((f) => f.id === figure)?.summary;
+    const api = summary('api.total')!;
+    const apiCommit = summary('api.commit');
+    const direct = summary('direct.total');
+    const directCommit = summary('direct.client');
+    const light = summary('light.total');
+    const judged = apiCommit ?? api;
     r.target(
       'dispatch latency, warm agent, 200 jobs/s',
       'p50 ≤ 3 ms, p99 ≤ 15 ms',
-      `RunEvent at ${RATE}/s: p50 ${round(api.p50)} ms, p99 ${round(api.p99)} ms (${round(r.stat('api.started_rate', 'value'))} jobs/s started)` +
-        (direct ? `; enqueueRun + NATS: p50 ${round(direct.p50)} ms, p99 ${round(direct.p99)} ms` : '') +
-        (light ? `; at ${LIGHT_RATE}/s: p50 ${round(light.p50)} ms, p99 ${round(light.p99)} ms` : ''),
-      api.p50 <= 3 && api.p99 <= 15,
+      (apiCommit ? `RunEvent at ${RATE}/s, COMMIT → STARTED: p50 ${round(apiCommit.p50)} ms, p99 ${round(apiCommit.p99)} ms; ` : '') +
+        `RunEvent at ${RATE}/s, created_at → STARTED: p50 ${round(api.p50)} ms, p99 ${round(api.p99)} ms (${round(r.stat('api.started_rate', 'value'))} jobs/s started)` +
+        (direct ? `; enqueueRun + NATS: created_at → STARTED p50 ${round(direct.p50)} ms, p99 ${round(direct.p99)} ms` : '') +
+        (directCommit ? `, COMMIT seen → STARTED p50 ${round(directCommit.p50)} ms, p99 ${round(directCommit.p99)} ms` : '') +
+        (light ? `; at ${LIGHT_RATE}/s: created_at → STARTED p50 ${round(light.p50)} ms, p99 ${round(light.p99)} ms` : ''),
+      judged.p50 <= 3 && judged.p99 <= 15,
     );
   },
 };

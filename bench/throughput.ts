@@ -121,9 +121,16 @@ async function run(ctx: BenchContext, r: ResultBuilder): Promise<void> {
     const pgCpu = new CpuMeter(() => postgresBackends(database.url.split('/').pop()!)).start();
     const agentCpu = new CpuMeter(() => [fleet!.pid]).start();
     const sampler = setInterval(() => pgCpu.sample(), 500);
+    const activityBefore = await withClient(database.url, databaseActivity);
     const main = await measureBatch(database.url, [fleet], event.id, n, templateJobId, budget);
     clearInterval(sampler);
     const cpu = { controlPlane: cp.stop(), postgres: pgCpu.stop(), leanAgent: agentCpu.stop() };
+    // Backends report their counts at most once a second, when idle.
+    await sleep(2_000);
+    const activityAfter = await withClient(database.url, databaseActivity);
+    r.details.databaseWorkPerJob = Object.fromEntries(
+      Object.entries(activityAfter).map(([name, value]) => [name, round((value - (activityBefore[name] ?? 0)) / Math.max(1, main.jobs))]),
+    );
     const rate = main.jobs / main.seconds;
 
     // Jobs finished per second of the run, from the agents' terminal timestamps (finished_at).
@@ -186,6 +193,17 @@ async function run(ctx: BenchContext, r: ResultBuilder): Promise<void> {
     await database.drop().catch(() => {});
     rmSync(scratch, { recursive: true, force: true });
   }
+}
+
+/** What Postgres did for this database: commits, and rows written per table (HOT updates rewrite no index). */
+async function databaseActivity(client: pg.Client): Promise<Record<string, number>> {
+  const commits = await client.query(`select xact_commit::int as n from pg_stat_database where datname = current_database()`);
+  const tables = await client.query(
+    `select relname, n_tup_ins::int as ins, n_tup_upd::int as upd, n_tup_hot_upd::int as hot from pg_stat_user_tables where relname in ('jobs', 'runs', 'job_attempts', 'agents')`,
+  );
+  const activity: Record<string, number> = { commits: commits.rows[0].n };
+  for (const row of tables.rows) Object.assign(activity, { [`${row.relname}.inserted`]: row.ins, [`${row.relname}.updated`]: row.upd, [`${row.relname}.hotUpdated`]: row.hot });
+  return activity;
 }
 
 export const throughput: Benchmark = {

@@ -7,6 +7,7 @@ import {
   ConnectResponseSchema,
   EnrollResponseSchema,
   EnrollmentService,
+  JobState,
   RenewResponseSchema,
   type ConnectRequest,
   type ConnectResponse,
@@ -132,6 +133,9 @@ export class LinkServer {
     let session: AgentSession | undefined;
     let working = false;
     let closed = false;
+    /** Accepts that arrived in this turn: sent on their own unless a start right behind them implies them. */
+    let accepts: ConnectRequest[] = [];
+    let drainScheduled = false;
     const helloTimer = setTimeout(() => fail(grpc.status.DEADLINE_EXCEEDED, 'no Hello within 10 s'), HELLO_TIMEOUT_MS);
 
     const drainQueue = async () => {
@@ -167,22 +171,50 @@ export class LinkServer {
       }
       if (queue.length > 0 && !closed) void drainQueue();
     };
+    // Whatever arrived in one read is handled together: a start and its result go into one batch.
+    const scheduleDrain = () => {
+      if (drainScheduled) return;
+      drainScheduled = true;
+      setImmediate(() => {
+        drainScheduled = false;
+        if (session) takeAccepts(session);
+        void drainQueue();
+      });
+    };
+    /**
+     * A start stores the accept with it (markStarted sets accepted_at), so an
+     * accept whose start goes into the batch about to begin needs no statement
+     * of its own. Any other accept is stored at once, ahead of the queue: one
+     * that waited behind a batch under way, or a backlog, could miss the offer
+     * deadline, and the job would be offered (and started) a second time.
+     */
+    const takeAccepts = (current: AgentSession) => {
+      const startsNow = working ? [] : queue.slice(0, MAX_BATCH);
+      const startedSoon = new Set(
+        startsNow.flatMap((message) => (message.kind.case === 'jobStatus' && message.kind.value.state === JobState.STARTED ? [message.kind.value.job?.leaseId] : [])),
+      );
+      for (const accept of accepts) {
+        if (accept.kind.case === 'jobAccept' && startedSoon.has(accept.kind.value.job?.leaseId)) continue;
+        current.acceptNow(accept).catch((error: unknown) => {
+          log('agent accept failed', { agentId: current.id, error: String(error) });
+          call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'control plane could not store the accept; reconnect' });
+        });
+      }
+      accepts = [];
+    };
 
     call.on('data', (message: ConnectRequest) => {
       if (isUndecodable(message)) return fail(grpc.status.INVALID_ARGUMENT, message.undecodable);
       if (session && this.#options.terminals?.receive(session.id, message)) return;
       if (session && message.kind.case === 'jobAccept') {
-        const current = session;
-        current.acceptNow(message).catch((error: unknown) => {
-          log('agent accept failed', { agentId: current.id, error: String(error) });
-          call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'control plane could not store the accept; reconnect' });
-        });
+        accepts.push(message);
+        scheduleDrain();
         return;
       }
       if (session?.releaseSlot(message)) this.#options.onSessionsChanged();
       queue.push(message);
       if (queue.length >= HIGH_WATER) call.pause();
-      void drainQueue();
+      scheduleDrain();
     });
     const close = () => {
       if (closed) return;

@@ -161,14 +161,17 @@ export class AgentSession implements DispatchTarget {
   async handle(batch: readonly ConnectRequest[]): Promise<void> {
     this.#unresponsive = false;
     const afterCommit: (() => void)[] = [];
-    await inTransaction(this.#deps.db, async (db) => {
+    const run = async (db: Db) => {
       this.#batch = { db, afterCommit };
       try {
         await this.#handleBatch(batch);
       } finally {
         this.#batch = undefined;
       }
-    });
+    };
+    // A batch of only starts is one statement, atomic on its own: no BEGIN and COMMIT round trips.
+    if (batch.every(isStart)) await run(this.#deps.db);
+    else await inTransaction(this.#deps.db, run);
     for (const effect of afterCommit) effect();
   }
 
@@ -415,6 +418,10 @@ export class AgentSession implements DispatchTarget {
       this.#later(() => this.#send(ack));
     }
   }
+}
+
+function isStart(message: ConnectRequest): boolean {
+  return message.kind.case === 'jobStatus' && message.kind.value.state === JobState.STARTED;
 }
 
 function leaseOf(status: JobStatus): string {

@@ -80,7 +80,20 @@ export async function enqueueRun(
   const runRow = (tx: Db) => tx.selectFrom('runs').selectAll().where('id', '=', runId).executeTakeFirstOrThrow();
   if (!serverIds) {
     const inserted = await insert(db);
-    return { run: await runRow(db), jobIds: jobs.map((job) => job.id), jobs: inserted };
+    // The run as inserted, without reading it back: its created_at is the statement's now(), like its jobs'.
+    const run: RunRow = {
+      id: runId,
+      event_id: event.id,
+      owner_id: event.owner_id,
+      status: 'running',
+      exit_code: null,
+      input: JSON.parse(JSON.stringify(input ?? null)),
+      created_at: inserted[0]!.created_at,
+      finished_at: null,
+      action_depth: cause?.actionDepth ?? 0,
+      caused_by_run_id: cause?.runId ?? null,
+    };
+    return { run, jobIds: jobs.map((job) => job.id), jobs: inserted };
   }
   return inTransaction(db, async (tx) => {
     const inserted = await insert(tx);
