@@ -275,7 +275,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     onRuns: () => kickDispatch(bus),
     onCancelled: (cancelled) => cancelled.forEach((result) => announceCancel(bus, result)),
     log,
-    ...(kind === 'postgres' ? { flushWal: () => flushWalSoFar(db) } : {}),
+    ...(kind === 'postgres' ? { prepareAhead: { flushWal: () => flushWalSoFar(db) } } : {}),
   });
   scheduler.start();
   const notifications = new NotificationSender({ db, sealer, log: (message, fields) => logger.warn(fields ?? {}, message) });

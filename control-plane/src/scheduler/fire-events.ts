@@ -23,9 +23,10 @@ export interface InstantFired {
  * and pauses are recorded with one statement. `agents` is asked (in the
  * transaction) only when an event fans out.
  *
- * The scheduler prepares the transaction a little ahead of the instant and
- * commits it when the instant comes (`beforeCommit` waits for it): nothing is
- * visible before then, and the rows are dated no earlier than the instant.
+ * For events under ALLOW, the scheduler prepares the transaction a little
+ * ahead of the instant and commits it when the instant comes (`beforeCommit`
+ * waits for it): nothing is visible before then, and the rows are dated no
+ * earlier than the instant.
  */
 export async function fireEvents(
   db: Db,

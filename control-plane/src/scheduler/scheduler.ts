@@ -22,8 +22,12 @@ export interface SchedulerOptions {
   readonly tickMs?: number;
   /** The time now; tests move it. */
   readonly clock?: () => Date;
-  /** Flushes the WAL written so far (store/wal.ts), so a transaction prepared ahead commits fast; Postgres only. */
-  readonly flushWal?: () => Promise<void>;
+  /**
+   * Postgres: fire the events under ALLOW in a transaction prepared ahead of their instant (see Due), and before
+   * its commit flush the WAL written so far with this (store/wal.ts), so the commit itself is quick. Not for the
+   * embedded store: its one connection would be held, idle, until the instant.
+   */
+  readonly prepareAhead?: { readonly flushWal: () => Promise<void> };
 }
 
 /** An event or a workflow with a schedule, as listed. */
@@ -33,11 +37,18 @@ interface Subject {
   readonly schedule: ScheduleSpec | null;
   readonly updatedAt: Date;
   readonly skipMissed: boolean;
+  readonly firing: keyof Due;
 }
 
-/** The events and workflows due at one instant. */
+/**
+ * What is due at one instant. Events under ALLOW fire in a transaction prepared ahead of the instant: nothing
+ * they decide depends on the time. FORBID and REPLACE decide on the runs still running, which may end in the
+ * meantime, and REPLACE would hold the jobs it cancels locked: those events fire once the instant has come, as do
+ * the workflows.
+ */
 interface Due {
-  readonly events: string[];
+  readonly prepared: string[];
+  readonly atInstant: string[];
   readonly workflows: string[];
 }
 
@@ -53,13 +64,13 @@ const MISSED_AFTER_MS = 1_000;
  * how long preparing took (twice the last, easing down slowly), within these bounds; it is also the longest the
  * fired events stay locked before the instant.
  */
-const MIN_LEAD_MS = 50;
+const MIN_LEAD_MS = 100;
 const MAX_LEAD_MS = 500;
 
 /**
  * Fires the schedules (cron, interval, one-shot) of events and workflows on
- * the replica that holds the leadership. All the events due at one instant
- * fire together, in one transaction (fire-events.ts); each (event, instant)
+ * the replica that holds the leadership. The events due at one instant fire
+ * together, in one transaction (fire-events.ts) or two (see Due); each (event, instant)
  * is recorded under a unique key in the transaction that makes its run (or
  * records the reason it made none), so a fire happens at most once across
  * leader changes and restarts. After taking the leadership, missed fires
@@ -74,7 +85,7 @@ export class Scheduler {
   #pass: Promise<number | undefined> | undefined;
   #stopped = false;
   #leading = false;
-  #leadMs = 2 * MIN_LEAD_MS;
+  #leadMs = MIN_LEAD_MS;
 
   constructor(options: SchedulerOptions) {
     this.#options = options;
@@ -137,7 +148,8 @@ export class Scheduler {
         const prepared = async () => {
           const tookMs = performance.now() - preparingSince;
           this.#leadMs = Math.min(MAX_LEAD_MS, Math.max(MIN_LEAD_MS, 2 * tookMs, 0.9 * this.#leadMs));
-          if (at > this.#now().getTime()) await this.#options.flushWal?.();
+          // Not waited for: a flush that takes long (a busy disk) must not hold the commit past the instant.
+          if (at > this.#now().getTime()) void this.#options.prepareAhead?.flushWal();
           await this.#waitFor(at);
         };
         await this.#fireInstant(new Date(at), instants.get(at)!, loadAgents, prepared);
@@ -184,8 +196,8 @@ export class Scheduler {
       this.#handledUntil.set(subject.key, window.until);
       for (const at of answer.due) {
         let due = instants.get(at.getTime());
-        if (!due) instants.set(at.getTime(), (due = { events: [], workflows: [] }));
-        (subject.key.startsWith('event:') ? due.events : due.workflows).push(subject.id);
+        if (!due) instants.set(at.getTime(), (due = { prepared: [], atInstant: [], workflows: [] }));
+        due[subject.firing].push(subject.id);
       }
       if (answer.next && (nextAt === undefined || answer.next.getTime() < nextAt)) nextAt = answer.next.getTime();
     }
@@ -209,7 +221,7 @@ export class Scheduler {
     const { db } = this.#options;
     const events = await db
       .selectFrom('events')
-      .select(['id', 'schedule', 'updated_at', 'missed_fire_policy'])
+      .select(['id', 'schedule', 'updated_at', 'missed_fire_policy', 'concurrency_policy'])
       .where('status', '=', 'active')
       .where('deleted_at', 'is', null)
       .where('schedule', 'is not', null)
@@ -222,16 +234,30 @@ export class Scheduler {
       .where('schedule', 'is not', null)
       .execute();
     return [
-      ...events.map((event) => ({ key: `event:${event.id}`, id: event.id, schedule: event.schedule, updatedAt: new Date(event.updated_at), skipMissed: event.missed_fire_policy === 'skip' })),
-      ...workflows.map((workflow) => ({ key: `workflow:${workflow.id}`, id: workflow.id, schedule: workflow.schedule, updatedAt: new Date(workflow.updated_at), skipMissed: false })),
+      ...events.map((event) => ({
+        key: `event:${event.id}`,
+        id: event.id,
+        schedule: event.schedule,
+        updatedAt: new Date(event.updated_at),
+        skipMissed: event.missed_fire_policy === 'skip',
+        firing: event.concurrency_policy === 'allow' ? ('prepared' as const) : ('atInstant' as const),
+      })),
+      ...workflows.map((workflow) => ({
+        key: `workflow:${workflow.id}`,
+        id: workflow.id,
+        schedule: workflow.schedule,
+        updatedAt: new Date(workflow.updated_at),
+        skipMissed: false,
+        firing: 'workflows' as const,
+      })),
     ];
   }
 
   /** The newest recorded fire of each subject (by key), for those given. */
   async #lastFires(subjects: readonly Subject[]): Promise<Map<string, Date>> {
     const { db } = this.#options;
-    const eventIds = subjects.filter((subject) => subject.key.startsWith('event:')).map((subject) => subject.id);
-    const workflowIds = subjects.filter((subject) => subject.key.startsWith('workflow:')).map((subject) => subject.id);
+    const eventIds = subjects.filter((subject) => subject.firing !== 'workflows').map((subject) => subject.id);
+    const workflowIds = subjects.filter((subject) => subject.firing === 'workflows').map((subject) => subject.id);
     const last = new Map<string, Date>();
     if (eventIds.length > 0) {
       const rows = await db.selectFrom('schedule_fires').select(['event_id', sql<Date>`max(fire_at)`.as('at')]).where('event_id', 'in', eventIds).groupBy('event_id').execute();
@@ -249,10 +275,13 @@ export class Scheduler {
     return last;
   }
 
-  /** `prepared` waits for the instant: the events' transaction calls it just before its commit. */
+  /** `prepared` waits for the instant: the prepared transaction calls it just before its commit. */
   async #fireInstant(at: Date, due: Due, agents: (tx: Db) => Promise<readonly RegisteredAgent[]>, prepared: () => Promise<void>): Promise<void> {
-    if (due.events.length > 0) this.#report(at, await this.#fireEvents(at, due.events, agents, prepared));
+    const ahead = this.#options.prepareAhead ? due.prepared : [];
+    const atInstant = this.#options.prepareAhead ? due.atInstant : [...due.prepared, ...due.atInstant];
+    if (ahead.length > 0) this.#report(at, await this.#fireEvents(at, ahead, agents, prepared));
     else await prepared();
+    if (atInstant.length > 0) this.#report(at, await this.#fireEvents(at, atInstant, agents, async () => {}));
     for (const workflowId of due.workflows) await this.#fireWorkflow(workflowId, at);
   }
 
