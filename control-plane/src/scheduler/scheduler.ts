@@ -129,6 +129,7 @@ export class Scheduler {
   /** Plans the instants due up to aheadMs from now, then fires each when it comes. */
   async #passAhead(aheadMs: number): Promise<number | undefined> {
     let preparingSince = performance.now();
+    const passBegan = this.#now().getTime();
     try {
       const leading = await this.#options.leadership.held();
       if (leading !== this.#leading) {
@@ -145,14 +146,8 @@ export class Scheduler {
           throw error;
         }));
       for (const at of [...instants.keys()].sort((a, b) => a - b)) {
-        const prepared = async () => {
-          const tookMs = performance.now() - preparingSince;
-          this.#leadMs = Math.min(MAX_LEAD_MS, Math.max(MIN_LEAD_MS, 2 * tookMs, 0.9 * this.#leadMs));
-          // Not waited for: a flush that takes long (a busy disk) must not hold the commit past the instant.
-          if (at > this.#now().getTime()) void this.#options.prepareAhead?.flushWal();
-          await this.#waitFor(at);
-        };
-        await this.#fireInstant(new Date(at), instants.get(at)!, loadAgents, prepared);
+        const since = preparingSince;
+        await this.#fireInstant(new Date(at), instants.get(at)!, loadAgents, () => this.#prepared(at, since, passBegan));
         preparingSince = performance.now();
       }
       return nextAt;
@@ -160,6 +155,23 @@ export class Scheduler {
       this.#options.log('scheduler tick failed', { error: String(error) });
       return undefined;
     }
+  }
+
+  /**
+   * An instant's transaction is ready to commit (or, with nothing prepared, its fires are about to begin): learns
+   * the lead from how long preparing took, says so when it ran past the instant, and waits for the instant.
+   */
+  async #prepared(at: number, preparingSince: number, passBegan: number): Promise<void> {
+    const tookMs = performance.now() - preparingSince;
+    const lateMs = this.#now().getTime() - at;
+    // Catch-up fires (instants already past when the pass began) are late by nature; these were not meant to be.
+    if (at > passBegan && lateMs > 0) {
+      this.#options.log('schedule fires prepared after their instant', { scheduledAt: new Date(at).toISOString(), lateMs, preparedMs: Math.round(tookMs), leadMs: Math.round(this.#leadMs) });
+    }
+    this.#leadMs = Math.min(MAX_LEAD_MS, Math.max(MIN_LEAD_MS, 2 * tookMs, 0.9 * this.#leadMs));
+    // Not waited for: a flush that takes long (a busy disk) must not hold the commit past the instant.
+    if (lateMs < 0) void this.#options.prepareAhead?.flushWal();
+    await this.#waitFor(at);
   }
 
   #now(): Date {
