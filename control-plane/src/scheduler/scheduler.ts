@@ -66,14 +66,16 @@ const MISSED_AFTER_MS = 1_000;
  */
 const MIN_LEAD_MS = 100;
 const MAX_LEAD_MS = 500;
+/** A pass plans this far past its lead, so a timer that fires a little early still finds its instant. */
+const PLAN_SLACK_MS = 20;
 
 /**
  * Fires the schedules (cron, interval, one-shot) of events and workflows on
  * the replica that holds the leadership. The events due at one instant fire
- * together, in one transaction (fire-events.ts) or two (see Due); each (event, instant)
- * is recorded under a unique key in the transaction that makes its run (or
- * records the reason it made none), so a fire happens at most once across
- * leader changes and restarts. After taking the leadership, missed fires
+ * together, in one transaction (fire-events.ts) or two (see Due); each
+ * (event, instant) is recorded under a unique key in the transaction that
+ * makes its run (or records the reason it made none), so a fire happens at
+ * most once across leader changes and restarts. After taking the leadership, missed fires
  * collapse into one run now (the newest missed instant), or none with
  * MISSED_FIRE_SKIP.
  */
@@ -94,7 +96,7 @@ export class Scheduler {
   /** Passes one after another: each wakes a lead before the next instant due, or after tickMs when none is due sooner. */
   start(): void {
     const loop = async () => {
-      const nextAt = await this.#run(this.#leadMs);
+      const nextAt = await this.#run(this.#leadMs + PLAN_SLACK_MS);
       if (this.#stopped) return;
       const now = Date.now();
       const wake = Math.min(now + (this.#options.tickMs ?? 250), nextAt === undefined ? Infinity : nextAt - this.#leadMs);
