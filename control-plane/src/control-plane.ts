@@ -27,6 +27,7 @@ import { expireLeases, failUnscheduled, requeueExpiredOffers, settleOpenRuns } f
 import { executorFor } from './queue/claim.ts';
 import { pickAgent, selectorMatches } from './domain/selector.ts';
 import { kickDispatch, publishJob } from './job-events.ts';
+import { flushWalSoFar } from './store/wal.ts';
 import { ensureAdminToken } from './auth/tokens.ts';
 import { ensureFirstAdmin } from './auth/users.ts';
 import { loadSessionKey } from './auth/session-key.ts';
@@ -271,9 +272,10 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     db,
     leadership: config.databaseUrl ? advisoryLeadership(config.databaseUrl, (error) => logger.warn({ error: String(error) }, 'scheduler lock connection failed')) : soleLeader,
     leaseTtlMs: config.leaseTtlMs,
-    onRun: () => kickDispatch(bus),
+    onRuns: () => kickDispatch(bus),
     onCancelled: (cancelled) => cancelled.forEach((result) => announceCancel(bus, result)),
     log,
+    ...(kind === 'postgres' ? { prepareAhead: { flushWal: () => flushWalSoFar(db) } } : {}),
   });
   scheduler.start();
   const notifications = new NotificationSender({ db, sealer, log: (message, fields) => logger.warn(fields ?? {}, message) });

@@ -10,20 +10,30 @@ export interface RegisteredAgent {
   readonly labels: Readonly<Record<string, string>>;
 }
 
+/** A job of a new run, before it is written: spec and selector as objects. */
+export interface NewJob {
+  readonly id: string;
+  readonly run_id: string;
+  readonly event_id: string;
+  readonly owner_id: string;
+  readonly max_attempts: number;
+  readonly status: 'queued';
+  readonly priority: number;
+  readonly spec: JobSpec;
+  readonly selector: Selector;
+  readonly pinned_agent_id: string | null;
+  readonly server_id: string | null;
+  readonly error: string;
+  readonly scheduling_deadline: Date;
+}
+
 /**
- * Creates a run and its jobs in one transaction. A selector with `all` or
- * `count` fans out to that many of the matching registered agents, one job
+ * A new run of an event and its jobs (not written yet). A selector with `all`
+ * or `count` fans out to that many of the matching registered agents, one job
  * pinned to each; otherwise one job goes to whichever agent matches first. A
- * servers target makes one SSH job per server; a server that is gone or whose
- * host key is not approved fails its job at once, with the reason.
+ * servers target makes one SSH job per server.
  */
-export async function enqueueRun(
-  db: Db,
-  event: EventRow,
-  input: unknown,
-  agents: readonly RegisteredAgent[],
-  cause: { readonly runId: string; readonly actionDepth: number } | null = null,
-): Promise<{ run: RunRow; jobIds: string[]; jobs: JobRow[] }> {
+export function newRun(event: EventRow, input: unknown, agents: readonly RegisteredAgent[], now = Date.now()): { runId: string; jobs: NewJob[]; serverIds: string[] | undefined } {
   const selector: Selector = 'selector' in event.target ? event.target.selector : EMPTY_SELECTOR;
   const serverIds = 'serverIds' in event.target ? [...event.target.serverIds] : undefined;
   const targets = serverIds ? serverIds.map((serverId) => ({ pinnedAgentId: null, serverId })) : fanOutTargets(selector, agents).map((pinnedAgentId) => ({ pinnedAgentId, serverId: null }));
@@ -43,21 +53,58 @@ export async function enqueueRun(
     traceParent: currentTraceParent(),
   };
   const runId = randomUUID();
-  const jobs: NewJobRow[] = targets.map(({ pinnedAgentId, serverId }) => ({
+  const jobs = targets.map(({ pinnedAgentId, serverId }) => ({
     id: randomUUID(),
     run_id: runId,
     event_id: event.id,
     owner_id: event.owner_id,
     max_attempts: event.retries + 1,
-    status: 'queued',
+    status: 'queued' as const,
     priority: event.priority,
-    spec: JSON.stringify(spec),
-    selector: JSON.stringify(selector),
+    spec,
+    selector,
     pinned_agent_id: pinnedAgentId,
     server_id: serverId,
     error: '',
-    scheduling_deadline: new Date(Date.now() + event.scheduling_timeout_seconds * 1000),
+    scheduling_deadline: new Date(now + event.scheduling_timeout_seconds * 1000),
   }));
+  return { runId, jobs, serverIds };
+}
+
+/**
+ * Fails, at once and with the reason, the just-inserted SSH jobs whose server
+ * is gone or whose host key is not approved; returns the jobs as they are now.
+ */
+export async function failUnusableServerJobs(tx: Db, inserted: readonly JobRow[]): Promise<JobRow[]> {
+  const serverIds = [...new Set(inserted.flatMap((job) => (job.server_id ? [job.server_id] : [])))];
+  if (serverIds.length === 0) return [...inserted];
+  const usable = await tx.selectFrom('servers').select(['id', 'host_key_fingerprint']).where('id', 'in', serverIds).where('deleted_at', 'is', null).execute();
+  const approved = new Map(usable.map((server) => [server.id, server.host_key_fingerprint !== '']));
+  const jobs = [...inserted];
+  for (const [i, job] of jobs.entries()) {
+    if (!job.server_id) continue;
+    const state = approved.get(job.server_id);
+    if (state) continue;
+    const error = state === undefined ? `server ${job.server_id} does not exist` : `server ${job.server_id}: host key not approved (TestServer, then ApproveHostKey)`;
+    jobs[i] = (await finishLocked(tx, job, { status: 'failed', exitCode: null, error }, { retry: false })).job;
+  }
+  return jobs;
+}
+
+/**
+ * Creates a run and its jobs ({@link newRun}) in one transaction; a server
+ * that is gone or whose host key is not approved fails its job at once, with
+ * the reason.
+ */
+export async function enqueueRun(
+  db: Db,
+  event: EventRow,
+  input: unknown,
+  agents: readonly RegisteredAgent[],
+  cause: { readonly runId: string; readonly actionDepth: number } | null = null,
+): Promise<{ run: RunRow; jobIds: string[]; jobs: JobRow[] }> {
+  const { runId, jobs: newJobs, serverIds } = newRun(event, input, agents);
+  const jobs: NewJobRow[] = newJobs.map((job) => ({ ...job, spec: JSON.stringify(job.spec), selector: JSON.stringify(job.selector) }));
   // The run and its jobs in one statement: atomic on its own, so without a transaction's extra round trips
   // (the jobs become claimable one round trip after created_at, not three).
   const insert = (tx: Db) =>
@@ -96,15 +143,7 @@ export async function enqueueRun(
     return { run, jobIds: jobs.map((job) => job.id), jobs: inserted };
   }
   return inTransaction(db, async (tx) => {
-    const inserted = await insert(tx);
-    const usable = await tx.selectFrom('servers').select(['id', 'host_key_fingerprint']).where('id', 'in', serverIds).where('deleted_at', 'is', null).execute();
-    const approved = new Map(usable.map((server) => [server.id, server.host_key_fingerprint !== '']));
-    for (const [i, job] of inserted.entries()) {
-      const state = approved.get(job.server_id!);
-      if (state) continue;
-      const error = state === undefined ? `server ${job.server_id} does not exist` : `server ${job.server_id}: host key not approved (TestServer, then ApproveHostKey)`;
-      inserted[i] = (await finishLocked(tx, job, { status: 'failed', exitCode: null, error }, { retry: false })).job;
-    }
+    const inserted = await failUnusableServerJobs(tx, await insert(tx));
     return { run: await runRow(tx), jobIds: jobs.map((job) => job.id), jobs: inserted };
   });
 }
@@ -123,7 +162,7 @@ export async function fanOutAgents(db: Db, leaseTtlMs: number): Promise<Register
 }
 
 /** Whether enqueueRun needs the registered agents for this event (its selector fans out); else it may be given none. */
-export function fansOut(event: EventRow): boolean {
+export function fansOut(event: Pick<EventRow, 'target'>): boolean {
   return 'selector' in event.target && (event.target.selector.all || event.target.selector.count > 1);
 }
 

@@ -25,22 +25,28 @@ export async function startRun(db: Db, event: EventRow, input: unknown, agents: 
       const running = await tx.selectFrom('runs').select('id').where('event_id', '=', event.id).where('status', '=', 'running').orderBy('created_at').execute();
       if (running.length > 0 && event.concurrency_policy === 'forbid') {
         const runningRunId = running[0]!.id;
-        return { started: false, reason: `run ${runningRunId} of this event is still running and its concurrency policy is CONCURRENCY_FORBID`, runningRunId };
+        return { started: false, reason: forbiddenReason(runningRunId), runningRunId };
       }
-      if (running.length > 0) {
-        const jobs = await tx
-          .selectFrom('jobs')
-          .select('id')
-          .where('run_id', 'in', running.map((run) => run.id))
-          .where('status', 'in', ['queued', 'offered', 'running'])
-          .execute();
-        for (const job of jobs) {
-          const result = await cancelJob(tx, job.id, 'replaced by a newer run (concurrency policy CONCURRENCY_REPLACE)');
-          if (result) cancelled.push(result);
-        }
-      }
+      cancelled.push(...(await cancelReplaced(tx, running.map((run) => run.id))));
     }
     const { run, jobIds, jobs } = await enqueueRun(tx, event, input, agents);
     return { started: true, run, jobIds, jobs, cancelled };
   });
+}
+
+/** Why CONCURRENCY_FORBID starts no run while `runningRunId` runs. */
+export function forbiddenReason(runningRunId: string): string {
+  return `run ${runningRunId} of this event is still running and its concurrency policy is CONCURRENCY_FORBID`;
+}
+
+/** CONCURRENCY_REPLACE: cancels the open jobs of the running runs a new run replaces. */
+export async function cancelReplaced(tx: Db, runIds: readonly string[]): Promise<Cancelled[]> {
+  if (runIds.length === 0) return [];
+  const jobs = await tx.selectFrom('jobs').select('id').where('run_id', 'in', runIds).where('status', 'in', ['queued', 'offered', 'running']).execute();
+  const cancelled: Cancelled[] = [];
+  for (const job of jobs) {
+    const result = await cancelJob(tx, job.id, 'replaced by a newer run (concurrency policy CONCURRENCY_REPLACE)');
+    if (result) cancelled.push(result);
+  }
+  return cancelled;
 }
