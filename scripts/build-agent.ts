@@ -8,6 +8,7 @@ import { chmodSync, copyFileSync, globSync, mkdirSync, readFileSync, rmSync, sta
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { build } from 'esbuild';
+import { AGENT_NODE_FLAGS } from '../agent/src/node-flags.ts';
 
 const started = Date.now();
 const root = resolve(import.meta.dirname, '..');
@@ -58,7 +59,7 @@ for (const file of globSync('**/*', { cwd: join(root, 'agent/runtime') }).sort()
   if (statSync(path).isFile()) assets[`runtime/${file.split('\\').join('/')}`] = path;
 }
 if (!assets['runtime/bash/cronium.sh']) throw new Error('agent/runtime/bash/cronium.sh is missing');
-writeFileSync(seaConfig, `${JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false, assets }, null, 2)}\n`);
+writeFileSync(seaConfig, `${JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false, execArgv: AGENT_NODE_FLAGS, assets }, null, 2)}\n`);
 quiet(() => execFileSync(process.execPath, ['--experimental-sea-config', seaConfig], { cwd: out, stdio: 'pipe' }));
 step(`SEA blob with ${Object.keys(assets).length} runtime assets`);
 

@@ -6,6 +6,8 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ensureConsoleBuild } from './build-console.ts';
+import { CONTROL_PLANE_NODE_FLAGS } from '../control-plane/src/node-flags.ts';
+import { AGENT_NODE_FLAGS } from '../agent/src/node-flags.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const dataDir = resolve(process.env.CRONIUM_DATA_DIR || join(root, '.cronium'));
@@ -18,7 +20,7 @@ const env = { ...process.env, CRONIUM_DATA_DIR: dataDir };
 await ensureConsoleBuild((line) => console.error(`cronium: ${line}`));
 
 let stopping = false;
-const controlPlane = spawn(process.execPath, [join(root, 'control-plane/src/main.ts')], { env, stdio: 'inherit' });
+const controlPlane = spawn(process.execPath, [...CONTROL_PLANE_NODE_FLAGS, join(root, 'control-plane/src/main.ts')], { env, stdio: 'inherit' });
 let agent: ChildProcess | undefined;
 
 controlPlane.on('exit', (code, signal) => {
@@ -45,7 +47,7 @@ async function runAgent() {
     const startedAt = Date.now();
     agent = spawn(
       process.execPath,
-      [join(root, 'agent/src/main.ts'), '--mode', 'orchestrator', '--control-plane', `localhost:${agentPort}`, '--data-dir', credentials],
+      [...AGENT_NODE_FLAGS, join(root, 'agent/src/main.ts'), '--mode', 'orchestrator', '--control-plane', `localhost:${agentPort}`, '--data-dir', credentials],
       { env, stdio: 'inherit' },
     );
     await new Promise((done) => agent!.once('exit', done));

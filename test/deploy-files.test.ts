@@ -11,6 +11,8 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { root, TEST_IMAGE } from './harness.ts';
+import { CONTROL_PLANE_NODE_FLAGS } from '../control-plane/src/node-flags.ts';
+import { AGENT_NODE_FLAGS } from '../agent/src/node-flags.ts';
 
 const require = createRequire(import.meta.url);
 const deploy = join(root, 'deploy');
@@ -58,6 +60,16 @@ describe('Kubernetes manifests', () => {
     assert.equal(probes.livenessProbe.httpGet.path, '/healthz');
     assert.ok(byKind.get('Service/cronium-agent-link'));
     assert.ok(byKind.get('DaemonSet/cronium-agent'));
+  });
+});
+
+describe('launchers', () => {
+  test('the images and the systemd unit start Node with the flags of control-plane/src/node-flags.ts and agent/src/node-flags.ts', () => {
+    const read = (file: string) => readFileSync(join(deploy, file), 'utf8');
+    const command = (flags: readonly string[], main: string) => flags.map((flag) => `"${flag}", `).join('') + `"${main}"`;
+    assert.ok(read('docker/control-plane.Dockerfile').includes(`["node", ${command(CONTROL_PLANE_NODE_FLAGS, 'control-plane/src/main.ts')}]`));
+    assert.ok(read('docker/agent.Dockerfile').includes(`["node", ${command(AGENT_NODE_FLAGS, 'agent/src/main.ts')}]`));
+    assert.ok(read('systemd/cronium-control-plane.service').includes(`/bin/node ${CONTROL_PLANE_NODE_FLAGS.join(' ')} control-plane/src/main.ts`));
   });
 });
 

@@ -8,6 +8,8 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { createRequire } from 'node:module';
+import { CONTROL_PLANE_NODE_FLAGS } from '../control-plane/src/node-flags.ts';
+import { AGENT_NODE_FLAGS } from '../agent/src/node-flags.ts';
 
 export const root = resolve(import.meta.dirname, '..');
 export const TEST_IMAGE = process.env.CRONIUM_TEST_BASE_IMAGE || 'cronium-test/base:bookworm';
@@ -99,7 +101,7 @@ export class Stack {
   }
 
   async startControlPlane(): Promise<void> {
-    this.controlPlane = spawn(process.execPath, [join(root, 'control-plane/src/main.ts')], {
+    this.controlPlane = spawn(process.execPath, [...CONTROL_PLANE_NODE_FLAGS, join(root, 'control-plane/src/main.ts')], {
       env: this.controlPlaneEnv(),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -113,6 +115,7 @@ export class Stack {
     this.agent = spawn(
       process.execPath,
       [
+        ...AGENT_NODE_FLAGS,
         join(root, 'agent/src/main.ts'),
         '--control-plane',
         `localhost:${this.agentPort}`,

@@ -8,7 +8,6 @@ import { migrate, openDatabase, type Db } from './store/database.ts';
 import type { Bus } from './bus/bus.ts';
 import { subjects } from './bus/bus.ts';
 import { createMemoryBus } from './bus/memory-bus.ts';
-import { createNatsBus } from './bus/nats-bus.ts';
 import { loadOrCreateCa, writeAgentCredentials, type CertificateAuthority } from './pki/ca.ts';
 import { resealClusterKeys, syncClusterKeys } from './pki/cluster-keys.ts';
 import { loadOrCreateSigner } from './enrollment/join-tokens.ts';
@@ -25,6 +24,7 @@ import { LinkServer } from './link/server.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { expireLeases, failUnscheduled, requeueExpiredOffers, settleOpenRuns } from './queue/transitions.ts';
 import { executorFor } from './queue/claim.ts';
+import { queueActivity } from './queue/activity.ts';
 import { pickAgent, selectorMatches } from './domain/selector.ts';
 import { kickDispatch, publishJob } from './job-events.ts';
 import { flushWalSoFar } from './store/wal.ts';
@@ -67,7 +67,6 @@ const REAP_INTERVAL_MS = 1_000;
 function signInBackoff(perMinute: number): FailureBackoff {
   return new FailureBackoff({ free: perMinute, baseMs: 60_000 / perMinute, maxMs: 15 * 60_000 });
 }
-const DISPATCH_POLL_MS = 1_000;
 
 /** By signature, not by name: two CAs made on one host carry the same subject. */
 function signedBy(cert: X509Certificate, ca: CertificateAuthority): boolean {
@@ -115,7 +114,10 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
   const linkDb = linkStore?.db ?? db;
   await migrate(db);
   setFanOutWindow(config.leaseTtlMs);
-  const bus = config.natsUrl ? await createNatsBus(config.natsUrl, `cronium-control-plane-${hostname()}`) : createMemoryBus();
+  // The NATS client is loaded only when one is configured.
+  const bus = config.natsUrl
+    ? await (await import('./bus/nats-bus.ts')).createNatsBus(config.natsUrl, `cronium-control-plane-${hostname()}`)
+    : createMemoryBus();
   const generatedAdminPassword = await ensureFirstAdmin(db, { email: config.adminEmail, password: config.adminPassword });
   const generatedAdminToken = await ensureAdminToken(db, config.adminToken);
 
@@ -240,20 +242,30 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
   // In the database's clock, which stamps offers.
   const startedAt = (await sql<{ now: Date }>`select now() as now`.execute(db)).rows[0]!.now;
   const leasesJudgedFrom = Date.now() + Math.max(config.leaseTtlMs, config.restartGraceMs);
+  const notifications = new NotificationSender({ db, sealer, log: (message, fields) => logger.warn(fields ?? {}, message) });
+  notifications.start();
   let reaping = false;
+  // Housekeeping, each second: the dispatch poll (jobs whose kick was lost, or whose retry time came), the
+  // notification outbox's wake-up (deliveries written by any replica's run ends) and the reaper's sweeps.
+  // An idle cluster costs one small statement here (queueActivity), not one per sweep.
   const reaper = setInterval(async () => {
     if (reaping) return;
     reaping = true;
     try {
       for (const session of link.sessions.values()) session.expireOffers();
+      const activity = await queueActivity(db);
+      if (activity.queued) dispatcher.kick();
+      if (activity.deliveries) notifications.wake();
       // Until agents had time to reconnect, an earlier process's offers may be running on them: only ours are requeued.
-      if ((await requeueExpiredOffers(db, Date.now() >= leasesJudgedFrom ? undefined : startedAt)) > 0) dispatcher.kick();
-      for (const run of await settleOpenRuns(db)) logger.warn({ runId: run.id, status: run.status }, 'run settled by the reaper');
-      for (const finished of await failUnscheduled(db, waitingReason)) {
-        publishJob(bus, finished.job);
-        logger.warn({ jobId: finished.job.id, error: finished.job.error }, 'job not scheduled in time');
+      if (activity.held && (await requeueExpiredOffers(db, Date.now() >= leasesJudgedFrom ? undefined : startedAt)) > 0) dispatcher.kick();
+      if (activity.openRuns) for (const run of await settleOpenRuns(db)) logger.warn({ runId: run.id, status: run.status }, 'run settled by the reaper');
+      if (activity.queued) {
+        for (const finished of await failUnscheduled(db, waitingReason)) {
+          publishJob(bus, finished.job);
+          logger.warn({ jobId: finished.job.id, error: finished.job.error }, 'job not scheduled in time');
+        }
       }
-      if (Date.now() >= leasesJudgedFrom) {
+      if (activity.held && Date.now() >= leasesJudgedFrom) {
         const expired = await expireLeases(db);
         for (const finished of expired) {
           publishJob(bus, finished.job);
@@ -267,7 +279,6 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
       reaping = false;
     }
   }, REAP_INTERVAL_MS);
-  const poll = setInterval(() => dispatcher.kick(), DISPATCH_POLL_MS);
   const scheduler = new Scheduler({
     db,
     leadership: config.databaseUrl ? advisoryLeadership(config.databaseUrl, (error) => logger.warn({ error: String(error) }, 'scheduler lock connection failed')) : soleLeader,
@@ -278,8 +289,6 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     ...(kind === 'postgres' ? { prepareAhead: { flushWal: () => flushWalSoFar(db) } } : {}),
   });
   scheduler.start();
-  const notifications = new NotificationSender({ db, sealer, log: (message, fields) => logger.warn(fields ?? {}, message) });
-  notifications.start();
   const purge = setInterval(() => {
     purgeDeletedServers(db).then(
       (count) => count > 0 && logger.info({ servers: count }, 'purged servers deleted more than 30 days ago'),
@@ -307,7 +316,6 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     // so they move to another replica with their running jobs, then closes the API.
     async stop() {
       clearInterval(reaper);
-      clearInterval(poll);
       clearInterval(purge);
       clearInterval(purgeKeys);
       await scheduler.stop();

@@ -50,7 +50,8 @@ export class Metrics {
   });
 
   constructor(sources: MetricSources) {
-    collectDefaultMetrics({ register: this.registry, prefix: 'cronium_' });
+    // The event-loop delay is sampled every 100 ms, not prom-client's 10 ms: 100 wakeups a second cost an idle process ~0.5% of a core.
+    collectDefaultMetrics({ register: this.registry, prefix: 'cronium_', eventLoopMonitoringPrecision: 100 });
     new Gauge({
       name: 'cronium_jobs',
       help: 'Jobs not yet finished, by status (cluster-wide, from the database)',

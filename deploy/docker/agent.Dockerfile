@@ -21,4 +21,5 @@ COPY agent agent
 ENV CRONIUM_AGENT_DATA_DIR=/var/lib/cronium-agent
 VOLUME /var/lib/cronium-agent
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["node", "agent/src/main.ts"]
+# Node flags: agent/src/node-flags.ts.
+ENTRYPOINT ["node", "--max-semi-space-size=8", "agent/src/main.ts"]

@@ -21,4 +21,5 @@ VOLUME /var/lib/cronium
 EXPOSE 8080 8081 8443
 HEALTHCHECK --interval=10s --timeout=3s CMD node -e "fetch('http://127.0.0.1:8080/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 STOPSIGNAL SIGTERM
-CMD ["node", "control-plane/src/main.ts"]
+# Node flags: control-plane/src/node-flags.ts.
+CMD ["node", "--max-semi-space-size=8", "control-plane/src/main.ts"]

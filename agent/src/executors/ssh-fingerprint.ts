@@ -9,10 +9,7 @@
 // `SHA256:` + base64 (no padding) of the SHA-256 of the key blob.
 
 import { createHash } from 'node:crypto';
-import ssh2 from 'ssh2';
 import type { Client as SshClient, ConnectConfig } from 'ssh2';
-
-const { Client } = ssh2;
 
 /** What it takes to reach and log in to one server. */
 export interface SshEndpoint {
@@ -92,7 +89,7 @@ export interface SshConnection {
  * `authentication failed for user x on 127.0.0.1:2222`, or `host key changed
  * for …: expected SHA256:…, got SHA256:…`.
  */
-export function connectSsh(endpoint: SshEndpoint, options: ConnectOptions): Promise<SshConnection> {
+export async function connectSsh(endpoint: SshEndpoint, options: ConnectOptions): Promise<SshConnection> {
   const address = formatAddress(endpoint.host, endpoint.port);
   const timeoutMs = options.timeoutMs ?? 15_000;
   const expected = options.expectedFingerprint === null ? null : normalizeFingerprint(options.expectedFingerprint);
@@ -106,6 +103,8 @@ export function connectSsh(endpoint: SshEndpoint, options: ConnectOptions): Prom
   if (privateKey === '' && password === '' && options.requireCredentials !== false) {
     return Promise.reject(new SshConnectError('credentials', `no private key or password for user ${endpoint.username} on ${address}`));
   }
+  // Loaded with the first SSH connection: ssh2 holds ~18 MB (its asm.js crypto heap) an agent without SSH jobs never needs.
+  const { Client } = (await import('ssh2')).default;
 
   return new Promise((resolve, reject) => {
     const client = new Client();

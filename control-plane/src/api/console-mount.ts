@@ -18,10 +18,13 @@ export function servesConsole(url: string | undefined): boolean {
 }
 
 /**
- * Loads the built console, pointed at this server's own API over loopback
- * (the console talks to the control plane only through the public API).
+ * The built console, pointed at this server's own API over loopback (the
+ * console talks to the control plane only through the public API). Its
+ * server code (about 40 MB resident) is imported by the first console
+ * request, not at start: a control plane nobody opens the console on never
+ * holds it.
  */
-export async function loadConsole(host: string, httpPort: number): Promise<NodeHandler | undefined> {
+export function loadConsole(host: string, httpPort: number): NodeHandler | undefined {
   if (!existsSync(consoleBuild)) return undefined;
   const apiHost = host === '0.0.0.0' || host === '::' || host === '' ? '127.0.0.1' : host;
   process.env.CRONIUM_API_URL ||= `http://${apiHost.includes(':') ? `[${apiHost}]` : apiHost}:${httpPort}/api`;
@@ -29,9 +32,17 @@ export async function loadConsole(host: string, httpPort: number): Promise<NodeH
   // front sets X-Forwarded-Proto (adapter-node would otherwise assume https).
   process.env.CRONIUM_CONSOLE_PROTOCOL_HEADER ||= 'x-forwarded-proto';
   shareWithConsole();
-  const { handler } = (await import(pathToFileURL(consoleBuild).href)) as { handler: NodeHandler };
+  let loading: Promise<NodeHandler> | undefined;
   return (req, res) => {
     req.headers['x-forwarded-proto'] ??= 'http';
-    handler(req, res);
+    loading ??= import(pathToFileURL(consoleBuild).href).then((module: { handler: NodeHandler }) => module.handler);
+    loading.then(
+      (handler) => handler(req, res),
+      (error: unknown) => {
+        loading = undefined;
+        res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end(`the console could not be loaded: ${String(error)}\n`);
+      },
+    );
   };
 }

@@ -100,7 +100,7 @@ export async function startApiServer(deps: ApiDeps, options: ApiServerOptions): 
     });
   const httpPort = await listen(h1, options.httpPort);
   const grpcPort = await listen(h2, options.grpcPort);
-  consoleHandler = await loadConsole(options.host, httpPort);
+  consoleHandler = loadConsole(options.host, httpPort);
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on('session', (session) => {
     sessions.add(session);

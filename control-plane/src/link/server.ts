@@ -28,8 +28,9 @@ import { linkServerCredentials, peerAgentId } from './credentials.ts';
 import type { CertificateAuthority } from '../pki/ca.ts';
 import { EnrollmentRefused, redeemJoinToken, type JoinTokenSigner } from '../enrollment/join-tokens.ts';
 import type { TerminalChannel } from './terminal-channel.ts';
+import { HeartbeatWriter } from './heartbeats.ts';
 
-export interface LinkServerOptions extends SessionDeps {
+export interface LinkServerOptions extends Omit<SessionDeps, 'heartbeats'> {
   readonly port: number;
   readonly host: string;
   readonly tls: { readonly ca: string; readonly cert: string; readonly key: string };
@@ -42,6 +43,8 @@ export interface LinkServerOptions extends SessionDeps {
 }
 
 const HELLO_TIMEOUT_MS = 10_000;
+/** How often the heartbeats heard are written, all agents in one statement (the lease TTL is tens of seconds). */
+const HEARTBEAT_WRITE_MS = 1_000;
 /**
  * Link protocol versions this control plane speaks. An agent one version
  * behind keeps working (the control plane talks down to it); others are
@@ -68,6 +71,8 @@ const modeNames = new Map<AgentMode, string>([
 /** The mTLS gRPC endpoint agents hold their one stream to. */
 export class LinkServer {
   readonly #options: LinkServerOptions;
+  readonly #sessionDeps: SessionDeps;
+  readonly #heartbeats: HeartbeatWriter;
   readonly #server: grpc.Server;
   readonly sessions = new Map<string, AgentSession>();
   readonly #calls = new Set<grpc.ServerDuplexStream<ConnectRequest, ConnectResponse>>();
@@ -76,12 +81,16 @@ export class LinkServer {
 
   constructor(options: LinkServerOptions) {
     this.#options = options;
+    this.#heartbeats = new HeartbeatWriter(options.db, HEARTBEAT_WRITE_MS, (error) => options.log('heartbeat write failed', { error: String(error) }));
+    this.#sessionDeps = { ...options, heartbeats: this.#heartbeats };
     this.#server = new grpc.Server({
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': 10_000,
       'grpc.max_receive_message_length': 8 * 1024 * 1024,
+      // Channelz keeps per-connection trackers and counters nothing here reads: memory and CPU on every agent's stream.
+      'grpc.enable_channelz': 0,
     });
     this.#server.addService(grpcServiceDefinition(AgentLinkService, { tolerateBadRequests: true }) as unknown as grpc.ServiceDefinition, {
       connect: (call: grpc.ServerDuplexStream<ConnectRequest, ConnectResponse>) => this.#connect(call),
@@ -119,6 +128,7 @@ export class LinkServer {
         resolve();
       });
     });
+    await this.#heartbeats.stop();
   }
 
   #connect(call: grpc.ServerDuplexStream<ConnectRequest, ConnectResponse>): void {
@@ -237,7 +247,7 @@ export class LinkServer {
     // A new stream from the same agent replaces an old one the server has not seen die yet.
     this.#callOf.get(this.sessions.get(hello.agentId)!)?.end();
     const stored = await db.selectFrom('agents').select(['pinned_labels', 'draining']).where('id', '=', hello.agentId).executeTakeFirst();
-    const session = new AgentSession(hello, this.#options, (message) => call.write(message), stored?.pinned_labels ?? {});
+    const session = new AgentSession(hello, this.#sessionDeps, (message) => call.write(message), stored?.pinned_labels ?? {});
     if (stored?.draining) session.drain();
     const decisions = await resumeAttempts(db, hello.agentId, hello.jobs.map(fenceOf), timings.leaseTtlMs);
     call.write(

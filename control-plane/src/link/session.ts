@@ -25,6 +25,7 @@ import { publishJob, publishLog, kickDispatch } from '../job-events.ts';
 import { cancelMessage, fenceOf, logStreamNumbers, offerMessage, refOf, storable, storableJson, terminalStates } from '../wire/agent-messages.ts';
 import { plainJson } from '../wire/api-messages.ts';
 import type { Metrics } from '../metrics.ts';
+import type { HeartbeatWriter } from './heartbeats.ts';
 
 export interface SessionTimings {
   readonly heartbeatIntervalMs: number;
@@ -41,6 +42,8 @@ export interface SessionDeps {
   readonly timings: SessionTimings;
   readonly log: (message: string, fields?: Record<string, unknown>) => void;
   readonly metrics?: Metrics;
+  /** Where heartbeats go: written for many agents together (`agents.last_heartbeat_at`). */
+  readonly heartbeats: Pick<HeartbeatWriter, 'record'>;
 }
 
 interface Lease {
@@ -160,6 +163,9 @@ export class AgentSession implements DispatchTarget {
    */
   async handle(batch: readonly ConnectRequest[]): Promise<void> {
     this.#unresponsive = false;
+    // The common batch, a lone heartbeat, needs no transaction: at most two single statements, and none when the agent holds no job.
+    const last = batch[batch.length - 1];
+    if (batch.length === 1 && last?.kind.case === 'heartbeat') return this.#heartbeat(last.kind.value.running, new Set());
     const afterCommit: (() => void)[] = [];
     const run = async (db: Db) => {
       this.#batch = { db, afterCommit };
@@ -271,7 +277,7 @@ export class AgentSession implements DispatchTarget {
     const unrenewed = running.filter((ref) => !renewedIds.has(ref.leaseId) && !ended.has(ref.leaseId));
     const live = await liveLeases(this.#db, this.id, unrenewed.map((ref) => storable(ref.leaseId)));
     for (const ref of unrenewed) if (!live.has(ref.leaseId)) this.#fencedOut(ref);
-    await this.#db.updateTable('agents').set({ last_heartbeat_at: new Date() }).where('id', '=', this.id).execute();
+    this.#deps.heartbeats.record(this.id);
   }
 
   /**

@@ -9,7 +9,10 @@ export interface NotificationSenderOptions {
   readonly db: Db;
   readonly sealer: Sealer;
   readonly log: (message: string, fields?: Record<string, unknown>) => void;
+  /** Between passes while there is work (default 500 ms). */
   readonly pollMs?: number;
+  /** After a pass that found nothing (default 10 s); `wake()` starts one sooner. */
+  readonly idlePollMs?: number;
   /** Attempts before a delivery is given up as failed. */
   readonly maxAttempts?: number;
   /** Delay before the second attempt; doubled after each failure, up to maxDelayMs. */
@@ -38,26 +41,51 @@ export class NotificationSender {
   readonly #options: NotificationSenderOptions;
   #timer: NodeJS.Timeout | undefined;
   #pass: Promise<unknown> | undefined;
+  #stopped = true;
+  #passing = false;
+  #wanted = false;
 
   constructor(options: NotificationSenderOptions) {
     this.#options = options;
   }
 
   start(): void {
-    const tick = () => {
-      this.#pass = this.runOnce()
-        .catch((error: unknown) => this.#options.log('notification pass failed', { error: String(error) }))
-        .finally(() => {
-          if (this.#timer !== undefined) this.#timer = setTimeout(tick, this.#options.pollMs ?? 500);
-        });
-    };
-    this.#timer = setTimeout(tick, 0);
+    this.#stopped = false;
+    this.#schedule(0);
+  }
+
+  /** Deliveries may be due (the caller saw some): a pass now, not at the idle poll. */
+  wake(): void {
+    if (this.#stopped) return;
+    if (this.#passing) this.#wanted = true;
+    else this.#schedule(0);
   }
 
   async stop(): Promise<void> {
+    this.#stopped = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.#pass;
+  }
+
+  #schedule(delayMs: number): void {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.#tick(), delayMs);
+  }
+
+  #tick(): void {
+    this.#passing = true;
+    this.#wanted = false;
+    let found = 0;
+    this.#pass = this.runOnce()
+      .then((tried) => (found = tried))
+      .catch((error: unknown) => this.#options.log('notification pass failed', { error: String(error) }))
+      .finally(() => {
+        this.#passing = false;
+        if (this.#stopped) return;
+        const busy = found > 0 || this.#wanted;
+        this.#schedule(busy ? (this.#options.pollMs ?? 500) : (this.#options.idlePollMs ?? 10_000));
+      });
   }
 
   /** One pass: claims what is due and tries each once. Returns how many were tried. */

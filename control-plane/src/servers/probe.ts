@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { Client } from 'ssh2';
 
 export interface ProbeTarget {
   readonly host: string;
@@ -25,8 +24,10 @@ export function fingerprintOf(key: Buffer): string {
  * Connects, records the host key whatever it is (so it can be shown and
  * approved), and tries to authenticate. Never runs a command.
  */
-export function probeServer(target: ProbeTarget, timeoutMs = 10_000): Promise<ProbeResult> {
+export async function probeServer(target: ProbeTarget, timeoutMs = 10_000): Promise<ProbeResult> {
   const started = Date.now();
+  // Loaded on the first probe: ssh2 holds ~18 MB (its asm.js crypto heap) that a control plane without SSH servers never needs.
+  const { Client } = await import('ssh2');
   return new Promise((resolve) => {
     const client = new Client();
     let fingerprint = '';
