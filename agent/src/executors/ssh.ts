@@ -301,6 +301,14 @@ export class SshExecutor implements Executor {
     const closed = new Promise<void>((resolve) => ch.once('close', () => resolve()));
     let exitedFlag = false;
     void closed.then(() => (exitedFlag = true));
+    // Exit and close, whenever they come: a short job's exit can arrive in the same read as the folder line.
+    let exit: { code: number | null; signal: string | null } | undefined;
+    const exited = new Promise<void>((resolve) =>
+      ch.once('exit', (code: number | null, signal?: string) => {
+        exit = { code, signal: signal ?? null };
+        resolve();
+      }),
+    );
 
     let dir: string | undefined;
     let started = false;
@@ -325,10 +333,6 @@ export class SshExecutor implements Executor {
         return fail(`refusing the job folder ${JSON.stringify(header.line.slice(0, 200))} made on ${address}: not a safe absolute path`);
       }
       dir = header.line;
-
-      // Exit and close, whenever they come.
-      let exit: { code: number | null; signal: string | null } | undefined;
-      ch.on('exit', (code: number | null, signal?: string) => (exit = { code, signal: signal ?? null }));
 
       if (payload.skippedKeys.length > 0) await system(`skipped variables with invalid keys: ${payload.skippedKeys.join(', ')}`);
       if (payload.skippedEnv.length > 0) await system(`skipped environment variables with invalid names: ${payload.skippedEnv.join(', ')}`);
@@ -385,10 +389,6 @@ export class SshExecutor implements Executor {
 
       // Wait for the exit; then for the output to drain (a process that
       // escaped the group may hold stdout open: stop waiting once idle).
-      const exited = new Promise<void>((resolve) => {
-        if (exit) return resolve();
-        ch.once('exit', () => resolve());
-      });
       await Promise.race([exited, closed]);
       clearTimeout(timer);
       lastActivity = Date.now();
