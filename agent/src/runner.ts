@@ -56,7 +56,15 @@ interface RunningJob {
   /** Every form of the job's secret values, masked in its log and error. */
   readonly secretForms: readonly string[];
   readonly masks: Record<LogStreamName, StreamMasker>;
+  /** Output not sent yet, of one stream (see #send). */
+  pending: Buffer[];
+  pendingStream: LogStreamName;
+  pendingBytes: number;
+  flushTimer: NodeJS.Timeout | undefined;
 }
+
+/** How long output may wait to fill a larger chunk while earlier chunks are unacknowledged. */
+const COALESCE_MS = 5;
 
 /**
  * Runs the jobs offered to this agent: accepts within its slots, runs each on
@@ -221,20 +229,47 @@ export class Runner {
     const data = job.masks[stream].push(raw);
     const room = job.logLimit - job.logged;
     if (data.length > room) {
-      this.#chunk(job, stream, Buffer.concat([job.carry[stream], data.subarray(0, room)]));
+      this.#send(job, stream, Buffer.concat([job.carry[stream], data.subarray(0, room)]));
       job.carry[stream] = Buffer.alloc(0);
       job.logged = job.logLimit;
       job.truncated = true;
-      this.#chunk(job, 'system', Buffer.from(`[cronium] log truncated: the job wrote more than ${job.logLimit} bytes\n`));
+      this.#send(job, 'system', Buffer.from(`[cronium] log truncated: the job wrote more than ${job.logLimit} bytes\n`));
+      this.#flush(job);
       return;
     }
     job.logged += data.length;
     const joined = job.carry[stream].length > 0 ? Buffer.concat([job.carry[stream], data]) : data;
     const complete = completeUtf8Length(joined);
     job.carry[stream] = Buffer.from(joined.subarray(complete));
-    if (complete > 0) this.#chunk(job, stream, joined.subarray(0, complete));
+    if (complete > 0) this.#send(job, stream, joined.subarray(0, complete));
     const limit = this.#options.maxUnackedBytes ?? 4 * 1024 * 1024;
     while (!job.stale && this.outbox.unackedBytes(job.ref.leaseId) > limit) await this.outbox.whenAcked();
+  }
+
+  /**
+   * Output goes out at once while nothing of the job's is unacknowledged (a
+   * slow writer waits for nothing); behind unacknowledged chunks it gathers,
+   * for at most COALESCE_MS, into chunks of up to maxChunkBytes, so a fast
+   * writer costs a few large messages instead of many small ones.
+   */
+  #send(job: RunningJob, stream: LogStreamName, data: Buffer): void {
+    if (data.length === 0) return;
+    if (job.pendingBytes > 0 && (job.pendingStream !== stream || job.pendingBytes + data.length > this.#maxChunkBytes)) this.#flush(job);
+    job.pending.push(data);
+    job.pendingStream = stream;
+    job.pendingBytes += data.length;
+    if (job.pendingBytes >= this.#maxChunkBytes || this.outbox.unackedBytes(job.ref.leaseId) === 0) this.#flush(job);
+    else job.flushTimer ??= setTimeout(() => this.#flush(job), COALESCE_MS);
+  }
+
+  #flush(job: RunningJob): void {
+    clearTimeout(job.flushTimer);
+    job.flushTimer = undefined;
+    if (job.pendingBytes === 0) return;
+    const data = job.pending.length === 1 ? job.pending[0]! : Buffer.concat(job.pending);
+    job.pending = [];
+    job.pendingBytes = 0;
+    this.#chunk(job, job.pendingStream, data);
   }
 
   async #execute(job: RunningJob, executor: Executor, spec: JobSpec): Promise<void> {
@@ -253,8 +288,9 @@ export class Runner {
     for (const stream of ['stdout', 'stderr', 'system'] as const) {
       const held = job.truncated ? Buffer.alloc(0) : job.masks[stream].flush();
       const rest = held.length > 0 ? Buffer.concat([job.carry[stream], held]) : job.carry[stream];
-      if (rest.length > 0) this.#chunk(job, stream, rest);
+      this.#send(job, stream, rest);
     }
+    this.#flush(job);
     job.finished = true;
     span.end(job.stale ? 'fenced out' : result.outcome, result.exitCode, maskText(result.error, job.secretForms));
     if (job.stale) {
@@ -288,6 +324,10 @@ function newJob(ref: JobRef, logLimit: number, forms: readonly string[]): Runnin
     offsets: { stdout: 0, stderr: 0, system: 0 },
     carry: { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), system: Buffer.alloc(0) },
     logged: 0,
+    pending: [],
+    pendingStream: 'stdout',
+    pendingBytes: 0,
+    flushTimer: undefined,
     truncated: false,
     logLimit,
   };
