@@ -12,7 +12,8 @@
 // The wrapper makes the folder (`mkdir`, which fails if the name exists),
 // prints its path, runs the payload in a new session (the job's own process
 // group), waits, kills what is left of the group, prints the results after
-// `\x1ecronium-results:TAG`, removes the folder and exits with the job's code.
+// `\x1ecronium-results:TAG`, ending with the job's exit code, then becomes
+// `rm -rf` of the folder (whose exit status the channel reports).
 //
 // User strings (script, env, input, variables, names) only ever travel on
 // stdin, as single-quoted words; no command line carries one, and the
@@ -86,9 +87,9 @@ export const WRAPPER_COMMAND = [
   'fi',
   'send output "$max"',
   `send condition ${MAX_CONDITION_BYTES}`,
-  'rm -rf -- "$d" 2>/dev/null || { chmod -R u+rwx -- "$d"; rm -rf -- "$d"; } 2>/dev/null',
-  "if [ -e \"$d\" ]; then echo 'end kept'; else echo 'end removed'; fi",
-  'exit "$code"',
+  // The job's code goes in the end line: the channel's exit status is rm's (0: the folder is gone).
+  'echo "end $code"',
+  'exec rm -rf -- "$d"',
 ].join('\n');
 
 /** A file the wrapper writes before the job starts; `path` relative to the folder. */
@@ -190,8 +191,8 @@ export interface WrapperResults {
   readonly condition?: string;
   readonly variablesSet: Record<string, string>;
   readonly warnings: string[];
-  /** The wrapper got to its end and removed the folder. */
-  readonly removed: boolean;
+  /** The job's exit code, from the end line; undefined when that never came. */
+  readonly code?: number;
 }
 
 const SKIP_REASONS: Record<string, (name: string, arg: string) => string> = {
@@ -203,10 +204,9 @@ const SKIP_REASONS: Record<string, (name: string, arg: string) => string> = {
 
 /** Parses the bytes the wrapper printed after the results marker; `rest` is what followed its end line. */
 export function parseWrapperResults(data: Buffer): WrapperResults & { rest: Buffer } {
-  const out: { output?: string; condition?: string; variablesSet: Record<string, string>; warnings: string[]; removed: boolean; rest: Buffer } = {
+  const out: { output?: string; condition?: string; variablesSet: Record<string, string>; warnings: string[]; code?: number; rest: Buffer } = {
     variablesSet: {},
     warnings: [],
-    removed: false,
     rest: Buffer.alloc(0),
   };
   let at = 0;
@@ -216,7 +216,8 @@ export function parseWrapperResults(data: Buffer): WrapperResults & { rest: Buff
     const [verb = '', name = '', arg = '', limit = ''] = data.subarray(at, nl).toString('utf8').split(' ');
     at = nl + 1;
     if (verb === 'end') {
-      out.removed = name === 'removed';
+      const code = Number(name);
+      if (name !== '' && Number.isSafeInteger(code)) out.code = code;
       out.rest = data.subarray(at);
       return out;
     }

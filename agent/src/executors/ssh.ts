@@ -15,9 +15,9 @@
 //      its own process group, whose id it writes to `pgid`; stdout/stderr
 //      stream back live;
 //   4. when the job exits, the wrapper kills what is left of the group,
-//      prints the result files (output, condition, variables-set) after a
-//      marker line with the tag, removes the folder and exits with the job's
-//      code.
+//      prints the result files (output, condition, variables-set) and the
+//      job's exit code after a marker line with the tag, then execs `rm -rf`
+//      of the folder (the channel's exit status is rm's).
 // Timeout and cancel run a fixed `kill` command on the process group: SIGTERM,
 // then SIGKILL after the grace period. A folder the wrapper could not remove
 // (connection lost) is removed with `rm -rf`, on a fresh connection if needed.
@@ -28,7 +28,7 @@
 //
 // Remote folder:
 //   DIR/job/…   CRONIUM_JOB_DIR (script, input.json, event.json, variables/, variables-set/, output, condition)
-//   DIR/lib/…   runtime helpers (bash/cronium.sh, python/cronium, node/cronium)
+//   DIR/lib/…   runtime helpers (bash/cronium.sh, and python/cronium or node/cronium for those jobs)
 //   DIR/pgid
 //
 // Server requirements: a POSIX login shell for the user, /dev/stdin,
@@ -154,8 +154,11 @@ async function runShort(lease: SshLease, command: string, timeoutMs = 30_000): P
   });
 }
 
-/** The runtime helpers as payload text (runtimeText), read once. */
-async function loadRuntime(root: string): Promise<Buffer> {
+/**
+ * The runtime helpers as payload text (runtimeText), read once, per language:
+ * a job gets its language's helper and the bash one (BASH_ENV), not the others.
+ */
+async function loadRuntime(root: string): Promise<Record<ScriptKind, Buffer>> {
   const files: PayloadFile[] = [];
   for (const entry of await readdir(root, { recursive: true, withFileTypes: true })) {
     if (!entry.isFile() || entry.parentPath.split(sep).includes('__pycache__')) continue;
@@ -163,7 +166,9 @@ async function loadRuntime(root: string): Promise<Buffer> {
     files.push({ path: relative(root, full).split(sep).join('/'), content: await readFile(full) });
   }
   if (!files.some((f) => f.path === 'bash/cronium.sh')) throw new Error(`runtime helpers not found in ${root}`);
-  return runtimeText(files.sort((a, b) => a.path.localeCompare(b.path)));
+  files.sort((a, b) => a.path.localeCompare(b.path));
+  const helpersOf = (kind: ScriptKind) => runtimeText(files.filter((f) => f.path.startsWith('bash/') || f.path.startsWith(`${kind}/`)));
+  return { bash: helpersOf('bash'), python: helpersOf('python'), node: helpersOf('node') };
 }
 
 /** What precedes the folder path on the wrapper's first line of its own. */
@@ -231,7 +236,7 @@ export class SshExecutor implements Executor {
   readonly #opts: SshExecutorOptions;
   readonly #pool: SshPool;
   readonly #ownPool: boolean;
-  #runtime: Promise<Buffer> | undefined;
+  #runtime: Promise<Record<ScriptKind, Buffer>> | undefined;
 
   constructor(options: SshExecutorOptions) {
     this.#opts = options;
@@ -265,7 +270,7 @@ export class SshExecutor implements Executor {
     let runtime: Buffer;
     try {
       this.#runtime ??= loadRuntime(this.#opts.runtimeDir);
-      runtime = await this.#runtime;
+      runtime = (await this.#runtime)[kind];
     } catch (err) {
       this.#runtime = undefined;
       return fail(`cannot read the runtime helpers: ${(err as Error).message}`);
@@ -414,13 +419,13 @@ export class SshExecutor implements Executor {
         if (stopping === 'cancel') return result('cancelled', -1, 'cancelled');
         return result('failed', -1, error);
       }
-      const { code, signal } = exit as { code: number | null; signal: string | null };
-      const exitCode = code ?? -1;
-
-      // What the job left, as the wrapper sent it back.
+      // What the job left and its exit code, as the wrapper sent them back; then rm's exit status.
       const tapped = tap.results;
       const sent = tapped ? parseWrapperResults(tapped) : undefined;
-      removed = sent?.removed ?? false;
+      const ended = exit as { code: number | null; signal: string | null };
+      removed = sent?.code !== undefined && ended.code === 0;
+      const { code, signal } = sent?.code !== undefined ? { code: sent.code, signal: null } : ended;
+      const exitCode = code ?? -1;
       if (sent && sent.rest.length > 0) await ctx.log('stdout', sent.rest);
       const files = parseJobResults(sent ?? { variablesSet: {} });
       const warnings = sent ? sent.warnings : [`the job's results did not come back from ${address}`];
