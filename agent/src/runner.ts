@@ -9,6 +9,7 @@ import {
   type JobStatusSchema,
 } from '@cronium/proto/agent/v1';
 import { executorFor, type ExecutionResult, type Executor, type ExecutorName, type JobSpec, type LogStreamName } from './job.ts';
+import { jobRefBytes, logChunkRequest } from './log-chunk.ts';
 import { Outbox, refKey } from './outbox.ts';
 import { completeUtf8Length } from './utf8.ts';
 import { maskJson, maskText, secretForms, StreamMasker } from './secret-mask.ts';
@@ -56,6 +57,8 @@ interface RunningJob {
   /** Every form of the job's secret values, masked in its log and error. */
   readonly secretForms: readonly string[];
   readonly masks: Record<LogStreamName, StreamMasker>;
+  /** The job reference encoded once, for its log chunks. */
+  readonly refBytes: Uint8Array;
   /** Output not sent yet, of one stream (see #send). */
   pending: Buffer[];
   pendingStream: LogStreamName;
@@ -211,16 +214,12 @@ export class Runner {
     this.#enqueue(job, `${refKey(job.ref)}/status/${state}`, message, 0);
   }
 
-  #chunk(job: RunningJob, stream: LogStreamName, data: Buffer): void {
-    for (let start = 0; start < data.length; start += this.#maxChunkBytes) {
-      const piece = data.subarray(start, start + this.#maxChunkBytes);
-      const offset = job.offsets[stream];
-      job.offsets[stream] += piece.length;
-      const message = create(ConnectRequestSchema, {
-        kind: { case: 'logChunk', value: { job: job.ref, stream: streams[stream], offset: BigInt(offset), data: piece } },
-      });
-      this.#enqueue(job, `${refKey(job.ref)}/log/${stream}/${offset}`, message, piece.length);
-    }
+  /** One chunk of the pieces (together at most maxChunkBytes). */
+  #chunk(job: RunningJob, stream: LogStreamName, pieces: readonly Buffer[], length: number): void {
+    const offset = job.offsets[stream];
+    job.offsets[stream] += length;
+    const message = logChunkRequest(job.ref, job.refBytes, streams[stream], offset, pieces);
+    this.#enqueue(job, `${refKey(job.ref)}/log/${stream}/${offset}`, message, length);
   }
 
   async #log(job: RunningJob, stream: LogStreamName, raw: Buffer): Promise<void> {
@@ -266,10 +265,16 @@ export class Runner {
     clearTimeout(job.flushTimer);
     job.flushTimer = undefined;
     if (job.pendingBytes === 0) return;
-    const data = job.pending.length === 1 ? job.pending[0]! : Buffer.concat(job.pending);
+    const [pieces, length] = [job.pending, job.pendingBytes];
     job.pending = [];
     job.pendingBytes = 0;
-    this.#chunk(job, job.pendingStream, data);
+    // More than a chunk is pending only as one large piece (see #send): cut it.
+    if (length <= this.#maxChunkBytes) return this.#chunk(job, job.pendingStream, pieces, length);
+    const [piece] = pieces as [Buffer];
+    for (let start = 0; start < piece.length; start += this.#maxChunkBytes) {
+      const part = piece.subarray(start, start + this.#maxChunkBytes);
+      this.#chunk(job, job.pendingStream, [part], part.length);
+    }
   }
 
   async #execute(job: RunningJob, executor: Executor, spec: JobSpec): Promise<void> {
@@ -318,6 +323,7 @@ function newJob(ref: JobRef, logLimit: number, forms: readonly string[]): Runnin
     secretForms: forms,
     masks: { stdout: new StreamMasker(forms), stderr: new StreamMasker(forms), system: new StreamMasker(forms) },
     ref,
+    refBytes: jobRefBytes(ref),
     abort: new AbortController(),
     stale: false,
     finished: false,

@@ -26,6 +26,12 @@ export function binaryOnce<Desc extends DescMessage>(schema: Desc, message: Mess
   return bytes;
 }
 
+/** Records wire bytes made by hand for a message (they must be what toBinary would make), for binaryOnce and the serializers. */
+export function withBinary<M extends object>(message: M, bytes: Uint8Array): M {
+  encodings.set(message, bytes);
+  return message;
+}
+
 /** What a server gets instead of a request whose bytes do not decode (see `tolerateBadRequests`). */
 export interface UndecodableRequest {
   readonly undecodable: string;

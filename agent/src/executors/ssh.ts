@@ -32,7 +32,8 @@
 //   DIR/pgid
 //
 // Server requirements: a POSIX login shell for the user, /dev/stdin,
-// mkdir, wc, cat, rm, setsid (util-linux) or perl, bash / python3 / node on
+// mkdir, wc, cat, rm, setsid (util-linux) or perl, the SFTP subsystem (the
+// pool's health check of an idle connection), bash / python3 / node on
 // the PATH (spec.env may set PATH), and MaxSessions at least the pool's
 // maxChannelsPerConnection (OpenSSH's default 10 ≥ the default 8). The job
 // runs as the SSH user, in DIR/job.
