@@ -115,7 +115,7 @@ async function run(ctx: BenchContext, r: ResultBuilder): Promise<void> {
     extra <= 5,
   );
   r.note(
-    'A Cronium SSH job is several round trips on the pooled connection: the wrapper exec that makes the mktemp folder, the SFTP upload of the script, helpers and inputs, the run, reading the results back and removing the folder. The bare exec is one channel and nothing else.',
+    'A Cronium SSH job is one exec channel on the pooled connection: the agent sends the files and environment on its stdin without waiting; on the server the wrapper makes the folder (mkdir), runs the job in its own session (setsid), prints the results and removes the folder (rm). The bare exec is one channel running the `true` builtin, with no process of its own.',
   );
 }
 

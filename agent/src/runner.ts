@@ -9,6 +9,7 @@ import {
   type JobStatusSchema,
 } from '@cronium/proto/agent/v1';
 import { executorFor, type ExecutionResult, type Executor, type ExecutorName, type JobSpec, type LogStreamName } from './job.ts';
+import { jobRefBytes, logChunkRequest } from './log-chunk.ts';
 import { Outbox, refKey } from './outbox.ts';
 import { completeUtf8Length } from './utf8.ts';
 import { maskJson, maskText, secretForms, StreamMasker } from './secret-mask.ts';
@@ -56,7 +57,17 @@ interface RunningJob {
   /** Every form of the job's secret values, masked in its log and error. */
   readonly secretForms: readonly string[];
   readonly masks: Record<LogStreamName, StreamMasker>;
+  /** The job reference encoded once, for its log chunks. */
+  readonly refBytes: Uint8Array;
+  /** Output not sent yet, of one stream (see #send). */
+  pending: Buffer[];
+  pendingStream: LogStreamName;
+  pendingBytes: number;
+  flushTimer: NodeJS.Timeout | undefined;
 }
+
+/** How long output may wait to fill a larger chunk while earlier chunks are unacknowledged. */
+const COALESCE_MS = 5;
 
 /**
  * Runs the jobs offered to this agent: accepts within its slots, runs each on
@@ -203,16 +214,12 @@ export class Runner {
     this.#enqueue(job, `${refKey(job.ref)}/status/${state}`, message, 0);
   }
 
-  #chunk(job: RunningJob, stream: LogStreamName, data: Buffer): void {
-    for (let start = 0; start < data.length; start += this.#maxChunkBytes) {
-      const piece = data.subarray(start, start + this.#maxChunkBytes);
-      const offset = job.offsets[stream];
-      job.offsets[stream] += piece.length;
-      const message = create(ConnectRequestSchema, {
-        kind: { case: 'logChunk', value: { job: job.ref, stream: streams[stream], offset: BigInt(offset), data: piece } },
-      });
-      this.#enqueue(job, `${refKey(job.ref)}/log/${stream}/${offset}`, message, piece.length);
-    }
+  /** One chunk of the pieces (together at most maxChunkBytes). */
+  #chunk(job: RunningJob, stream: LogStreamName, pieces: readonly Buffer[], length: number): void {
+    const offset = job.offsets[stream];
+    job.offsets[stream] += length;
+    const message = logChunkRequest(job.ref, job.refBytes, streams[stream], offset, pieces);
+    this.#enqueue(job, `${refKey(job.ref)}/log/${stream}/${offset}`, message, length);
   }
 
   async #log(job: RunningJob, stream: LogStreamName, raw: Buffer): Promise<void> {
@@ -221,20 +228,53 @@ export class Runner {
     const data = job.masks[stream].push(raw);
     const room = job.logLimit - job.logged;
     if (data.length > room) {
-      this.#chunk(job, stream, Buffer.concat([job.carry[stream], data.subarray(0, room)]));
+      this.#send(job, stream, Buffer.concat([job.carry[stream], data.subarray(0, room)]));
       job.carry[stream] = Buffer.alloc(0);
       job.logged = job.logLimit;
       job.truncated = true;
-      this.#chunk(job, 'system', Buffer.from(`[cronium] log truncated: the job wrote more than ${job.logLimit} bytes\n`));
+      this.#send(job, 'system', Buffer.from(`[cronium] log truncated: the job wrote more than ${job.logLimit} bytes\n`));
+      this.#flush(job);
       return;
     }
     job.logged += data.length;
     const joined = job.carry[stream].length > 0 ? Buffer.concat([job.carry[stream], data]) : data;
     const complete = completeUtf8Length(joined);
     job.carry[stream] = Buffer.from(joined.subarray(complete));
-    if (complete > 0) this.#chunk(job, stream, joined.subarray(0, complete));
+    if (complete > 0) this.#send(job, stream, joined.subarray(0, complete));
     const limit = this.#options.maxUnackedBytes ?? 4 * 1024 * 1024;
     while (!job.stale && this.outbox.unackedBytes(job.ref.leaseId) > limit) await this.outbox.whenAcked();
+  }
+
+  /**
+   * Output goes out at once while nothing of the job's is unacknowledged (a
+   * slow writer waits for nothing); behind unacknowledged chunks it gathers,
+   * for at most COALESCE_MS, into chunks of up to maxChunkBytes, so a fast
+   * writer costs a few large messages instead of many small ones.
+   */
+  #send(job: RunningJob, stream: LogStreamName, data: Buffer): void {
+    if (data.length === 0) return;
+    if (job.pendingBytes > 0 && (job.pendingStream !== stream || job.pendingBytes + data.length > this.#maxChunkBytes)) this.#flush(job);
+    job.pending.push(data);
+    job.pendingStream = stream;
+    job.pendingBytes += data.length;
+    if (job.pendingBytes >= this.#maxChunkBytes || this.outbox.unackedBytes(job.ref.leaseId) === 0) this.#flush(job);
+    else job.flushTimer ??= setTimeout(() => this.#flush(job), COALESCE_MS);
+  }
+
+  #flush(job: RunningJob): void {
+    clearTimeout(job.flushTimer);
+    job.flushTimer = undefined;
+    if (job.pendingBytes === 0) return;
+    const [pieces, length] = [job.pending, job.pendingBytes];
+    job.pending = [];
+    job.pendingBytes = 0;
+    // More than a chunk is pending only as one large piece (see #send): cut it.
+    if (length <= this.#maxChunkBytes) return this.#chunk(job, job.pendingStream, pieces, length);
+    const [piece] = pieces as [Buffer];
+    for (let start = 0; start < piece.length; start += this.#maxChunkBytes) {
+      const part = piece.subarray(start, start + this.#maxChunkBytes);
+      this.#chunk(job, job.pendingStream, [part], part.length);
+    }
   }
 
   async #execute(job: RunningJob, executor: Executor, spec: JobSpec): Promise<void> {
@@ -253,8 +293,9 @@ export class Runner {
     for (const stream of ['stdout', 'stderr', 'system'] as const) {
       const held = job.truncated ? Buffer.alloc(0) : job.masks[stream].flush();
       const rest = held.length > 0 ? Buffer.concat([job.carry[stream], held]) : job.carry[stream];
-      if (rest.length > 0) this.#chunk(job, stream, rest);
+      this.#send(job, stream, rest);
     }
+    this.#flush(job);
     job.finished = true;
     span.end(job.stale ? 'fenced out' : result.outcome, result.exitCode, maskText(result.error, job.secretForms));
     if (job.stale) {
@@ -282,12 +323,17 @@ function newJob(ref: JobRef, logLimit: number, forms: readonly string[]): Runnin
     secretForms: forms,
     masks: { stdout: new StreamMasker(forms), stderr: new StreamMasker(forms), system: new StreamMasker(forms) },
     ref,
+    refBytes: jobRefBytes(ref),
     abort: new AbortController(),
     stale: false,
     finished: false,
     offsets: { stdout: 0, stderr: 0, system: 0 },
     carry: { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), system: Buffer.alloc(0) },
     logged: 0,
+    pending: [],
+    pendingStream: 'stdout',
+    pendingBytes: 0,
+    flushTimer: undefined,
     truncated: false,
     logLimit,
   };

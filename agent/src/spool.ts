@@ -1,6 +1,7 @@
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writevSync } from 'node:fs';
 import { join } from 'node:path';
-import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { create, fromBinary } from '@bufbuild/protobuf';
+import { binaryOnce } from '@cronium/proto/grpc';
 import { ConnectRequestSchema, type ConnectRequest, type JobRef } from '@cronium/proto/agent/v1';
 
 /** What a spool file held for one lease when the agent started. */
@@ -52,13 +53,13 @@ export class Spool {
       file = { fd: openSync(join(this.#dir, `${encodeURIComponent(leaseId)}.spool`), 'a', 0o600), bytes: 0 };
       this.#files.set(leaseId, file);
     }
-    const body = toBinary(ConnectRequestSchema, message);
-    const record = Buffer.allocUnsafe(4 + body.length);
-    record.writeUInt32BE(body.length, 0);
-    record.set(body, 4);
-    writeSync(file.fd, record);
-    file.bytes += record.length;
-    this.#totalBytes += record.length;
+    // Encoded once: the link sends these same bytes.
+    const body = binaryOnce(ConnectRequestSchema, message);
+    const length = Buffer.allocUnsafe(4);
+    length.writeUInt32BE(body.length, 0);
+    writevSync(file.fd, [length, body]);
+    file.bytes += 4 + body.length;
+    this.#totalBytes += 4 + body.length;
   }
 
   /** Everything for this lease is acknowledged (or fenced out): forget it. */

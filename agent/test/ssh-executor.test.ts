@@ -493,6 +493,14 @@ describe('timeout and cancel (server C)', { timeout: 120_000 }, () => {
     await assertNothingLeft(C);
   });
 
+  test('a folder the job made read-only is still removed', async () => {
+    const r = await run(executor(), spec('bash', 'mkdir -p "$CRONIUM_JOB_DIR/ro/inner" && touch "$CRONIUM_JOB_DIR/ro/inner/f" && chmod 500 "$CRONIUM_JOB_DIR/ro" "$CRONIUM_JOB_DIR/ro/inner"\nexit 4', targetOf(C)));
+    assert.equal(r.result.outcome, 'failed');
+    assert.equal(r.result.exitCode, 4);
+    assert.doesNotMatch(r.logs.system, /could not remove/);
+    await assertNothingLeft(C);
+  });
+
   test('cancelled before start → nothing runs', async () => {
     const ac = new AbortController();
     ac.abort();

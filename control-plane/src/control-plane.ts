@@ -183,7 +183,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       leaseTtlMs: config.leaseTtlMs,
       offerTimeoutMs: config.offerTimeoutMs,
-      maxLogChunkBytes: 64 * 1024,
+      maxLogChunkBytes: 256 * 1024,
       jobLogLimitBytes: config.jobLogLimitBytes,
     },
     onSessionsChanged: () => dispatcher?.kick(),

@@ -12,6 +12,26 @@ export interface GrpcMethodDefinition {
   responseDeserialize(bytes: Buffer): MessageShape<DescMessage>;
 }
 
+/** Wire bytes already made for a message (see binaryOnce), so sending it does not encode it again. */
+const encodings = new WeakMap<object, Uint8Array>();
+
+/**
+ * toBinary, remembered for the grpc-js serializers: a message encoded for a
+ * durable copy goes out with the same bytes. The message must not change
+ * afterwards.
+ */
+export function binaryOnce<Desc extends DescMessage>(schema: Desc, message: MessageShape<Desc>): Uint8Array {
+  const bytes = encodings.get(message) ?? toBinary(schema, message);
+  encodings.set(message, bytes);
+  return bytes;
+}
+
+/** Records wire bytes made by hand for a message (they must be what toBinary would make), for binaryOnce and the serializers. */
+export function withBinary<M extends object>(message: M, bytes: Uint8Array): M {
+  encodings.set(message, bytes);
+  return message;
+}
+
 /** What a server gets instead of a request whose bytes do not decode (see `tolerateBadRequests`). */
 export interface UndecodableRequest {
   readonly undecodable: string;
@@ -31,7 +51,10 @@ export function isUndecodable(value: unknown): value is UndecodableRequest {
 export function grpcServiceDefinition(service: DescService, options: { tolerateBadRequests?: boolean } = {}): Record<string, GrpcMethodDefinition> {
   const definition: Record<string, GrpcMethodDefinition> = {};
   for (const method of service.methods) {
-    const serializer = (schema: DescMessage) => (value: MessageShape<DescMessage>) => Buffer.from(toBinary(schema, value));
+    const serializer = (schema: DescMessage) => (value: MessageShape<DescMessage>) => {
+      const bytes = encodings.get(value) ?? toBinary(schema, value);
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    };
     const decode = (schema: DescMessage) => (bytes: Buffer) => fromBinary(schema, bytes);
     const tolerant = (schema: DescMessage) => (bytes: Buffer) => {
       try {

@@ -7,9 +7,10 @@
 
 import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { Writable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 import Dockerode from 'dockerode';
 import type { ExecutionResult, Executor, JobKind, JobSpec, RunContext } from '../job.ts';
+import { demuxDockerStream } from './docker-demux.ts';
 import { createJobFolder, readJobFolder, removeJobFolder, scriptFileName } from './job-files.ts';
 import type { ScriptKind } from './job-files.ts';
 import { WarmPool, type Warm } from './warm-pool.ts';
@@ -417,7 +418,7 @@ export class DockerExecutor implements Executor {
 
   /**
    * Demuxes the attach stream into stdout/stderr and forwards it to ctx.log.
-   * demuxStream ignores write() results, so pause the source while a sink is
+   * The demuxer ignores write() results, so pause the source while a sink is
    * over its high-water mark: a slow ctx.log slows the container's output.
    * Resolves when the stream has ended and every chunk has been logged.
    */
@@ -438,8 +439,8 @@ export class DockerExecutor implements Executor {
           }
           return true;
         },
-      }) as unknown as NodeJS.WritableStream;
-    this.#docker.modem.demuxStream(stream, paced(sinks[0]), paced(sinks[1]));
+      });
+    demuxDockerStream(stream as unknown as Readable, paced(sinks[0]), paced(sinks[1]));
 
     const finished = (sink: Writable) =>
       new Promise<void>((resolve, reject) => {

@@ -1,6 +1,6 @@
 // The per-job folder that the runtime helpers (agent/runtime) read and write.
 // The same layout is used by every executor (a bind mount for Docker, a
-// `mktemp -d` folder for SSH), so the helpers work the same everywhere:
+// fresh folder under TMPDIR for SSH), so the helpers work the same everywhere:
 //
 //   script.sh | script.py | script.js   the job's script
 //   input.json                          spec.input

@@ -222,6 +222,7 @@ export class LinkServer {
         return;
       }
       if (session?.releaseSlot(message)) this.#options.onSessionsChanged();
+      session?.publishOnArrival(message);
       queue.push(message);
       if (queue.length >= HIGH_WATER) call.pause();
       scheduleDrain();

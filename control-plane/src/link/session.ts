@@ -82,6 +82,8 @@ export class AgentSession implements DispatchTarget {
   #unresponsive = false;
   /** While a batch is handled: its transaction, and what to do once it commits. */
   #batch: { readonly db: Db; readonly afterCommit: (() => void)[] } | undefined;
+  /** Log chunks already published on arrival. */
+  readonly #published = new WeakSet<LogChunk>();
 
   /** `pinned` labels come from enrollment and win over what the agent says. */
   constructor(hello: Hello, deps: SessionDeps, send: (message: ConnectResponse) => void, pinned: Readonly<Record<string, string>> = {}) {
@@ -115,6 +117,20 @@ export class AgentSession implements DispatchTarget {
 
   get running(): number {
     return this.#leases.size;
+  }
+
+  /**
+   * A log chunk of an attempt this agent holds (and not one after its result)
+   * goes to watchers as it arrives, so they never wait behind the batches
+   * being stored; the batch that stores it does not publish it again.
+   */
+  publishOnArrival(message: ConnectRequest): void {
+    if (message.kind.case !== 'logChunk') return;
+    const chunk = message.kind.value;
+    const lease = this.#leases.get(chunk.job?.leaseId ?? '');
+    if (!chunk.job || !lease || lease.finishing) return;
+    this.#published.add(chunk);
+    publishLog(this.#deps.bus, logRow(chunk.job, chunk));
   }
 
   send(message: ConnectResponse): void {
@@ -406,11 +422,12 @@ export class AgentSession implements DispatchTarget {
     for (const chunk of chunks) {
       const ref = chunk.job;
       if (!ref || !mayWrite(chunk)) continue;
-      rows.push({ jobId: ref.jobId, attempt: ref.attempt, stream: logStreamNumbers.get(chunk.stream) ?? 3, offset: Number(chunk.offset), data: chunk.data });
+      const row = logRow(ref, chunk);
+      rows.push(row);
+      // Watchers get the chunks now if not on arrival (they drop repeats by offset); the ack waits for the commit.
+      if (!this.#published.has(chunk)) publishLog(this.#deps.bus, row);
     }
     if (rows.length > 0) {
-      // Watchers get the chunks now (they drop repeats by offset); the ack waits for the commit.
-      for (const row of rows) publishLog(this.#deps.bus, row);
       this.#deps.metrics?.logBytes.inc(rows.reduce((sum, row) => sum + row.data.length, 0));
       await appendLogs(this.#db, rows);
     }
@@ -428,6 +445,10 @@ export class AgentSession implements DispatchTarget {
 
 function isStart(message: ConnectRequest): boolean {
   return message.kind.case === 'jobStatus' && message.kind.value.state === JobState.STARTED;
+}
+
+function logRow(ref: JobRef, chunk: LogChunk): LogChunkRow {
+  return { jobId: ref.jobId, attempt: ref.attempt, stream: logStreamNumbers.get(chunk.stream) ?? 3, offset: Number(chunk.offset), data: chunk.data };
 }
 
 function leaseOf(status: JobStatus): string {
