@@ -179,9 +179,6 @@ export class AgentSession implements DispatchTarget {
    */
   async handle(batch: readonly ConnectRequest[]): Promise<void> {
     this.#unresponsive = false;
-    // The common batch, a lone heartbeat, needs no transaction: at most two single statements, and none when the agent holds no job.
-    const last = batch[batch.length - 1];
-    if (batch.length === 1 && last?.kind.case === 'heartbeat') return this.#heartbeat(last.kind.value.running, new Set());
     const afterCommit: (() => void)[] = [];
     const run = async (db: Db) => {
       this.#batch = { db, afterCommit };
@@ -191,8 +188,7 @@ export class AgentSession implements DispatchTarget {
         this.#batch = undefined;
       }
     };
-    // A batch of only starts is one statement, atomic on its own: no BEGIN and COMMIT round trips.
-    if (batch.every(isStart)) await run(this.#deps.db);
+    if (needsNoTransaction(batch)) await run(this.#deps.db);
     else await inTransaction(this.#deps.db, run);
     for (const effect of afterCommit) effect();
   }
@@ -443,8 +439,14 @@ export class AgentSession implements DispatchTarget {
   }
 }
 
-function isStart(message: ConnectRequest): boolean {
-  return message.kind.case === 'jobStatus' && message.kind.value.state === JobState.STARTED;
+/**
+ * The common batches whose statements stand alone, so BEGIN and COMMIT would
+ * only add round trips: only starts (one statement), or a lone heartbeat (at
+ * most two, and none when the agent holds no job).
+ */
+function needsNoTransaction(batch: readonly ConnectRequest[]): boolean {
+  if (batch.length === 1 && batch[0]!.kind.case === 'heartbeat') return true;
+  return batch.every((message) => message.kind.case === 'jobStatus' && message.kind.value.state === JobState.STARTED);
 }
 
 function logRow(ref: JobRef, chunk: LogChunk): LogChunkRow {
