@@ -1,19 +1,25 @@
 // Runs bash/python/node jobs in a fresh, hardened Docker container each.
 //
 // Per job: a host folder (see job-files.ts) bind-mounted at /cronium/job,
-// the runtime helpers (agent/runtime) read-only at /cronium/lib, output
-// streamed through ctx.log with backpressure, and the container and folder
-// removed afterwards whatever happens.
+// the runtime helpers (agent/runtime) read-only at /cronium/lib, the script
+// run by the supervisor (job-supervisor.ts), which reports its exit on the
+// output streams, output streamed through ctx.log with backpressure, and the
+// container and folder removed after the result, whatever happens.
+//
+// A job without network joins a network namespace made ahead for it alone
+// (`container:<sandbox>`; the sandbox was started with network mode `none`):
+// the engine's setup of a `none` namespace, the slowest part of a start here,
+// is then paid before the job arrives.
 
 import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
-import { Writable } from 'node:stream';
+import { basename, dirname, join } from 'node:path';
 import Dockerode from 'dockerode';
 import type { ExecutionResult, Executor, JobKind, JobSpec, RunContext } from '../job.ts';
 import { createJobFolder, readJobFolder, removeJobFolder, scriptFileName } from './job-files.ts';
 import type { ScriptKind } from './job-files.ts';
 import { WarmPool, type Warm } from './warm-pool.ts';
-import { exportLines } from './shell-env.ts';
+import { ENV_FILE, envFile, handOver, supervisorCommand } from './job-supervisor.ts';
+import { pipeOutput } from './docker-output.ts';
 
 const MiB = 1024 * 1024;
 /** After the exit, give up on the log stream once it makes no progress for this long. */
@@ -64,6 +70,8 @@ export interface DockerExecutorOptions {
   /** Warm containers of a kind of job unused this long are removed (default 5 min). */
   readonly warmIdleMs?: number;
   readonly onWarmError?: (key: string, error: unknown) => void;
+  /** Network-less namespaces kept made ahead, one per job (default 2; 0: jobs make their own). */
+  readonly networkSandboxes?: number;
 }
 
 /** What a container is made for; jobs that share it can share warm containers. */
@@ -82,43 +90,39 @@ interface WarmContainer extends Warm {
   readonly slotDir: string;
 }
 
+/** In the container's config: nothing of the job's (its variables and secrets go through ENV_FILE). */
 const STATIC_ENV = {
   PYTHONPATH: `${CONTAINER_LIB_DIR}/python`,
   NODE_PATH: `${CONTAINER_LIB_DIR}/node`,
-  BASH_ENV: `${CONTAINER_LIB_DIR}/bash/cronium.sh`,
   HOME: '/tmp',
 };
 
+/** A started container holding a network namespace with only loopback, for one job to join. */
+interface NetworkSandbox extends Warm {
+  readonly id: string;
+}
+export const NETWORK_SANDBOX_LABEL = 'cronium.network-sandbox';
+const SANDBOX_KEY = 'none';
+
 export const WARM_LABEL = 'cronium.warm';
 const WARM_SLOT_DIR = '/cronium/slot';
-const WARM_ENV_FILE = '.cronium-env';
-/**
- * PID 2 of a warm container (tini is 1): waits for the name of the job folder
- * on stdin (only a name the agent makes: job-…), takes the job's environment
- * from it, closes stdin and becomes the interpreter, as a cold container's
- * command would be.
- */
-const WARM_WAITER = [
-  'IFS= read -r dir || exit 111',
-  'case "$dir" in job-*) ;; *) exit 111 ;; esac',
-  'case "$dir" in */*) exit 111 ;; esac',
-  `. "${WARM_SLOT_DIR}/$dir/${WARM_ENV_FILE}"`,
-  `exec "$1" "${WARM_SLOT_DIR}/$dir/$2" </dev/null`,
-].join('\n');
-
 function systemLog(ctx: RunContext): (line: string) => Promise<void> {
   return (line) => ctx.log('system', Buffer.from(line + '\n'));
+}
+
+/** The job's environment file, after the job's own variables the ones Cronium sets (which win). */
+async function writeJobEnv(dir: string, spec: JobSpec, jobDir: string, skippedKeys: readonly string[], system: (line: string) => Promise<void>): Promise<void> {
+  if (skippedKeys.length > 0) await system(`skipped variables with invalid keys: ${skippedKeys.join(', ')}`);
+  const { content, skipped } = envFile({ ...spec.env, ...STATIC_ENV, BASH_ENV: `${CONTAINER_LIB_DIR}/bash/cronium.sh`, CRONIUM_JOB_DIR: jobDir });
+  if (skipped.length > 0) await system(`skipped environment variables with invalid names or values: ${skipped.join(', ')}`);
+  await writeFile(join(dir, ENV_FILE), content, { mode: 0o644 });
 }
 
 function ignoreGone(err: unknown): void {
   if (statusCode(err) !== 404 && statusCode(err) !== 409) throw err;
 }
 
-const COMMANDS: Record<ScriptKind, (file: string) => string[]> = {
-  bash: (f) => ['bash', f],
-  python: (f) => ['python3', f],
-  node: (f) => ['node', f],
-};
+const INTERPRETERS: Record<ScriptKind, string> = { bash: 'bash', python: 'python3', node: 'node' };
 
 export function formatBytes(n: number): string {
   if (n >= MiB && n % MiB === 0) return `${n / MiB} MiB`;
@@ -134,28 +138,24 @@ function statusCode(err: unknown): number | undefined {
   return typeof err === 'object' && err !== null ? (err as { statusCode?: number }).statusCode : undefined;
 }
 
-/** A writable that hands each chunk to ctx.log and acknowledges it only once logged. */
-function logSink(log: (data: Buffer) => Promise<void>): Writable {
-  return new Writable({
-    highWaterMark: 64 * 1024,
-    write(chunk: Buffer, _enc, callback) {
-      log(chunk).then(() => callback(), (err: Error) => callback(err));
-    },
-  });
-}
-
 export class DockerExecutor implements Executor {
   readonly name = 'docker';
   readonly kinds: readonly JobKind[] = ['bash', 'python', 'node'];
   readonly #docker: Dockerode;
   readonly #opts: DockerExecutorOptions;
   readonly #pool: WarmPool<WarmContainer> | undefined;
+  readonly #sandboxes: WarmPool<NetworkSandbox> | undefined;
+  /** Removal of finished jobs' containers and folders, done after their results. */
+  readonly #cleanups = new Set<Promise<void>>();
 
   constructor(options: DockerExecutorOptions) {
     this.#opts = options;
     this.#docker = options.docker ?? new Dockerode();
     const warm = options.warmContainers ?? 0;
-    this.#pool = warm > 0 ? new WarmPool({ size: warm, idleMs: options.warmIdleMs ?? 300_000, onError: options.onWarmError }) : undefined;
+    const idleMs = options.warmIdleMs ?? 300_000;
+    this.#pool = warm > 0 ? new WarmPool({ size: warm, idleMs, onError: options.onWarmError }) : undefined;
+    const sandboxes = options.networkSandboxes ?? 2;
+    this.#sandboxes = sandboxes > 0 ? new WarmPool({ size: sandboxes, idleMs, onError: options.onWarmError }) : undefined;
   }
 
   async run(spec: JobSpec, ctx: RunContext): Promise<ExecutionResult> {
@@ -177,9 +177,15 @@ export class DockerExecutor implements Executor {
     return ran;
   }
 
-  /** Removes the warm containers; waits for the cleanup of jobs that ran in them. */
+  /** Resolves once the containers and folders of the jobs that returned are removed. */
+  async cleanedUp(): Promise<void> {
+    while (this.#cleanups.size > 0) await Promise.all([...this.#cleanups]);
+  }
+
+  /** Removes the warm containers and network sandboxes; waits for the cleanup of finished jobs. */
   async close(): Promise<void> {
-    await this.#pool?.close();
+    await Promise.all([this.#pool?.close(), this.#sandboxes?.close()]);
+    await this.cleanedUp();
   }
 
   /** Ready warm containers for a kind at the default limits (for tests). */
@@ -189,45 +195,59 @@ export class DockerExecutor implements Executor {
     return this.#pool?.readyCount(key) ?? 0;
   }
 
-  #containerOptions(kind: ScriptKind, limits: Limits, job: { cmd: string[]; env: Record<string, string>; binds: string[]; labels: Record<string, string>; stdin: boolean }) {
+  /** Ready network sandboxes (for tests). */
+  sandboxesReady(): number {
+    return this.#sandboxes?.readyCount(SANDBOX_KEY) ?? 0;
+  }
+
+  #background(work: () => Promise<unknown>): void {
+    const tracked: Promise<void> = work()
+      .then(() => {}, () => {}) // a container left behind is removed at the agent's next start (removeLeftoverContainers)
+      .finally(() => this.#cleanups.delete(tracked));
+    this.#cleanups.add(tracked);
+  }
+
+  #hardening(limits: Pick<Limits, 'memory' | 'cpus' | 'networkMode'>, pids: number) {
+    return {
+      // Production: network-enabled jobs use Docker's default bridge
+      // ('bridge'); machines without one (tests here) pass 'host'.
+      NetworkMode: limits.networkMode,
+      CapDrop: ['ALL'],
+      // Default seccomp profile stays on: no 'seccomp=unconfined' here.
+      SecurityOpt: ['no-new-privileges'],
+      ReadonlyRootfs: true,
+      Tmpfs: { '/tmp': `rw,noexec,nosuid,size=${this.#opts.tmpfsSize ?? '64m'}` },
+      PidsLimit: pids,
+      // Output reaches the agent through attach (capped per job there); the engine's
+      // default json-file driver would also write all of it to the host's disk.
+      LogConfig: { Type: 'none', Config: {} },
+      Memory: limits.memory,
+      MemorySwap: limits.memory, // equal to Memory: no swap
+      NanoCpus: Math.round(limits.cpus * 1e9),
+      // tini as PID 1: forwards SIGTERM to the supervisor and reaps zombies.
+      Init: true,
+      Privileged: false,
+      AutoRemove: false,
+    };
+  }
+
+  /** A container whose supervisor waits on stdin for a job folder under `root`. */
+  #containerOptions(kind: ScriptKind, limits: Limits, job: { root: string; binds: string[]; labels: Record<string, string> }) {
     const opts = this.#opts;
     return {
       Image: limits.image,
-      Cmd: job.cmd,
-      Env: Object.entries(job.env)
-        .filter(([k]) => k !== '' && !k.includes('='))
-        .map(([k, v]) => `${k}=${v}`),
+      Cmd: supervisorCommand(job.root, INTERPRETERS[kind], scriptFileName(kind)),
+      Env: Object.entries(STATIC_ENV).map(([k, v]) => `${k}=${v}`),
       WorkingDir: '/tmp',
       User: '65534:65534',
       Labels: { ...opts.labels, ...job.labels },
-      AttachStdin: job.stdin,
+      AttachStdin: true,
       AttachStdout: true,
       AttachStderr: true,
-      OpenStdin: job.stdin,
-      StdinOnce: job.stdin,
+      OpenStdin: true,
+      StdinOnce: true,
       Tty: false,
-      HostConfig: {
-        Binds: [...job.binds, `${opts.runtimeDir}:${CONTAINER_LIB_DIR}:ro`],
-        // Production: network-enabled jobs use Docker's default bridge
-        // ('bridge'); machines without one (tests here) pass 'host'.
-        NetworkMode: limits.networkMode,
-        CapDrop: ['ALL'],
-        // Default seccomp profile stays on: no 'seccomp=unconfined' here.
-        SecurityOpt: ['no-new-privileges'],
-        ReadonlyRootfs: true,
-        Tmpfs: { '/tmp': `rw,noexec,nosuid,size=${opts.tmpfsSize ?? '64m'}` },
-        PidsLimit: opts.pidsLimit ?? 256,
-        // Output reaches the agent through attach (capped per job there); the engine's
-        // default json-file driver would also write all of it to the host's disk.
-        LogConfig: { Type: 'none', Config: {} },
-        Memory: limits.memory,
-        MemorySwap: limits.memory, // equal to Memory: no swap
-        NanoCpus: Math.round(limits.cpus * 1e9),
-        // tini as PID 1: forwards SIGTERM to the script and reaps zombies.
-        Init: true,
-        Privileged: false,
-        AutoRemove: false,
-      },
+      HostConfig: { ...this.#hardening(limits, opts.pidsLimit ?? 256), Binds: [...job.binds, `${opts.runtimeDir}:${CONTAINER_LIB_DIR}:ro`] },
     };
   }
 
@@ -252,49 +272,80 @@ export class DockerExecutor implements Executor {
   /** The usual path: a container created and started for this job. */
   async #runCold(spec: JobSpec, kind: ScriptKind, limits: Limits, ctx: RunContext): Promise<ExecutionResult> {
     const system = systemLog(ctx);
-    const { dir, skippedKeys } = await createJobFolder(this.#opts.workRoot, spec, kind);
+    const sandbox = limits.networkMode === 'none' ? this.#takeSandbox() : undefined;
+    let dir: string | undefined;
     let container: Dockerode.Container | undefined;
     try {
-      if (skippedKeys.length > 0) await system(`skipped variables with invalid keys: ${skippedKeys.join(', ')}`);
+      const made = await createJobFolder(this.#opts.workRoot, spec, kind);
+      dir = made.dir;
+      await writeJobEnv(dir, spec, CONTAINER_JOB_DIR, made.skippedKeys, system);
       const created = await this.#create(
-        this.#containerOptions(kind, limits, {
-          cmd: COMMANDS[kind](`${CONTAINER_JOB_DIR}/${scriptFileName(kind)}`),
-          env: { ...spec.env, ...STATIC_ENV, CRONIUM_JOB_DIR: CONTAINER_JOB_DIR },
+        this.#containerOptions(kind, { ...limits, networkMode: sandbox ? `container:${sandbox.id}` : limits.networkMode }, {
+          root: dirname(CONTAINER_JOB_DIR),
           binds: [`${dir}:${CONTAINER_JOB_DIR}:rw`],
           labels: { [JOB_LABEL]: spec.jobId, [ATTEMPT_LABEL]: String(spec.attempt) },
-          stdin: false,
         }),
         system,
       );
       if (typeof created === 'string') return result('failed', -1, created);
       container = created;
       // Attach before start, or early output is lost.
-      const stream = await container.attach({ stream: true, stdout: true, stderr: true });
-      return await this.#supervise(container, stream, dir, spec, limits, ctx, () => created.start());
+      const stream = (await container.attach({ stream: true, hijack: true, stdin: true, stdout: true, stderr: true })) as NodeJS.ReadWriteStream;
+      return await this.#supervise(container, stream, dir, basename(CONTAINER_JOB_DIR), spec, limits, ctx, () => created.start());
     } finally {
-      try {
-        await container?.remove({ force: true, v: true }).catch(ignoreGone);
-      } finally {
-        await removeJobFolder(dir);
-      }
+      // After the result: the job's end is reported without waiting for the engine to remove anything.
+      const [made, folder] = [container, dir];
+      this.#background(async () => {
+        try {
+          await Promise.all([made?.remove({ force: true, v: true }).catch(ignoreGone), sandbox?.discard()]);
+        } finally {
+          if (folder) await removeJobFolder(folder);
+        }
+      });
     }
   }
 
-  /** A container made ahead: its job folder goes into its slot, and its waiting shell is told the folder's name. */
+  #takeSandbox(): NetworkSandbox | undefined {
+    const sandbox = this.#sandboxes?.take(SANDBOX_KEY);
+    this.#sandboxes?.keep(SANDBOX_KEY, () => this.#makeSandbox());
+    return sandbox;
+  }
+
+  /** A container that only holds a network namespace with loopback (mode `none`): it waits on a stdin nobody writes to. */
+  async #makeSandbox(): Promise<NetworkSandbox> {
+    const opts = this.#opts;
+    const created = await this.#create(
+      {
+        Image: opts.images.bash,
+        Cmd: ['bash', '-c', 'read -r _'],
+        WorkingDir: '/tmp',
+        User: '65534:65534',
+        Labels: { ...opts.labels, [JOB_LABEL]: 'network-sandbox', [NETWORK_SANDBOX_LABEL]: '1' },
+        OpenStdin: true,
+        HostConfig: this.#hardening({ memory: 16 * MiB, cpus: 0.1, networkMode: 'none' }, 4),
+      },
+      async () => {},
+    );
+    if (typeof created === 'string') throw new Error(created);
+    try {
+      await created.start();
+    } catch (err) {
+      await created.remove({ force: true }).catch(() => {});
+      throw err;
+    }
+    return { id: created.id, discard: () => created.remove({ force: true, v: true }).catch(ignoreGone) };
+  }
+
+  /** A container made ahead: its job folder goes into its slot, and its waiting supervisor is told the folder's name. */
   async #runWarm(warm: WarmContainer, spec: JobSpec, kind: ScriptKind, limits: Limits, ctx: RunContext): Promise<ExecutionResult> {
     const system = systemLog(ctx);
     try {
       const { dir, skippedKeys } = await createJobFolder(warm.slotDir, spec, kind);
-      if (skippedKeys.length > 0) await system(`skipped variables with invalid keys: ${skippedKeys.join(', ')}`);
-      const { lines: env, skipped } = exportLines({ ...spec.env, CRONIUM_JOB_DIR: `${WARM_SLOT_DIR}/${basename(dir)}` });
-      if (skipped.length > 0) await system(`skipped environment variables with invalid names: ${skipped.join(', ')}`);
-      await writeFile(join(dir, WARM_ENV_FILE), env.join('\n') + '\n', { mode: 0o644 });
-      return await this.#supervise(warm.container, warm.stream, dir, spec, limits, ctx, async () => {
-        warm.stream.write(`${basename(dir)}\n`);
-      });
+      await writeJobEnv(dir, spec, `${WARM_SLOT_DIR}/${basename(dir)}`, skippedKeys, system);
+      return await this.#supervise(warm.container, warm.stream, dir, basename(dir), spec, limits, ctx, async () => {});
     } finally {
       // After the result: the job's end is reported without waiting for the engine to remove the container.
-      this.#pool!.track(warm.discard());
+      this.#background(() => warm.discard());
     }
   }
 
@@ -305,11 +356,9 @@ export class DockerExecutor implements Executor {
     try {
       const created = await this.#create(
         this.#containerOptions(kind, limits, {
-          cmd: ['sh', '-c', WARM_WAITER, 'cronium-warm', COMMANDS[kind]('')[0]!, scriptFileName(kind)],
-          env: STATIC_ENV,
+          root: WARM_SLOT_DIR,
           binds: [`${slotDir}:${WARM_SLOT_DIR}:rw`],
           labels: { [JOB_LABEL]: 'warm', [WARM_LABEL]: '1' },
-          stdin: true,
         }),
         async () => {},
       );
@@ -336,13 +385,15 @@ export class DockerExecutor implements Executor {
   }
 
   /**
-   * Starts the job (`begin`) and follows it to its end: logs, timeout,
-   * cancel (SIGTERM, then SIGKILL after the grace period), OOM, results.
+   * Starts the container (`begin`), hands the job folder `name` to its
+   * supervisor and follows the job to its end: logs, timeout, cancel
+   * (SIGTERM, then SIGKILL after the grace period), OOM, results.
    */
   async #supervise(
     container: Dockerode.Container,
     stream: NodeJS.ReadWriteStream,
     dir: string,
+    name: string,
     spec: JobSpec,
     limits: Limits,
     ctx: RunContext,
@@ -357,11 +408,13 @@ export class DockerExecutor implements Executor {
       cancelled = true;
       container.stop({ t: opts.stopGraceSeconds ?? 10 }).catch(() => {});
     };
-    const logs = this.#pipeLogs(stream, ctx);
-    logs.done.catch(() => {}); // awaited below; avoid an unhandled rejection if we throw first
+    const job = handOver(name);
+    const output = pipeOutput(this.#docker.modem, stream, ctx, job.nonce);
+    output.done.catch(() => {}); // awaited below; avoid an unhandled rejection if we throw first
     try {
       if (ctx.signal.aborted) return result('cancelled', -1, 'cancelled before start');
       await begin();
+      stream.write(job.line);
       ctx.started();
       ctx.signal.addEventListener('abort', onAbort, { once: true });
       if (ctx.signal.aborted) onAbort();
@@ -373,19 +426,32 @@ export class DockerExecutor implements Executor {
         }, spec.timeoutSeconds * 1000);
       }
 
-      const waited = (await container.wait()) as { StatusCode: number };
-      clearTimeout(timer);
-      // The attach stream ends after the exit; wait for it or output is cut.
-      if (!(await logs.settled(LOG_IDLE_MS))) await system('log stream did not end after the exit; output may be cut');
-      let info = await container.inspect();
-      // dockerd records the cgroup's OOM event asynchronously (seconds later on a loaded host): a SIGKILL we did not
-      // send may be an OOM kill not yet noted. Only such exits wait, up to OOM_NOTE_WAIT_CHECKS × 100 ms.
-      for (let check = 0; check < OOM_NOTE_WAIT_CHECKS && info.State.ExitCode === 137 && !info.State.OOMKilled && !cancelled && !timedOut; check++) {
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        info = await container.inspect();
+      const waiting = container.wait() as Promise<{ StatusCode: number }>;
+      waiting.catch(() => {}); // not awaited when the supervisor reports first
+      const reported = await Promise.race([output.exited, waiting.then(() => undefined)]);
+      let exitCode: number;
+      let oomKilled: boolean;
+      if (reported && reported.exitCode !== 137 && reported.oomKills === 0) {
+        // The script exited on its own and nothing in the container was OOM-killed: the result is known now.
+        clearTimeout(timer);
+        exitCode = reported.exitCode;
+        oomKilled = false;
+      } else {
+        // Killed (by us, the OOM killer or anyone), or no report: the engine's view, as for any container.
+        const waited = await waiting;
+        clearTimeout(timer);
+        // The attach stream ends after the exit; wait for it or output is cut.
+        if (!(await output.settled(LOG_IDLE_MS))) await system('log stream did not end after the exit; output may be cut');
+        let info = await container.inspect();
+        // dockerd records the cgroup's OOM event asynchronously (seconds later on a loaded host): a SIGKILL we did not
+        // send may be an OOM kill not yet noted. Only such exits wait, up to OOM_NOTE_WAIT_CHECKS × 100 ms.
+        for (let check = 0; check < OOM_NOTE_WAIT_CHECKS && info.State.ExitCode === 137 && !info.State.OOMKilled && !(reported?.oomKills) && !cancelled && !timedOut; check++) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          info = await container.inspect();
+        }
+        exitCode = info.State.ExitCode ?? waited.StatusCode;
+        oomKilled = info.State.OOMKilled === true || (reported?.oomKills ?? 0) > 0;
       }
-      const exitCode = info.State.ExitCode ?? waited.StatusCode;
-      const oomKilled = info.State.OOMKilled === true;
 
       const files = await readJobFolder(dir);
       for (const w of files.warnings) await system(w);
@@ -414,73 +480,6 @@ export class DockerExecutor implements Executor {
       return (err as Error).message.split('\n')[0] ?? String(err);
     }
   }
-
-  /**
-   * Demuxes the attach stream into stdout/stderr and forwards it to ctx.log.
-   * demuxStream ignores write() results, so pause the source while a sink is
-   * over its high-water mark: a slow ctx.log slows the container's output.
-   * Resolves when the stream has ended and every chunk has been logged.
-   */
-  #pipeLogs(stream: NodeJS.ReadWriteStream, ctx: RunContext): LogPipe {
-    let lastActivity = Date.now();
-    const forward = (name: 'stdout' | 'stderr') => async (data: Buffer) => {
-      lastActivity = Date.now();
-      await ctx.log(name, data);
-      lastActivity = Date.now();
-    };
-    const sinks = [logSink(forward('stdout')), logSink(forward('stderr'))] as const;
-    const paced = (sink: Writable) =>
-      ({
-        write(chunk: Buffer) {
-          if (!sink.write(chunk)) {
-            stream.pause();
-            sink.once('drain', () => stream.resume());
-          }
-          return true;
-        },
-      }) as unknown as NodeJS.WritableStream;
-    this.#docker.modem.demuxStream(stream, paced(sinks[0]), paced(sinks[1]));
-
-    const finished = (sink: Writable) =>
-      new Promise<void>((resolve, reject) => {
-        sink.once('finish', resolve);
-        sink.once('error', reject);
-      });
-    const done = new Promise<void>((resolve, reject) => {
-      let ended = false;
-      const end = () => {
-        if (ended) return;
-        ended = true;
-        for (const sink of sinks) sink.end();
-        Promise.all(sinks.map(finished)).then(() => resolve(), reject);
-      };
-      stream.once('end', end);
-      stream.once('close', end);
-      stream.once('error', end);
-    });
-    const settled = async (idleMs: number): Promise<boolean> => {
-      lastActivity = Date.now();
-      let poll: NodeJS.Timeout | undefined;
-      const idle = new Promise<boolean>((resolve) => {
-        poll = setInterval(() => {
-          if (Date.now() - lastActivity > idleMs) resolve(false);
-        }, Math.min(1000, idleMs));
-      });
-      try {
-        return await Promise.race([done.then(() => true), idle]);
-      } finally {
-        clearInterval(poll);
-      }
-    };
-    return { done, settled };
-  }
-}
-
-interface LogPipe {
-  /** Resolves once the stream ended and every chunk went through ctx.log. */
-  readonly done: Promise<void>;
-  /** Waits for `done`; false if the stream made no progress for idleMs. */
-  settled(idleMs: number): Promise<boolean>;
 }
 
 function result(outcome: ExecutionResult['outcome'], exitCode: number, error: string): ExecutionResult {
