@@ -9,6 +9,7 @@ import { freshDatabase, Stack, withClient } from './lib/stack.ts';
 import { root, TEST_IMAGE } from '../test/harness.ts';
 import { nowMs, round, summarize } from './lib/stats.ts';
 import { bareRun, runAndWatch } from './lib/one-job.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const SCRIPT = 'echo hello';
 const WARMUP = 3;
@@ -16,6 +17,12 @@ const MAX_SAMPLES = 15;
 /** Rounds of the settings ablation (one sample of each variant per round). */
 const ABLATION_ROUNDS = 5;
 const MIN_SAMPLES = 8;
+/**
+ * After each Cronium sample, before the baselines: the agent removes the job's
+ * container and makes the next network sandbox after it has reported, and
+ * that work must not slow the baselines down.
+ */
+const SETTLE_MS = 1000;
 
 /**
  * The container the agent creates (agent/src/executors/docker.ts): same image,
@@ -130,6 +137,7 @@ async function run(ctx: BenchContext, r: ResultBuilder): Promise<void> {
     // Interleaved, so that drift in the machine's load hits all three alike.
     while (ours.length < MAX_SAMPLES && (ours.length < MIN_SAMPLES || ctx.timeLeft() > 12_000)) {
       ours.push(await runAndWatch(stack, event.id));
+      await sleep(SETTLE_MS);
       bare.push(await bareRun(docker, TEST_IMAGE, SCRIPT));
       bareNone.push(await variantRun(docker, { HostConfig: { NetworkMode: 'none' } }));
       hardened.push(await hardenedRun(docker, jobDir, libDir));
@@ -220,6 +228,7 @@ export const dockerJob: Benchmark = {
       `Each sample runs \`${SCRIPT}\` as a bash event: RunEvent through the API, then WatchJob (Connect JSON stream) until the terminal status arrives; one job at a time. From the jobs table: created_at → finished_at and its phases.`,
       `Baselines, interleaved with the Cronium samples: (1) the bare Engine API through dockerode — create, start, wait, remove of \`bash -c '${SCRIPT}'\` in the same image, default settings; (2) the same with the container settings the agent uses (user 65534, job and helper folders bind-mounted, all capabilities dropped, no-new-privileges, read-only root with a /tmp tmpfs, pids/memory/CPU limits, no network, tini as init), with output attached before start and an inspect after the exit, as the agent does.`,
       `A third baseline is the bare run with \`NetworkMode: 'none'\`, the jobs' network mode. On this machine the Docker engine runs without a bridge (\`dockerd --bridge=none\`), so a container with the default network mode gets no network namespace of its own, while \`none\` creates one; on an engine with the default bridge the bare run would create a namespace and a veth pair too.`,
+      `After each Cronium sample the baselines wait ${SETTLE_MS} ms, so that what the agent does after reporting (removing the container, making the next network sandbox) does not slow them down.`,
       `${WARMUP} warm-up runs of each, then up to ${MAX_SAMPLES} samples of each within the time budget; then, if time is left, an ablation: each of the agent's settings alone on top of the bare run, a few rounds, to show which of them cost the time.`,
     );
     await run(ctx, r);

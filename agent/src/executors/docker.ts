@@ -11,7 +11,8 @@
 // the engine's setup of a `none` namespace, the slowest part of a start here,
 // is then paid before the job arrives.
 
-import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
+import { chmod, mkdtemp } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import Dockerode from 'dockerode';
 import type { ExecutionResult, Executor, JobKind, JobSpec, RunContext } from '../job.ts';
@@ -103,6 +104,8 @@ interface NetworkSandbox extends Warm {
 }
 export const NETWORK_SANDBOX_LABEL = 'cronium.network-sandbox';
 const SANDBOX_KEY = 'none';
+/** How long a finished job's cleanup waits for its result to be stored. */
+const REPORT_WAIT_MS = 1000;
 
 export const WARM_LABEL = 'cronium.warm';
 const WARM_SLOT_DIR = '/cronium/slot';
@@ -115,7 +118,7 @@ async function writeJobEnv(dir: string, spec: JobSpec, jobDir: string, skippedKe
   if (skippedKeys.length > 0) await system(`skipped variables with invalid keys: ${skippedKeys.join(', ')}`);
   const { content, skipped } = envFile({ ...spec.env, ...STATIC_ENV, BASH_ENV: `${CONTAINER_LIB_DIR}/bash/cronium.sh`, CRONIUM_JOB_DIR: jobDir });
   if (skipped.length > 0) await system(`skipped environment variables with invalid names or values: ${skipped.join(', ')}`);
-  await writeFile(join(dir, ENV_FILE), content, { mode: 0o644 });
+  writeFileSync(join(dir, ENV_FILE), content, { mode: 0o644 }); // synchronous, like the rest of the folder (job-files.ts)
 }
 
 function ignoreGone(err: unknown): void {
@@ -147,6 +150,8 @@ export class DockerExecutor implements Executor {
   readonly #sandboxes: WarmPool<NetworkSandbox> | undefined;
   /** Removal of finished jobs' containers and folders, done after their results. */
   readonly #cleanups = new Set<Promise<void>>();
+  #close: () => void = () => {};
+  readonly #closing = new Promise<void>((resolve) => (this.#close = resolve));
 
   constructor(options: DockerExecutorOptions) {
     this.#opts = options;
@@ -171,10 +176,9 @@ export class DockerExecutor implements Executor {
     if (ctx.signal.aborted) return result('cancelled', -1, 'cancelled before start');
     const key = [kind, limits.image, limits.memory, limits.cpus, limits.networkMode].join('|');
     const warm = this.#pool?.take(key);
-    if (warm) return this.#runWarm(warm, spec, kind, limits, ctx);
-    const ran = await this.#runCold(spec, kind, limits, ctx);
-    this.#pool?.keep(key, () => this.#makeWarm(kind, limits));
-    return ran;
+    const refill = () => this.#pool?.keep(key, () => this.#makeWarm(kind, limits));
+    if (warm) return this.#runWarm(warm, spec, kind, limits, ctx, refill);
+    return this.#runCold(spec, kind, limits, ctx, refill);
   }
 
   /** Resolves once the containers and folders of the jobs that returned are removed. */
@@ -184,6 +188,7 @@ export class DockerExecutor implements Executor {
 
   /** Removes the warm containers and network sandboxes; waits for the cleanup of finished jobs. */
   async close(): Promise<void> {
+    this.#close();
     await Promise.all([this.#pool?.close(), this.#sandboxes?.close()]);
     await this.cleanedUp();
   }
@@ -200,7 +205,23 @@ export class DockerExecutor implements Executor {
     return this.#sandboxes?.readyCount(SANDBOX_KEY) ?? 0;
   }
 
-  #background(work: () => Promise<unknown>): void {
+  /**
+   * After a job's result: once the control plane has it (ctx.reported, at most
+   * REPORT_WAIT_MS; at once when closing), removes what the job used, then
+   * makes what the next jobs will take (`refill`). The engine's work for both
+   * would otherwise compete with the result's delivery, and the job's start.
+   */
+  #afterResult(ctx: RunContext, remove: () => Promise<unknown>, refill: () => void): void {
+    const work = async () => {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([ctx.reported, this.#closing, new Promise((resolve) => (timer = setTimeout(resolve, REPORT_WAIT_MS)))]);
+      clearTimeout(timer);
+      try {
+        await remove();
+      } finally {
+        refill();
+      }
+    };
     const tracked: Promise<void> = work()
       .then(() => {}, () => {}) // a container left behind is removed at the agent's next start (removeLeftoverContainers)
       .finally(() => this.#cleanups.delete(tracked));
@@ -270,9 +291,9 @@ export class DockerExecutor implements Executor {
   }
 
   /** The usual path: a container created and started for this job. */
-  async #runCold(spec: JobSpec, kind: ScriptKind, limits: Limits, ctx: RunContext): Promise<ExecutionResult> {
+  async #runCold(spec: JobSpec, kind: ScriptKind, limits: Limits, ctx: RunContext, refill: () => void): Promise<ExecutionResult> {
     const system = systemLog(ctx);
-    const sandbox = limits.networkMode === 'none' ? this.#takeSandbox() : undefined;
+    const sandbox = limits.networkMode === 'none' ? this.#sandboxes?.take(SANDBOX_KEY) : undefined;
     let dir: string | undefined;
     let container: Dockerode.Container | undefined;
     try {
@@ -289,26 +310,27 @@ export class DockerExecutor implements Executor {
       );
       if (typeof created === 'string') return result('failed', -1, created);
       container = created;
-      // Attach before start, or early output is lost.
-      const stream = (await container.attach({ stream: true, hijack: true, stdin: true, stdout: true, stderr: true })) as NodeJS.ReadWriteStream;
-      return await this.#supervise(container, stream, dir, basename(CONTAINER_JOB_DIR), spec, limits, ctx, () => created.start());
+      // Attach and start side by side: nothing runs, so no output can be lost, until the job is handed over on stdin.
+      const [stream] = await Promise.all([
+        container.attach({ stream: true, hijack: true, stdin: true, stdout: true, stderr: true }) as Promise<NodeJS.ReadWriteStream>,
+        container.start(),
+      ]);
+      return await this.#supervise(container, stream, dir, basename(CONTAINER_JOB_DIR), spec, limits, ctx);
     } finally {
       // After the result: the job's end is reported without waiting for the engine to remove anything.
       const [made, folder] = [container, dir];
-      this.#background(async () => {
+      const remove = async () => {
         try {
           await Promise.all([made?.remove({ force: true, v: true }).catch(ignoreGone), sandbox?.discard()]);
         } finally {
           if (folder) await removeJobFolder(folder);
         }
+      };
+      this.#afterResult(ctx, remove, () => {
+        if (limits.networkMode === 'none') this.#sandboxes?.keep(SANDBOX_KEY, () => this.#makeSandbox());
+        refill();
       });
     }
-  }
-
-  #takeSandbox(): NetworkSandbox | undefined {
-    const sandbox = this.#sandboxes?.take(SANDBOX_KEY);
-    this.#sandboxes?.keep(SANDBOX_KEY, () => this.#makeSandbox());
-    return sandbox;
   }
 
   /** A container that only holds a network namespace with loopback (mode `none`): it waits on a stdin nobody writes to. */
@@ -337,15 +359,14 @@ export class DockerExecutor implements Executor {
   }
 
   /** A container made ahead: its job folder goes into its slot, and its waiting supervisor is told the folder's name. */
-  async #runWarm(warm: WarmContainer, spec: JobSpec, kind: ScriptKind, limits: Limits, ctx: RunContext): Promise<ExecutionResult> {
+  async #runWarm(warm: WarmContainer, spec: JobSpec, kind: ScriptKind, limits: Limits, ctx: RunContext, refill: () => void): Promise<ExecutionResult> {
     const system = systemLog(ctx);
     try {
       const { dir, skippedKeys } = await createJobFolder(warm.slotDir, spec, kind);
       await writeJobEnv(dir, spec, `${WARM_SLOT_DIR}/${basename(dir)}`, skippedKeys, system);
-      return await this.#supervise(warm.container, warm.stream, dir, basename(dir), spec, limits, ctx, async () => {});
+      return await this.#supervise(warm.container, warm.stream, dir, basename(dir), spec, limits, ctx);
     } finally {
-      // After the result: the job's end is reported without waiting for the engine to remove the container.
-      this.#background(() => warm.discard());
+      this.#afterResult(ctx, () => warm.discard(), refill);
     }
   }
 
@@ -385,8 +406,8 @@ export class DockerExecutor implements Executor {
   }
 
   /**
-   * Starts the container (`begin`), hands the job folder `name` to its
-   * supervisor and follows the job to its end: logs, timeout, cancel
+   * Hands the job folder `name` to the started container's supervisor and
+   * follows the job to its end: logs, timeout, cancel
    * (SIGTERM, then SIGKILL after the grace period), OOM, results.
    */
   async #supervise(
@@ -397,7 +418,6 @@ export class DockerExecutor implements Executor {
     spec: JobSpec,
     limits: Limits,
     ctx: RunContext,
-    begin: () => Promise<unknown>,
   ): Promise<ExecutionResult> {
     const opts = this.#opts;
     const system = systemLog(ctx);
@@ -413,7 +433,6 @@ export class DockerExecutor implements Executor {
     output.done.catch(() => {}); // awaited below; avoid an unhandled rejection if we throw first
     try {
       if (ctx.signal.aborted) return result('cancelled', -1, 'cancelled before start');
-      await begin();
       stream.write(job.line);
       ctx.started();
       ctx.signal.addEventListener('abort', onAbort, { once: true });
