@@ -4,7 +4,7 @@
 // the runtime helpers (agent/runtime) read-only at /cronium/lib, the script
 // run by the supervisor (job-supervisor.ts), which reports its exit on the
 // output streams, output streamed through ctx.log with backpressure, and the
-// container and folder removed after the result, whatever happens.
+// container and folder removed whatever happens, once the result is stored.
 //
 // A job without network joins a network namespace made ahead for it alone
 // (`container:<sandbox>`; the sandbox was started with network mode `none`):
@@ -103,7 +103,7 @@ interface NetworkSandbox extends Warm {
   readonly id: string;
 }
 export const NETWORK_SANDBOX_LABEL = 'cronium.network-sandbox';
-const SANDBOX_KEY = 'none';
+const SANDBOX_KEY = 'network-sandbox';
 /** How long a finished job's cleanup waits for its result to be stored. */
 const REPORT_WAIT_MS = 1000;
 
@@ -150,6 +150,8 @@ export class DockerExecutor implements Executor {
   readonly #sandboxes: WarmPool<NetworkSandbox> | undefined;
   /** Removal of finished jobs' containers and folders, done after their results. */
   readonly #cleanups = new Set<Promise<void>>();
+  /** Jobs in run() now. */
+  #running = 0;
   #close: () => void = () => {};
   readonly #closing = new Promise<void>((resolve) => (this.#close = resolve));
 
@@ -177,8 +179,13 @@ export class DockerExecutor implements Executor {
     const key = [kind, limits.image, limits.memory, limits.cpus, limits.networkMode].join('|');
     const warm = this.#pool?.take(key);
     const refill = () => this.#pool?.keep(key, () => this.#makeWarm(kind, limits));
-    if (warm) return this.#runWarm(warm, spec, kind, limits, ctx, refill);
-    return this.#runCold(spec, kind, limits, ctx, refill);
+    this.#running++;
+    try {
+      if (warm) return await this.#runWarm(warm, spec, kind, limits, ctx, refill);
+      return await this.#runCold(spec, kind, limits, ctx, refill);
+    } finally {
+      this.#running--;
+    }
   }
 
   /** Resolves once the containers and folders of the jobs that returned are removed. */
@@ -327,7 +334,8 @@ export class DockerExecutor implements Executor {
         }
       };
       this.#afterResult(ctx, remove, () => {
-        if (limits.networkMode === 'none') this.#sandboxes?.keep(SANDBOX_KEY, () => this.#makeSandbox());
+        // Only while no other job runs: a sandbox costs the engine a container of its own, which a busy agent cannot spare.
+        if (limits.networkMode === 'none' && this.#running === 0) this.#sandboxes?.keep(SANDBOX_KEY, () => this.#makeSandbox());
         refill();
       });
     }

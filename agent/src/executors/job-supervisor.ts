@@ -1,14 +1,15 @@
 // The small bash process that runs a job inside its container (cold or warm)
 // and says how it ended, so the agent can report the result as soon as the
 // script exits instead of after the engine has torn the container down
-// (about 30–40 ms of the engine's exit handling on every job).
+// (30–40 ms of the engine's exit handling on every job here).
 //
 // It waits for one line on stdin, `<name> <nonce>`: the job folder's name
 // under its root (only names the agent makes: `job` or `job-…`) and a random
-// token. It runs the interpreter on the folder's script as its child, in the
-// child's own process group (job control on, so SIGINT and SIGQUIT keep their
-// defaults, as under tini), forwards TERM, INT and HUP to it (tini forwards
-// `docker stop`'s SIGTERM to this shell), waits, then writes
+// token. It runs the interpreter on the folder's script as its child, with
+// the job's environment from ENV_FILE (through `env`, so any name works), in
+// the child's own process group (job control on, so SIGINT and SIGQUIT keep
+// their defaults, as under tini alone), forwards TERM, INT and HUP to it
+// (tini forwards `docker stop`'s SIGTERM to this shell), waits, then writes
 // `CRONIUM-EXIT-<nonce> <exit code> <oom kills>` as the last line on both
 // stdout and stderr and exits with the job's code. Each pipe keeps its order,
 // so once both lines have arrived every byte the script wrote before it
