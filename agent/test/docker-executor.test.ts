@@ -4,6 +4,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -356,6 +357,17 @@ describe('DockerExecutor', { concurrency: 4, timeout: 120_000 }, () => {
       await exec.close();
     }
     assert.equal((await sandboxes()).length, 0, 'close() removes the sandboxes');
+  });
+
+  test('an image without bash runs its jobs without the supervisor, as before the supervisor', async () => {
+    const noBash = 'cronium-test/no-bash:1';
+    execFileSync('docker', ['build', '--network', 'none', '-q', '-t', noBash, '-'], { input: `FROM ${IMAGE}\nUSER root\nRUN rm -f /usr/bin/bash /bin/bash\n` });
+    const s = spec('python', 'import os, sys\nprint(os.environ["GREETING"], os.environ["CRONIUM_JOB_DIR"])\nsys.exit(4)', { env: { GREETING: 'hi' } });
+    const r = await run(s, { images: { bash: IMAGE, python: noBash, node: IMAGE } });
+    assert.equal(r.result.outcome, 'failed', r.logs.stderr + r.logs.system);
+    assert.equal(r.result.exitCode, 4);
+    assert.equal(r.logs.stdout, 'hi /cronium/job\n');
+    await assertCleanedUp(r, s.jobId);
   });
 
   test('read-only root, writable /tmp, no network', async () => {

@@ -114,12 +114,26 @@ function systemLog(ctx: RunContext): (line: string) => Promise<void> {
 }
 
 /** The job's environment file, after the job's own variables the ones Cronium sets (which win). */
-async function writeJobEnv(dir: string, spec: JobSpec, jobDir: string, skippedKeys: readonly string[], system: (line: string) => Promise<void>): Promise<void> {
+async function writeJobEnv(dir: string, spec: JobSpec, jobDir: string, skippedKeys: readonly string[], system: (line: string) => Promise<void>): Promise<Record<string, string>> {
   if (skippedKeys.length > 0) await system(`skipped variables with invalid keys: ${skippedKeys.join(', ')}`);
-  const { content, skipped } = envFile({ ...spec.env, ...STATIC_ENV, BASH_ENV: `${CONTAINER_LIB_DIR}/bash/cronium.sh`, CRONIUM_JOB_DIR: jobDir });
+  const env = { ...spec.env, ...STATIC_ENV, BASH_ENV: `${CONTAINER_LIB_DIR}/bash/cronium.sh`, CRONIUM_JOB_DIR: jobDir };
+  const { content, skipped } = envFile(env);
   if (skipped.length > 0) await system(`skipped environment variables with invalid names or values: ${skipped.join(', ')}`);
   writeFileSync(join(dir, ENV_FILE), content, { mode: 0o644 }); // synchronous, like the rest of the folder (job-files.ts)
+  return env;
 }
+
+/** With a supervisor, side by side: nothing runs, so no output can be lost, until the job is handed over on stdin. */
+async function attachAndStart(container: Dockerode.Container, direct: boolean): Promise<NodeJS.ReadWriteStream> {
+  const attach = () => container.attach({ stream: true, hijack: true, stdin: !direct, stdout: true, stderr: true }) as Promise<NodeJS.ReadWriteStream>;
+  if (!direct) return (await Promise.all([attach(), container.start()]))[0];
+  const stream = await attach(); // before start, or early output is lost
+  await container.start();
+  return stream;
+}
+
+/** Where images keep bash (the supervisor's `bash` is looked up on PATH; these cover the usual ones). */
+const BASH_PATHS = ['/bin/bash', '/usr/bin/bash', '/usr/local/bin/bash'];
 
 function ignoreGone(err: unknown): void {
   if (statusCode(err) !== 404 && statusCode(err) !== 409) throw err;
@@ -152,6 +166,8 @@ export class DockerExecutor implements Executor {
   readonly #cleanups = new Set<Promise<void>>();
   /** Jobs in run() now. */
   #running = 0;
+  /** Whether an image has bash for the supervisor, looked up once per image; without, its jobs run the interpreter directly. */
+  readonly #imageHasBash = new Map<string, boolean>();
   #close: () => void = () => {};
   readonly #closing = new Promise<void>((resolve) => (this.#close = resolve));
 
@@ -178,7 +194,8 @@ export class DockerExecutor implements Executor {
     if (ctx.signal.aborted) return result('cancelled', -1, 'cancelled before start');
     const key = [kind, limits.image, limits.memory, limits.cpus, limits.networkMode].join('|');
     const warm = this.#pool?.take(key);
-    const refill = () => this.#pool?.keep(key, () => this.#makeWarm(kind, limits));
+    // Warm containers need the supervisor, so bash in the image.
+    const refill = () => (this.#imageHasBash.get(limits.image) ? this.#pool?.keep(key, () => this.#makeWarm(kind, limits)) : undefined);
     this.#running++;
     try {
       if (warm) return await this.#runWarm(warm, spec, kind, limits, ctx, refill);
@@ -259,21 +276,29 @@ export class DockerExecutor implements Executor {
     };
   }
 
-  /** A container whose supervisor waits on stdin for a job folder under `root`. */
-  #containerOptions(kind: ScriptKind, limits: Limits, job: { root: string; binds: string[]; labels: Record<string, string> }) {
+  /**
+   * A container whose supervisor waits on stdin for a job folder under `root`;
+   * or, with `direct` (an image without bash), one that runs the interpreter on
+   * the folder at `root` itself, the job's environment in its config, as
+   * before the supervisor.
+   */
+  #containerOptions(kind: ScriptKind, limits: Limits, job: { root: string; binds: string[]; labels: Record<string, string>; direct?: Record<string, string> }) {
     const opts = this.#opts;
+    const stdin = !job.direct;
     return {
       Image: limits.image,
-      Cmd: supervisorCommand(job.root, INTERPRETERS[kind], scriptFileName(kind)),
-      Env: Object.entries(STATIC_ENV).map(([k, v]) => `${k}=${v}`),
+      Cmd: job.direct ? [INTERPRETERS[kind], `${job.root}/${scriptFileName(kind)}`] : supervisorCommand(job.root, INTERPRETERS[kind], scriptFileName(kind)),
+      Env: Object.entries(job.direct ?? STATIC_ENV)
+        .filter(([k]) => k !== '' && !k.includes('='))
+        .map(([k, v]) => `${k}=${v}`),
       WorkingDir: '/tmp',
       User: '65534:65534',
       Labels: { ...opts.labels, ...job.labels },
-      AttachStdin: true,
+      AttachStdin: stdin,
       AttachStdout: true,
       AttachStderr: true,
-      OpenStdin: true,
-      StdinOnce: true,
+      OpenStdin: stdin,
+      StdinOnce: stdin,
       Tty: false,
       HostConfig: { ...this.#hardening(limits, opts.pidsLimit ?? 256), Binds: [...job.binds, `${opts.runtimeDir}:${CONTAINER_LIB_DIR}:ro`] },
     };
@@ -306,23 +331,31 @@ export class DockerExecutor implements Executor {
     try {
       const made = await createJobFolder(this.#opts.workRoot, spec, kind);
       dir = made.dir;
-      await writeJobEnv(dir, spec, CONTAINER_JOB_DIR, made.skippedKeys, system);
-      const created = await this.#create(
-        this.#containerOptions(kind, { ...limits, networkMode: sandbox ? `container:${sandbox.id}` : limits.networkMode }, {
-          root: dirname(CONTAINER_JOB_DIR),
-          binds: [`${dir}:${CONTAINER_JOB_DIR}:rw`],
-          labels: { [JOB_LABEL]: spec.jobId, [ATTEMPT_LABEL]: String(spec.attempt) },
-        }),
-        system,
-      );
+      const env = await writeJobEnv(dir, spec, CONTAINER_JOB_DIR, made.skippedKeys, system);
+      const create = (direct: boolean) =>
+        this.#create(
+          this.#containerOptions(kind, { ...limits, networkMode: sandbox ? `container:${sandbox.id}` : limits.networkMode }, {
+            root: direct ? CONTAINER_JOB_DIR : dirname(CONTAINER_JOB_DIR),
+            binds: [`${dir}:${CONTAINER_JOB_DIR}:rw`],
+            labels: { [JOB_LABEL]: spec.jobId, [ATTEMPT_LABEL]: String(spec.attempt) },
+            direct: direct ? env : undefined,
+          }),
+          system,
+        );
+      let direct = this.#imageHasBash.get(limits.image) === false;
+      let created = await create(direct);
       if (typeof created === 'string') return result('failed', -1, created);
       container = created;
-      // Attach and start side by side: nothing runs, so no output can be lost, until the job is handed over on stdin.
-      const [stream] = await Promise.all([
-        container.attach({ stream: true, hijack: true, stdin: true, stdout: true, stderr: true }) as Promise<NodeJS.ReadWriteStream>,
-        container.start(),
-      ]);
-      return await this.#supervise(container, stream, dir, basename(CONTAINER_JOB_DIR), spec, limits, ctx);
+      if (!direct && !(await this.#hasBash(created, limits.image))) {
+        direct = true;
+        await created.remove({ force: true }).catch(ignoreGone);
+        container = undefined;
+        created = await create(true);
+        if (typeof created === 'string') return result('failed', -1, created);
+        container = created;
+      }
+      const stream = await attachAndStart(created, direct);
+      return await this.#supervise(container, stream, dir, direct ? undefined : basename(CONTAINER_JOB_DIR), spec, limits, ctx);
     } finally {
       // After the result: the job's end is reported without waiting for the engine to remove anything.
       const [made, folder] = [container, dir];
@@ -339,6 +372,18 @@ export class DockerExecutor implements Executor {
         refill();
       });
     }
+  }
+
+  /** Looks for bash in a created container of the image (the engine stats the path, nothing runs); remembered per image. */
+  async #hasBash(container: Dockerode.Container, image: string): Promise<boolean> {
+    const known = this.#imageHasBash.get(image);
+    if (known !== undefined) return known;
+    const found = await Promise.all(
+      BASH_PATHS.map((path) => container.infoArchive({ path }).then(() => true, (err: unknown) => (statusCode(err) === 404 ? false : undefined))),
+    );
+    if (found.includes(true)) this.#imageHasBash.set(image, true);
+    else if (found.every((f) => f === false)) this.#imageHasBash.set(image, false);
+    return found.includes(true);
   }
 
   /** A container that only holds a network namespace with loopback (mode `none`): it waits on a stdin nobody writes to. */
@@ -414,15 +459,16 @@ export class DockerExecutor implements Executor {
   }
 
   /**
-   * Hands the job folder `name` to the started container's supervisor and
-   * follows the job to its end: logs, timeout, cancel
+   * Hands the job folder `name` to the started container's supervisor (if it
+   * has one) and follows the job to its end: logs, timeout, cancel
    * (SIGTERM, then SIGKILL after the grace period), OOM, results.
    */
   async #supervise(
     container: Dockerode.Container,
     stream: NodeJS.ReadWriteStream,
     dir: string,
-    name: string,
+    /** The folder's name for the supervisor; undefined for a container without one. */
+    name: string | undefined,
     spec: JobSpec,
     limits: Limits,
     ctx: RunContext,
@@ -436,12 +482,12 @@ export class DockerExecutor implements Executor {
       cancelled = true;
       container.stop({ t: opts.stopGraceSeconds ?? 10 }).catch(() => {});
     };
-    const job = handOver(name);
+    const job = handOver(name ?? 'job');
     const output = pipeOutput(this.#docker.modem, stream, ctx, job.nonce);
     output.done.catch(() => {}); // awaited below; avoid an unhandled rejection if we throw first
     try {
       if (ctx.signal.aborted) return result('cancelled', -1, 'cancelled before start');
-      stream.write(job.line);
+      if (name !== undefined) stream.write(job.line);
       ctx.started();
       ctx.signal.addEventListener('abort', onAbort, { once: true });
       if (ctx.signal.aborted) onAbort();
