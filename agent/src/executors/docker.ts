@@ -11,28 +11,31 @@
 // the engine's setup of a `none` namespace, the slowest part of a start here,
 // is then paid before the job arrives.
 
-import { writeFileSync } from 'node:fs';
 import { chmod, mkdtemp } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import Dockerode from 'dockerode';
 import type { ExecutionResult, Executor, JobKind, JobSpec, RunContext } from '../job.ts';
-import { createJobFolder, readJobFolder, removeJobFolder, scriptFileName } from './job-files.ts';
+import { createJobFolder, readJobFolder, removeJobFolder } from './job-files.ts';
 import type { ScriptKind } from './job-files.ts';
 import { WarmPool, type Warm } from './warm-pool.ts';
-import { ENV_FILE, envFile, handOver, supervisorCommand } from './job-supervisor.ts';
+import { handOver } from './job-supervisor.ts';
 import { pipeOutput } from './docker-output.ts';
+import {
+  ATTEMPT_LABEL,
+  CONTAINER_JOB_DIR,
+  JOB_LABEL,
+  jobContainerOptions,
+  sandboxContainerOptions,
+  writeJobEnv,
+  type Limits,
+} from './docker-settings.ts';
+
+export { ATTEMPT_LABEL, CONTAINER_JOB_DIR, CONTAINER_LIB_DIR, JOB_LABEL, NETWORK_SANDBOX_LABEL } from './docker-settings.ts';
 
 const MiB = 1024 * 1024;
 /** After the exit, give up on the log stream once it makes no progress for this long. */
 const LOG_IDLE_MS = 15_000;
-
-export const JOB_LABEL = 'cronium.job';
-export const ATTEMPT_LABEL = 'cronium.attempt';
-
-/** Paths inside the container. */
-export const CONTAINER_JOB_DIR = '/cronium/job';
 const OOM_NOTE_WAIT_CHECKS = 30;
-export const CONTAINER_LIB_DIR = '/cronium/lib';
 
 export interface DockerImages {
   readonly bash: string;
@@ -75,14 +78,6 @@ export interface DockerExecutorOptions {
   readonly networkSandboxes?: number;
 }
 
-/** What a container is made for; jobs that share it can share warm containers. */
-interface Limits {
-  readonly image: string;
-  readonly memory: number;
-  readonly cpus: number;
-  readonly networkMode: string;
-}
-
 interface WarmContainer extends Warm {
   readonly container: Dockerode.Container;
   /** Attached before start: stdin (the trigger) and the output. */
@@ -91,36 +86,19 @@ interface WarmContainer extends Warm {
   readonly slotDir: string;
 }
 
-/** In the container's config: nothing of the job's (its variables and secrets go through ENV_FILE). */
-const STATIC_ENV = {
-  PYTHONPATH: `${CONTAINER_LIB_DIR}/python`,
-  NODE_PATH: `${CONTAINER_LIB_DIR}/node`,
-  HOME: '/tmp',
-};
-
 /** A started container holding a network namespace with only loopback, for one job to join. */
 interface NetworkSandbox extends Warm {
   readonly id: string;
 }
-export const NETWORK_SANDBOX_LABEL = 'cronium.network-sandbox';
 const SANDBOX_KEY = 'network-sandbox';
 /** How long a finished job's cleanup waits for its result to be stored. */
 const REPORT_WAIT_MS = 1000;
 
 export const WARM_LABEL = 'cronium.warm';
 const WARM_SLOT_DIR = '/cronium/slot';
+
 function systemLog(ctx: RunContext): (line: string) => Promise<void> {
   return (line) => ctx.log('system', Buffer.from(line + '\n'));
-}
-
-/** The job's environment file, after the job's own variables the ones Cronium sets (which win). */
-async function writeJobEnv(dir: string, spec: JobSpec, jobDir: string, skippedKeys: readonly string[], system: (line: string) => Promise<void>): Promise<Record<string, string>> {
-  if (skippedKeys.length > 0) await system(`skipped variables with invalid keys: ${skippedKeys.join(', ')}`);
-  const env = { ...spec.env, ...STATIC_ENV, BASH_ENV: `${CONTAINER_LIB_DIR}/bash/cronium.sh`, CRONIUM_JOB_DIR: jobDir };
-  const { content, skipped } = envFile(env);
-  if (skipped.length > 0) await system(`skipped environment variables with invalid names or values: ${skipped.join(', ')}`);
-  writeFileSync(join(dir, ENV_FILE), content, { mode: 0o644 }); // synchronous, like the rest of the folder (job-files.ts)
-  return env;
 }
 
 /** With a supervisor, side by side: nothing runs, so no output can be lost, until the job is handed over on stdin. */
@@ -138,8 +116,6 @@ const BASH_PATHS = ['/bin/bash', '/usr/bin/bash', '/usr/local/bin/bash'];
 function ignoreGone(err: unknown): void {
   if (statusCode(err) !== 404 && statusCode(err) !== 409) throw err;
 }
-
-const INTERPRETERS: Record<ScriptKind, string> = { bash: 'bash', python: 'python3', node: 'node' };
 
 export function formatBytes(n: number): string {
   if (n >= MiB && n % MiB === 0) return `${n / MiB} MiB`;
@@ -252,58 +228,6 @@ export class DockerExecutor implements Executor {
     this.#cleanups.add(tracked);
   }
 
-  #hardening(limits: Pick<Limits, 'memory' | 'cpus' | 'networkMode'>, pids: number) {
-    return {
-      // Production: network-enabled jobs use Docker's default bridge
-      // ('bridge'); machines without one (tests here) pass 'host'.
-      NetworkMode: limits.networkMode,
-      CapDrop: ['ALL'],
-      // Default seccomp profile stays on: no 'seccomp=unconfined' here.
-      SecurityOpt: ['no-new-privileges'],
-      ReadonlyRootfs: true,
-      Tmpfs: { '/tmp': `rw,noexec,nosuid,size=${this.#opts.tmpfsSize ?? '64m'}` },
-      PidsLimit: pids,
-      // Output reaches the agent through attach (capped per job there); the engine's
-      // default json-file driver would also write all of it to the host's disk.
-      LogConfig: { Type: 'none', Config: {} },
-      Memory: limits.memory,
-      MemorySwap: limits.memory, // equal to Memory: no swap
-      NanoCpus: Math.round(limits.cpus * 1e9),
-      // tini as PID 1: forwards SIGTERM to the supervisor and reaps zombies.
-      Init: true,
-      Privileged: false,
-      AutoRemove: false,
-    };
-  }
-
-  /**
-   * A container whose supervisor waits on stdin for a job folder under `root`;
-   * or, with `direct` (an image without bash), one that runs the interpreter on
-   * the folder at `root` itself, the job's environment in its config, as
-   * before the supervisor.
-   */
-  #containerOptions(kind: ScriptKind, limits: Limits, job: { root: string; binds: string[]; labels: Record<string, string>; direct?: Record<string, string> }) {
-    const opts = this.#opts;
-    const stdin = !job.direct;
-    return {
-      Image: limits.image,
-      Cmd: job.direct ? [INTERPRETERS[kind], `${job.root}/${scriptFileName(kind)}`] : supervisorCommand(job.root, INTERPRETERS[kind], scriptFileName(kind)),
-      Env: Object.entries(job.direct ?? STATIC_ENV)
-        .filter(([k]) => k !== '' && !k.includes('='))
-        .map(([k, v]) => `${k}=${v}`),
-      WorkingDir: '/tmp',
-      User: '65534:65534',
-      Labels: { ...opts.labels, ...job.labels },
-      AttachStdin: stdin,
-      AttachStdout: true,
-      AttachStderr: true,
-      OpenStdin: stdin,
-      StdinOnce: stdin,
-      Tty: false,
-      HostConfig: { ...this.#hardening(limits, opts.pidsLimit ?? 256), Binds: [...job.binds, `${opts.runtimeDir}:${CONTAINER_LIB_DIR}:ro`] },
-    };
-  }
-
   /** Creates a container, pulling its image once when the engine lacks it; a string says why it could not. */
   async #create(options: Dockerode.ContainerCreateOptions, system: (line: string) => Promise<void>): Promise<Dockerode.Container | string> {
     try {
@@ -334,7 +258,7 @@ export class DockerExecutor implements Executor {
       const env = await writeJobEnv(dir, spec, CONTAINER_JOB_DIR, made.skippedKeys, system);
       const create = (direct: boolean) =>
         this.#create(
-          this.#containerOptions(kind, { ...limits, networkMode: sandbox ? `container:${sandbox.id}` : limits.networkMode }, {
+          jobContainerOptions(this.#opts, kind, { ...limits, networkMode: sandbox ? `container:${sandbox.id}` : limits.networkMode }, {
             root: direct ? CONTAINER_JOB_DIR : dirname(CONTAINER_JOB_DIR),
             binds: [`${dir}:${CONTAINER_JOB_DIR}:rw`],
             labels: { [JOB_LABEL]: spec.jobId, [ATTEMPT_LABEL]: String(spec.attempt) },
@@ -388,19 +312,7 @@ export class DockerExecutor implements Executor {
 
   /** A container that only holds a network namespace with loopback (mode `none`): it waits on a stdin nobody writes to. */
   async #makeSandbox(): Promise<NetworkSandbox> {
-    const opts = this.#opts;
-    const created = await this.#create(
-      {
-        Image: opts.images.bash,
-        Cmd: ['bash', '-c', 'read -r _'],
-        WorkingDir: '/tmp',
-        User: '65534:65534',
-        Labels: { ...opts.labels, [JOB_LABEL]: 'network-sandbox', [NETWORK_SANDBOX_LABEL]: '1' },
-        OpenStdin: true,
-        HostConfig: this.#hardening({ memory: 16 * MiB, cpus: 0.1, networkMode: 'none' }, 4),
-      },
-      async () => {},
-    );
+    const created = await this.#create(sandboxContainerOptions(this.#opts, this.#opts.images.bash), async () => {});
     if (typeof created === 'string') throw new Error(created);
     try {
       await created.start();
@@ -429,7 +341,7 @@ export class DockerExecutor implements Executor {
     const discardFolder = () => removeJobFolder(slotDir);
     try {
       const created = await this.#create(
-        this.#containerOptions(kind, limits, {
+        jobContainerOptions(this.#opts, kind, limits, {
           root: WARM_SLOT_DIR,
           binds: [`${slotDir}:${WARM_SLOT_DIR}:rw`],
           labels: { [JOB_LABEL]: 'warm', [WARM_LABEL]: '1' },
