@@ -353,6 +353,14 @@ describe('DockerExecutor', { concurrency: 4, timeout: 120_000 }, () => {
       assert.equal(mode, `container:${ready.Id}`, 'it joined the sandbox');
       await exec.cleanedUp();
       assert.ok(!(await sandboxes()).some((c) => c.Id === ready.Id), 'the used sandbox is removed, never given to another job');
+
+      // A sandbox that stopped (an engine restart stops them all) costs the job nothing but the namespace it then makes.
+      while (exec.sandboxesReady() < 1 && Date.now() < deadline + 30_000) await new Promise((resolve) => setTimeout(resolve, 50));
+      const [stopped] = await sandboxes();
+      assert.ok(stopped, 'a sandbox is ready again');
+      await docker.getContainer(stopped.Id).kill();
+      const after = await exec.run(spec('bash', 'ls /sys/class/net'), ctx());
+      assert.equal(after.outcome, 'succeeded', after.error);
     } finally {
       await exec.close();
     }

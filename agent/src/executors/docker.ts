@@ -256,9 +256,10 @@ export class DockerExecutor implements Executor {
       const made = await createJobFolder(this.#opts.workRoot, spec, kind);
       dir = made.dir;
       const env = await writeJobEnv(dir, spec, CONTAINER_JOB_DIR, made.skippedKeys, system);
+      let networkMode = sandbox ? `container:${sandbox.id}` : limits.networkMode;
       const create = (direct: boolean) =>
         this.#create(
-          jobContainerOptions(this.#opts, kind, { ...limits, networkMode: sandbox ? `container:${sandbox.id}` : limits.networkMode }, {
+          jobContainerOptions(this.#opts, kind, { ...limits, networkMode }, {
             root: direct ? CONTAINER_JOB_DIR : dirname(CONTAINER_JOB_DIR),
             binds: [`${dir}:${CONTAINER_JOB_DIR}:rw`],
             labels: { [JOB_LABEL]: spec.jobId, [ATTEMPT_LABEL]: String(spec.attempt) },
@@ -278,7 +279,20 @@ export class DockerExecutor implements Executor {
         if (typeof created === 'string') return result('failed', -1, created);
         container = created;
       }
-      const stream = await attachAndStart(created, direct);
+      let stream: NodeJS.ReadWriteStream;
+      try {
+        stream = await attachAndStart(created, direct);
+      } catch (err) {
+        if (!sandbox) throw err;
+        // The sandbox stopped (the engine restarted, someone removed it): nothing ran; the job makes its own namespace.
+        await created.remove({ force: true }).catch(ignoreGone);
+        container = undefined;
+        networkMode = limits.networkMode;
+        created = await create(direct);
+        if (typeof created === 'string') return result('failed', -1, created);
+        container = created;
+        stream = await attachAndStart(created, direct);
+      }
       return await this.#supervise(container, stream, dir, direct ? undefined : basename(CONTAINER_JOB_DIR), spec, limits, ctx);
     } finally {
       // After the result: the job's end is reported without waiting for the engine to remove anything.
