@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Stack, containersOf, freshDatabase } from './harness.ts';
+import { Stack, containersGone, containersOf, freshDatabase, networkOf } from './harness.ts';
 
 const LOG_LIMIT = 256 * 1024;
 
@@ -73,7 +73,7 @@ describe('jobs through the API (Postgres + NATS store)', () => {
     assert.equal(job.status, 'JOB_STATUS_TIMED_OUT');
     assert.ok(Date.now() - started < 15_000, `took ${Date.now() - started} ms`);
     assert.match(job.error, /timed out/);
-    assert.deepEqual(containersOf(job.id), []);
+    assert.deepEqual(await containersGone(job.id), []);
   });
 
   test('a memory hog is reported as out of memory', async () => {
@@ -103,7 +103,7 @@ describe('jobs through the API (Postgres + NATS store)', () => {
     assert.ok(host.SecurityOpt.includes('no-new-privileges'));
     assert.equal(host.ReadonlyRootfs, true);
     assert.ok(host.Tmpfs['/tmp'] !== undefined);
-    assert.equal(host.NetworkMode, 'none');
+    assert.equal(networkOf(info), 'none');
     assert.ok(host.PidsLimit > 0);
     assert.equal(host.Memory, 256 * 1024 * 1024);
     assert.ok(host.NanoCpus > 0);
@@ -114,7 +114,7 @@ describe('jobs through the API (Postgres + NATS store)', () => {
     assert.ok(['JOB_STATUS_RUNNING', 'JOB_STATUS_CANCELLED'].includes(cancelled.status));
     const job = await stack.waitForTerminal(jobId);
     assert.equal(job.status, 'JOB_STATUS_CANCELLED');
-    assert.deepEqual(containersOf(jobId), []);
+    assert.deepEqual(await containersGone(jobId), []);
   });
 
   test('input reaches the script; variables persist between runs of the same owner', async () => {
@@ -175,7 +175,7 @@ describe('jobs through the API (Postgres + NATS store)', () => {
     assert.equal(job.status, 'JOB_STATUS_CANCELLED');
     const finished = (await stack.ok('cronium.api.v1.RunService/GetRun', { id: run.id })).run;
     assert.equal(finished.status, 'RUN_STATUS_CANCELLED');
-    assert.deepEqual(containersOf(job.id), []);
+    assert.deepEqual(await containersGone(job.id), []);
   });
 
   test('a job writing more than the log limit keeps the head and a truncation marker', async () => {

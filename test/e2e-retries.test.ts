@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Stack, containersOf, freshDatabase } from './harness.ts';
+import { Stack, containersGone, freshDatabase } from './harness.ts';
 
 /** A bash script that fails until its attempt `succeedAt` (counted in a variable), then succeeds. */
 function flaky(succeedAt: number): string {
@@ -130,7 +130,7 @@ describe('retries, concurrency and cancel', () => {
     const oldJob = await stack.waitForTerminal(old.jobs[0].id, 30_000);
     assert.equal(oldJob.status, 'JOB_STATUS_CANCELLED');
     assert.equal((await waitForRun(old.id, (run) => run.status !== 'RUN_STATUS_RUNNING')).status, 'RUN_STATUS_CANCELLED');
-    assert.deepEqual(containersOf(oldJob.id), []);
+    assert.deepEqual(await containersGone(oldJob.id), []);
     const fresh = await stack.waitForJob(replacing.jobs[0].id, (job) => job.status === 'JOB_STATUS_RUNNING');
     assert.equal(fresh.status, 'JOB_STATUS_RUNNING', 'the new run goes on');
     await stack.ok('cronium.api.v1.RunService/CancelRun', { id: replacing.id });
@@ -151,7 +151,7 @@ describe('retries, concurrency and cancel', () => {
     const [newer, older] = await listRuns();
     assert.ok(older, 'two fires');
     assert.equal((await waitForRun(older.id, (run) => run.status !== 'RUN_STATUS_RUNNING', 30_000)).status, 'RUN_STATUS_CANCELLED');
-    assert.deepEqual(containersOf(older.jobs[0].id), []);
+    assert.deepEqual(await containersGone(older.jobs[0].id), []);
     await stack.ok('cronium.api.v1.RunService/CancelRun', { id: newer.id });
   });
 
@@ -177,7 +177,7 @@ describe('retries, concurrency and cancel', () => {
       assert.equal(job.status, 'JOB_STATUS_CANCELLED', JSON.stringify(job));
       assert.equal((await waitForRun(run.id, (r) => r.status !== 'RUN_STATUS_RUNNING')).status, 'RUN_STATUS_CANCELLED');
       await sleep(500);
-      assert.deepEqual(containersOf(job.id), [], 'no container left');
+      assert.deepEqual(await containersGone(job.id), [], 'no container left');
     }
   });
 

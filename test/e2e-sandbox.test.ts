@@ -5,7 +5,7 @@
 // a user sees on the job.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Stack, containersOf } from './harness.ts';
+import { Stack, containersGone } from './harness.ts';
 
 const LOG_LIMIT = 1024 * 1024;
 
@@ -24,7 +24,7 @@ describe('sandbox: hostile scripts are contained, the reason is on the job', { c
     const job = await stack.waitForTerminal((await stack.runEvent(event.id)).jobs[0].id, timeoutMs);
     const messages = await stack.watchJob(job.id);
     const text = (stream: string) => messages.filter((m) => m.log?.stream === stream).map((m) => m.log.data).join('');
-    assert.deepEqual(containersOf(job.id), [], 'its container is gone');
+    assert.deepEqual(await containersGone(job.id), [], 'its container is gone');
     return { job, stdout: text('LOG_STREAM_STDOUT'), stderr: text('LOG_STREAM_STDERR'), system: text('LOG_STREAM_SYSTEM') };
   }
 

@@ -436,6 +436,29 @@ export function containersOf(jobId: string): string[] {
   return execFileSync('docker', ['ps', '-aq', '--filter', `label=cronium.job=${jobId}`], { encoding: 'utf8' }).split('\n').filter(Boolean);
 }
 
+/** The agent removes a job's container right after reporting its result: what is still there after `timeoutMs`. */
+export async function containersGone(jobId: string, timeoutMs = 15_000): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  let left = containersOf(jobId);
+  while (left.length > 0 && Date.now() < deadline) {
+    await sleep(100);
+    left = containersOf(jobId);
+  }
+  return left;
+}
+
+/**
+ * A job container's network: `none`, or the namespace of a network sandbox
+ * (`container:<id>`) that was itself started with `none`.
+ */
+export function networkOf(info: { HostConfig: { NetworkMode: string } }): string {
+  const mode = info.HostConfig.NetworkMode;
+  if (!mode.startsWith('container:')) return mode;
+  const [sandbox] = JSON.parse(execFileSync('docker', ['inspect', mode.slice('container:'.length)], { encoding: 'utf8' }));
+  if (sandbox.Config.Labels['cronium.network-sandbox'] !== '1') throw new Error(`joins a container that is not a network sandbox: ${mode}`);
+  return sandbox.HostConfig.NetworkMode;
+}
+
 type MetricFamily = { name: string; metrics: { value?: string; count?: string; labels?: Record<string, string> }[] };
 const parsePrometheus: (text: string) => MetricFamily[] = createRequire(import.meta.url)('parse-prometheus-text-format');
 

@@ -82,6 +82,12 @@ export interface RunContext {
   log(stream: LogStreamName, data: Buffer): Promise<void>;
   /** Called once the job has really started (container running, request sent). */
   started(): void;
+  /**
+   * Resolves once the control plane has stored the result `run` returned (or
+   * the attempt was fenced out): cleanup that can wait goes after it, so it
+   * does not compete with the result's delivery. Absent: nothing to wait for.
+   */
+  readonly reported?: Promise<void>;
 }
 
 export interface Executor {

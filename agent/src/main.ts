@@ -71,7 +71,7 @@ async function main(): Promise<number> {
     networkMode: config.dockerNetwork,
     warmContainers: config.warmContainers,
     warmIdleMs: config.warmIdleSeconds * 1000,
-    onWarmError: (key, error) => logger.warn({ key, error: String(error) }, 'could not keep a warm container; jobs of this kind start cold'),
+    onWarmError: (key, error) => logger.warn({ key, error: String(error) }, 'could not keep a warm container or network sandbox ready; jobs of this kind start without one'),
   });
   const runner = new Runner({
     slots: config.slots,

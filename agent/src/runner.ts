@@ -64,6 +64,9 @@ interface RunningJob {
   pendingStream: LogStreamName;
   pendingBytes: number;
   flushTimer: NodeJS.Timeout | undefined;
+  /** Resolves once the terminal status is acknowledged, or the attempt is fenced out or forgotten. */
+  readonly reported: Promise<void>;
+  readonly markReported: () => void;
 }
 
 /** How long output may wait to fill a larger chunk while earlier chunks are unacknowledged. */
@@ -143,6 +146,7 @@ export class Runner {
     if (!stale && job.abort.signal.aborted) return;
     if (stale) {
       job.stale = true;
+      job.markReported();
       this.outbox.dropLease(ref.leaseId);
       if (job.finished) this.#forget(job);
     }
@@ -157,6 +161,7 @@ export class Runner {
 
   ackStatus(ref: JobRef, state: JobState): void {
     this.outbox.ack(`${refKey(ref)}/status/${state}`);
+    if (TERMINAL_STATES.has(state)) this.#jobs.get(ref.leaseId)?.markReported();
     this.#forgetIfDone(ref.leaseId);
   }
 
@@ -188,6 +193,7 @@ export class Runner {
   }
 
   #forget(job: RunningJob): void {
+    job.markReported();
     this.#jobs.delete(job.ref.leaseId);
     this.#options.spool.release(job.ref.leaseId);
   }
@@ -285,6 +291,7 @@ export class Runner {
         signal: job.abort.signal,
         log: (stream, data) => this.#log(job, stream, data),
         started: () => this.#status(job, JobState.STARTED),
+        reported: job.reported,
       });
     } catch (error) {
       this.#options.log('executor failed', { jobId: spec.jobId, error: String(error) });
@@ -319,7 +326,11 @@ export class Runner {
 }
 
 function newJob(ref: JobRef, logLimit: number, forms: readonly string[]): RunningJob {
+  let markReported = () => {};
+  const reported = new Promise<void>((resolve) => (markReported = resolve));
   return {
+    reported,
+    markReported,
     secretForms: forms,
     masks: { stdout: new StreamMasker(forms), stderr: new StreamMasker(forms), system: new StreamMasker(forms) },
     ref,

@@ -4,6 +4,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -83,6 +84,7 @@ async function run(
     },
   };
   const result = await exec.run(s, ctx);
+  await exec.close(); // the container and folder are removed after the result
   return { result, logs, started, startedAt, workRoot };
 }
 
@@ -225,8 +227,9 @@ describe('DockerExecutor', { concurrency: 4, timeout: 120_000 }, () => {
     await assertCleanedUp(r, s.jobId);
   });
 
-  test('hardening visible in docker inspect while running; cancel stops it', async () => {
-    const s = spec('bash', 'echo ready; sleep 60', { memoryBytes: 128 * MiB, cpus: 0.5 });
+  test('hardening visible in docker inspect while running, no job variable in its config; cancel stops it', async () => {
+    const secret = `s3cret-${randomUUID()}`;
+    const s = spec('bash', 'echo "ready $API_TOKEN"; sleep 60', { memoryBytes: 128 * MiB, cpus: 0.5, env: { API_TOKEN: secret }, secrets: { API_TOKEN: secret } });
     const ac = new AbortController();
     let inspected: Dockerode.ContainerInspectInfo | undefined;
     let inspectError: unknown;
@@ -263,6 +266,8 @@ describe('DockerExecutor', { concurrency: 4, timeout: 120_000 }, () => {
     assert.equal(inspected.Config.Labels['cronium.attempt'], '1');
     assert.ok(!hc.Binds?.some((b) => b.includes('docker.sock')));
     assert.ok(hc.Binds?.some((b) => b.endsWith(':/cronium/lib:ro')));
+    assert.ok(!JSON.stringify(inspected.Config).includes(secret), 'the secret is not in the container config');
+    assert.match(r.logs.stdout, new RegExp(`^ready ${secret}$`, 'm'), 'the job has it');
     assert.equal(r.result.outcome, 'cancelled');
     await assertCleanedUp(r, s.jobId);
   });
@@ -286,6 +291,90 @@ describe('DockerExecutor', { concurrency: 4, timeout: 120_000 }, () => {
     assert.equal(r.result.error, 'cancelled');
     assert.equal(r.logs.stderr, 'got TERM\n');
     assert.ok(stoppedAfterMs < 15_000, `stopped by SIGTERM, not after the 30 s grace period (took ${stoppedAfterMs} ms)`);
+    await assertCleanedUp(r, s.jobId);
+  });
+
+  test('the supervisor keeps the script as it would run alone: signals, exit codes, any variable name, output ending without a newline', async () => {
+    const s = spec(
+      'bash',
+      [
+        "trap 'echo got INT' INT; kill -INT $$",
+        'echo "dotted=$(printenv my.var) dir=$dir"',
+        'echo "CRONIUM-EXIT-0123 0 0"',
+        'printf "CRONIUM-EXIT-"',
+        'kill -TERM $$',
+      ].join('\n'),
+      { env: { 'my.var': 'x y', dir: '/elsewhere' } },
+    );
+    const r = await run(s);
+    assert.equal(r.result.outcome, 'failed', r.logs.stderr + r.logs.system);
+    assert.equal(r.result.exitCode, 143, 'killed by SIGTERM, as under tini alone');
+    assert.equal(r.logs.stdout, 'got INT\ndotted=x y dir=/elsewhere\nCRONIUM-EXIT-0123 0 0\nCRONIUM-EXIT-');
+    assert.equal(r.logs.stderr, '');
+    await assertCleanedUp(r, s.jobId);
+  });
+
+  test('a job without network joins a sandbox of its own, made ahead and removed after it', async () => {
+    const workRoot = await mkdtemp(join(tmpdir(), 'cronium-docker-sandbox-'));
+    roots.push(workRoot);
+    const exec = new DockerExecutor({ docker, images: { bash: IMAGE, python: IMAGE, node: IMAGE }, workRoot, runtimeDir: RUNTIME_DIR, networkSandboxes: 1, labels: { 'cronium.test-root': workRoot } });
+    const sandboxes = () => docker.listContainers({ all: true, filters: { label: ['cronium.network-sandbox=1', `cronium.test-root=${workRoot}`] } });
+    const ctx = (onLog: (text: string) => void = () => {}): RunContext => {
+      let text = '';
+      return { signal: new AbortController().signal, async log(_stream, data) { text += data.toString(); onLog(text); }, started() {} };
+    };
+    try {
+      assert.equal((await exec.run(spec('bash', 'true'), ctx())).outcome, 'succeeded', 'the first job makes its own namespace');
+      const deadline = Date.now() + 30_000;
+      while (exec.sandboxesReady() < 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(exec.sandboxesReady(), 1, 'a sandbox is ready');
+      const [ready] = await sandboxes();
+      assert.ok(ready);
+      const box = await docker.getContainer(ready.Id).inspect();
+      assert.equal(box.HostConfig.NetworkMode, 'none');
+      assert.deepEqual(box.HostConfig.CapDrop, ['ALL']);
+      assert.equal(box.HostConfig.ReadonlyRootfs, true);
+      assert.equal(box.Config.User, '65534:65534');
+
+      const s = spec('bash', 'ls /sys/class/net; sleep 60');
+      let mode: string | undefined;
+      let inspecting: Promise<void> | undefined;
+      const r = await exec.run(s, ctx((text) => {
+        if (!text.includes('lo') || inspecting) return;
+        inspecting = (async () => {
+          const [info] = await containersOf(s.jobId);
+          const container = docker.getContainer(info!.Id);
+          mode = (await container.inspect()).HostConfig.NetworkMode;
+          await container.kill();
+        })();
+      }));
+      await inspecting;
+      assert.equal(r.exitCode, 137, 'killed once inspected');
+      assert.equal(mode, `container:${ready.Id}`, 'it joined the sandbox');
+      await exec.cleanedUp();
+      assert.ok(!(await sandboxes()).some((c) => c.Id === ready.Id), 'the used sandbox is removed, never given to another job');
+
+      // A sandbox that stopped (an engine restart stops them all) costs the job nothing but the namespace it then makes.
+      while (exec.sandboxesReady() < 1 && Date.now() < deadline + 30_000) await new Promise((resolve) => setTimeout(resolve, 50));
+      const [stopped] = await sandboxes();
+      assert.ok(stopped, 'a sandbox is ready again');
+      await docker.getContainer(stopped.Id).kill();
+      const after = await exec.run(spec('bash', 'ls /sys/class/net'), ctx());
+      assert.equal(after.outcome, 'succeeded', after.error);
+    } finally {
+      await exec.close();
+    }
+    assert.equal((await sandboxes()).length, 0, 'close() removes the sandboxes');
+  });
+
+  test('an image without bash runs its jobs without the supervisor, as before the supervisor', async () => {
+    const noBash = 'cronium-test/no-bash:1';
+    execFileSync('docker', ['build', '--network', 'none', '-q', '-t', noBash, '-'], { input: `FROM ${IMAGE}\nUSER root\nRUN rm -f /usr/bin/bash /bin/bash\n` });
+    const s = spec('python', 'import os, sys\nprint(os.environ["GREETING"], os.environ["CRONIUM_JOB_DIR"])\nsys.exit(4)', { env: { GREETING: 'hi' } });
+    const r = await run(s, { images: { bash: IMAGE, python: noBash, node: IMAGE } });
+    assert.equal(r.result.outcome, 'failed', r.logs.stderr + r.logs.system);
+    assert.equal(r.result.exitCode, 4);
+    assert.equal(r.logs.stdout, 'hi /cronium/job\n');
     await assertCleanedUp(r, s.jobId);
   });
 

@@ -1,32 +1,41 @@
 // Runs bash/python/node jobs in a fresh, hardened Docker container each.
 //
 // Per job: a host folder (see job-files.ts) bind-mounted at /cronium/job,
-// the runtime helpers (agent/runtime) read-only at /cronium/lib, output
-// streamed through ctx.log with backpressure, and the container and folder
-// removed afterwards whatever happens.
+// the runtime helpers (agent/runtime) read-only at /cronium/lib, the script
+// run by the supervisor (job-supervisor.ts), which reports its exit on the
+// output streams, output streamed through ctx.log with backpressure, and the
+// container and folder removed whatever happens, once the result is stored.
+//
+// A job without network joins a network namespace made ahead for it alone
+// (`container:<sandbox>`; the sandbox was started with network mode `none`):
+// the engine's setup of a `none` namespace, the slowest part of a start here,
+// is then paid before the job arrives.
 
-import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
-import { Writable, type Readable } from 'node:stream';
+import { chmod, mkdtemp } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import Dockerode from 'dockerode';
 import type { ExecutionResult, Executor, JobKind, JobSpec, RunContext } from '../job.ts';
-import { demuxDockerStream } from './docker-demux.ts';
-import { createJobFolder, readJobFolder, removeJobFolder, scriptFileName } from './job-files.ts';
+import { createJobFolder, readJobFolder, removeJobFolder } from './job-files.ts';
 import type { ScriptKind } from './job-files.ts';
 import { WarmPool, type Warm } from './warm-pool.ts';
-import { exportLines } from './shell-env.ts';
+import { handOver } from './job-supervisor.ts';
+import { pipeOutput } from './docker-output.ts';
+import {
+  ATTEMPT_LABEL,
+  CONTAINER_JOB_DIR,
+  JOB_LABEL,
+  jobContainerOptions,
+  sandboxContainerOptions,
+  writeJobEnv,
+  type Limits,
+} from './docker-settings.ts';
+
+export { ATTEMPT_LABEL, CONTAINER_JOB_DIR, CONTAINER_LIB_DIR, JOB_LABEL, NETWORK_SANDBOX_LABEL } from './docker-settings.ts';
 
 const MiB = 1024 * 1024;
 /** After the exit, give up on the log stream once it makes no progress for this long. */
 const LOG_IDLE_MS = 15_000;
-
-export const JOB_LABEL = 'cronium.job';
-export const ATTEMPT_LABEL = 'cronium.attempt';
-
-/** Paths inside the container. */
-export const CONTAINER_JOB_DIR = '/cronium/job';
 const OOM_NOTE_WAIT_CHECKS = 30;
-export const CONTAINER_LIB_DIR = '/cronium/lib';
 
 export interface DockerImages {
   readonly bash: string;
@@ -65,14 +74,8 @@ export interface DockerExecutorOptions {
   /** Warm containers of a kind of job unused this long are removed (default 5 min). */
   readonly warmIdleMs?: number;
   readonly onWarmError?: (key: string, error: unknown) => void;
-}
-
-/** What a container is made for; jobs that share it can share warm containers. */
-interface Limits {
-  readonly image: string;
-  readonly memory: number;
-  readonly cpus: number;
-  readonly networkMode: string;
+  /** Network-less namespaces kept made ahead, one per job (default 2; 0: jobs make their own). */
+  readonly networkSandboxes?: number;
 }
 
 interface WarmContainer extends Warm {
@@ -83,43 +86,36 @@ interface WarmContainer extends Warm {
   readonly slotDir: string;
 }
 
-const STATIC_ENV = {
-  PYTHONPATH: `${CONTAINER_LIB_DIR}/python`,
-  NODE_PATH: `${CONTAINER_LIB_DIR}/node`,
-  BASH_ENV: `${CONTAINER_LIB_DIR}/bash/cronium.sh`,
-  HOME: '/tmp',
-};
+/** A started container holding a network namespace with only loopback, for one job to join. */
+interface NetworkSandbox extends Warm {
+  readonly id: string;
+}
+const SANDBOX_KEY = 'network-sandbox';
+/** How long a finished job's cleanup waits for its result to be stored. */
+const REPORT_WAIT_MS = 1000;
 
 export const WARM_LABEL = 'cronium.warm';
 const WARM_SLOT_DIR = '/cronium/slot';
-const WARM_ENV_FILE = '.cronium-env';
-/**
- * PID 2 of a warm container (tini is 1): waits for the name of the job folder
- * on stdin (only a name the agent makes: job-…), takes the job's environment
- * from it, closes stdin and becomes the interpreter, as a cold container's
- * command would be.
- */
-const WARM_WAITER = [
-  'IFS= read -r dir || exit 111',
-  'case "$dir" in job-*) ;; *) exit 111 ;; esac',
-  'case "$dir" in */*) exit 111 ;; esac',
-  `. "${WARM_SLOT_DIR}/$dir/${WARM_ENV_FILE}"`,
-  `exec "$1" "${WARM_SLOT_DIR}/$dir/$2" </dev/null`,
-].join('\n');
 
 function systemLog(ctx: RunContext): (line: string) => Promise<void> {
   return (line) => ctx.log('system', Buffer.from(line + '\n'));
 }
 
+/** With a supervisor, side by side: nothing runs, so no output can be lost, until the job is handed over on stdin. */
+async function attachAndStart(container: Dockerode.Container, direct: boolean): Promise<NodeJS.ReadWriteStream> {
+  const attach = () => container.attach({ stream: true, hijack: true, stdin: !direct, stdout: true, stderr: true }) as Promise<NodeJS.ReadWriteStream>;
+  if (!direct) return (await Promise.all([attach(), container.start()]))[0];
+  const stream = await attach(); // before start, or early output is lost
+  await container.start();
+  return stream;
+}
+
+/** Where images keep bash (the supervisor's `bash` is looked up on PATH; these cover the usual ones). */
+const BASH_PATHS = ['/bin/bash', '/usr/bin/bash', '/usr/local/bin/bash'];
+
 function ignoreGone(err: unknown): void {
   if (statusCode(err) !== 404 && statusCode(err) !== 409) throw err;
 }
-
-const COMMANDS: Record<ScriptKind, (file: string) => string[]> = {
-  bash: (f) => ['bash', f],
-  python: (f) => ['python3', f],
-  node: (f) => ['node', f],
-};
 
 export function formatBytes(n: number): string {
   if (n >= MiB && n % MiB === 0) return `${n / MiB} MiB`;
@@ -135,28 +131,30 @@ function statusCode(err: unknown): number | undefined {
   return typeof err === 'object' && err !== null ? (err as { statusCode?: number }).statusCode : undefined;
 }
 
-/** A writable that hands each chunk to ctx.log and acknowledges it only once logged. */
-function logSink(log: (data: Buffer) => Promise<void>): Writable {
-  return new Writable({
-    highWaterMark: 64 * 1024,
-    write(chunk: Buffer, _enc, callback) {
-      log(chunk).then(() => callback(), (err: Error) => callback(err));
-    },
-  });
-}
-
 export class DockerExecutor implements Executor {
   readonly name = 'docker';
   readonly kinds: readonly JobKind[] = ['bash', 'python', 'node'];
   readonly #docker: Dockerode;
   readonly #opts: DockerExecutorOptions;
   readonly #pool: WarmPool<WarmContainer> | undefined;
+  readonly #sandboxes: WarmPool<NetworkSandbox> | undefined;
+  /** Removal of finished jobs' containers and folders, done after their results. */
+  readonly #cleanups = new Set<Promise<void>>();
+  /** Jobs in run() now. */
+  #running = 0;
+  /** Whether an image has bash for the supervisor, looked up once per image; without, its jobs run the interpreter directly. */
+  readonly #imageHasBash = new Map<string, boolean>();
+  #close: () => void = () => {};
+  readonly #closing = new Promise<void>((resolve) => (this.#close = resolve));
 
   constructor(options: DockerExecutorOptions) {
     this.#opts = options;
     this.#docker = options.docker ?? new Dockerode();
     const warm = options.warmContainers ?? 0;
-    this.#pool = warm > 0 ? new WarmPool({ size: warm, idleMs: options.warmIdleMs ?? 300_000, onError: options.onWarmError }) : undefined;
+    const idleMs = options.warmIdleMs ?? 300_000;
+    this.#pool = warm > 0 ? new WarmPool({ size: warm, idleMs, onError: options.onWarmError }) : undefined;
+    const sandboxes = options.networkSandboxes ?? 2;
+    this.#sandboxes = sandboxes > 0 ? new WarmPool({ size: sandboxes, idleMs, onError: options.onWarmError }) : undefined;
   }
 
   async run(spec: JobSpec, ctx: RunContext): Promise<ExecutionResult> {
@@ -172,15 +170,27 @@ export class DockerExecutor implements Executor {
     if (ctx.signal.aborted) return result('cancelled', -1, 'cancelled before start');
     const key = [kind, limits.image, limits.memory, limits.cpus, limits.networkMode].join('|');
     const warm = this.#pool?.take(key);
-    if (warm) return this.#runWarm(warm, spec, kind, limits, ctx);
-    const ran = await this.#runCold(spec, kind, limits, ctx);
-    this.#pool?.keep(key, () => this.#makeWarm(kind, limits));
-    return ran;
+    // Warm containers need the supervisor, so bash in the image.
+    const refill = () => (this.#imageHasBash.get(limits.image) ? this.#pool?.keep(key, () => this.#makeWarm(kind, limits)) : undefined);
+    this.#running++;
+    try {
+      if (warm) return await this.#runWarm(warm, spec, kind, limits, ctx, refill);
+      return await this.#runCold(spec, kind, limits, ctx, refill);
+    } finally {
+      this.#running--;
+    }
   }
 
-  /** Removes the warm containers; waits for the cleanup of jobs that ran in them. */
+  /** Resolves once the containers and folders of the jobs that returned are removed. */
+  async cleanedUp(): Promise<void> {
+    while (this.#cleanups.size > 0) await Promise.all([...this.#cleanups]);
+  }
+
+  /** Removes the warm containers and network sandboxes; waits for the cleanup of finished jobs. */
   async close(): Promise<void> {
-    await this.#pool?.close();
+    this.#close();
+    await Promise.all([this.#pool?.close(), this.#sandboxes?.close()]);
+    await this.cleanedUp();
   }
 
   /** Ready warm containers for a kind at the default limits (for tests). */
@@ -190,46 +200,32 @@ export class DockerExecutor implements Executor {
     return this.#pool?.readyCount(key) ?? 0;
   }
 
-  #containerOptions(kind: ScriptKind, limits: Limits, job: { cmd: string[]; env: Record<string, string>; binds: string[]; labels: Record<string, string>; stdin: boolean }) {
-    const opts = this.#opts;
-    return {
-      Image: limits.image,
-      Cmd: job.cmd,
-      Env: Object.entries(job.env)
-        .filter(([k]) => k !== '' && !k.includes('='))
-        .map(([k, v]) => `${k}=${v}`),
-      WorkingDir: '/tmp',
-      User: '65534:65534',
-      Labels: { ...opts.labels, ...job.labels },
-      AttachStdin: job.stdin,
-      AttachStdout: true,
-      AttachStderr: true,
-      OpenStdin: job.stdin,
-      StdinOnce: job.stdin,
-      Tty: false,
-      HostConfig: {
-        Binds: [...job.binds, `${opts.runtimeDir}:${CONTAINER_LIB_DIR}:ro`],
-        // Production: network-enabled jobs use Docker's default bridge
-        // ('bridge'); machines without one (tests here) pass 'host'.
-        NetworkMode: limits.networkMode,
-        CapDrop: ['ALL'],
-        // Default seccomp profile stays on: no 'seccomp=unconfined' here.
-        SecurityOpt: ['no-new-privileges'],
-        ReadonlyRootfs: true,
-        Tmpfs: { '/tmp': `rw,noexec,nosuid,size=${opts.tmpfsSize ?? '64m'}` },
-        PidsLimit: opts.pidsLimit ?? 256,
-        // Output reaches the agent through attach (capped per job there); the engine's
-        // default json-file driver would also write all of it to the host's disk.
-        LogConfig: { Type: 'none', Config: {} },
-        Memory: limits.memory,
-        MemorySwap: limits.memory, // equal to Memory: no swap
-        NanoCpus: Math.round(limits.cpus * 1e9),
-        // tini as PID 1: forwards SIGTERM to the script and reaps zombies.
-        Init: true,
-        Privileged: false,
-        AutoRemove: false,
-      },
+  /** Ready network sandboxes (for tests). */
+  sandboxesReady(): number {
+    return this.#sandboxes?.readyCount(SANDBOX_KEY) ?? 0;
+  }
+
+  /**
+   * After a job's result: once the control plane has it (ctx.reported, at most
+   * REPORT_WAIT_MS; at once when closing), removes what the job used, then
+   * makes what the next jobs will take (`refill`). The engine's work for both
+   * would otherwise compete with the result's delivery, and the job's start.
+   */
+  #afterResult(ctx: RunContext, remove: () => Promise<unknown>, refill: () => void): void {
+    const work = async () => {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([ctx.reported, this.#closing, new Promise((resolve) => (timer = setTimeout(resolve, REPORT_WAIT_MS)))]);
+      clearTimeout(timer);
+      try {
+        await remove();
+      } finally {
+        refill();
+      }
     };
+    const tracked: Promise<void> = work()
+      .then(() => {}, () => {}) // a container left behind is removed at the agent's next start (removeLeftoverContainers)
+      .finally(() => this.#cleanups.delete(tracked));
+    this.#cleanups.add(tracked);
   }
 
   /** Creates a container, pulling its image once when the engine lacks it; a string says why it could not. */
@@ -251,51 +247,105 @@ export class DockerExecutor implements Executor {
   }
 
   /** The usual path: a container created and started for this job. */
-  async #runCold(spec: JobSpec, kind: ScriptKind, limits: Limits, ctx: RunContext): Promise<ExecutionResult> {
+  async #runCold(spec: JobSpec, kind: ScriptKind, limits: Limits, ctx: RunContext, refill: () => void): Promise<ExecutionResult> {
     const system = systemLog(ctx);
-    const { dir, skippedKeys } = await createJobFolder(this.#opts.workRoot, spec, kind);
+    const sandbox = limits.networkMode === 'none' ? this.#sandboxes?.take(SANDBOX_KEY) : undefined;
+    let dir: string | undefined;
     let container: Dockerode.Container | undefined;
     try {
-      if (skippedKeys.length > 0) await system(`skipped variables with invalid keys: ${skippedKeys.join(', ')}`);
-      const created = await this.#create(
-        this.#containerOptions(kind, limits, {
-          cmd: COMMANDS[kind](`${CONTAINER_JOB_DIR}/${scriptFileName(kind)}`),
-          env: { ...spec.env, ...STATIC_ENV, CRONIUM_JOB_DIR: CONTAINER_JOB_DIR },
-          binds: [`${dir}:${CONTAINER_JOB_DIR}:rw`],
-          labels: { [JOB_LABEL]: spec.jobId, [ATTEMPT_LABEL]: String(spec.attempt) },
-          stdin: false,
-        }),
-        system,
-      );
+      const made = await createJobFolder(this.#opts.workRoot, spec, kind);
+      dir = made.dir;
+      const env = await writeJobEnv(dir, spec, CONTAINER_JOB_DIR, made.skippedKeys, system);
+      let networkMode = sandbox ? `container:${sandbox.id}` : limits.networkMode;
+      const create = (direct: boolean) =>
+        this.#create(
+          jobContainerOptions(this.#opts, kind, { ...limits, networkMode }, {
+            root: direct ? CONTAINER_JOB_DIR : dirname(CONTAINER_JOB_DIR),
+            binds: [`${dir}:${CONTAINER_JOB_DIR}:rw`],
+            labels: { [JOB_LABEL]: spec.jobId, [ATTEMPT_LABEL]: String(spec.attempt) },
+            direct: direct ? env : undefined,
+          }),
+          system,
+        );
+      let direct = this.#imageHasBash.get(limits.image) === false;
+      let created = await create(direct);
       if (typeof created === 'string') return result('failed', -1, created);
       container = created;
-      // Attach before start, or early output is lost.
-      const stream = await container.attach({ stream: true, stdout: true, stderr: true });
-      return await this.#supervise(container, stream, dir, spec, limits, ctx, () => created.start());
-    } finally {
-      try {
-        await container?.remove({ force: true, v: true }).catch(ignoreGone);
-      } finally {
-        await removeJobFolder(dir);
+      if (!direct && !(await this.#hasBash(created, limits.image))) {
+        direct = true;
+        await created.remove({ force: true }).catch(ignoreGone);
+        container = undefined;
+        created = await create(true);
+        if (typeof created === 'string') return result('failed', -1, created);
+        container = created;
       }
+      let stream: NodeJS.ReadWriteStream;
+      try {
+        stream = await attachAndStart(created, direct);
+      } catch (err) {
+        if (!sandbox) throw err;
+        // The sandbox stopped (the engine restarted, someone removed it): nothing ran; the job makes its own namespace.
+        await created.remove({ force: true }).catch(ignoreGone);
+        container = undefined;
+        networkMode = limits.networkMode;
+        created = await create(direct);
+        if (typeof created === 'string') return result('failed', -1, created);
+        container = created;
+        stream = await attachAndStart(created, direct);
+      }
+      return await this.#supervise(container, stream, dir, direct ? undefined : basename(CONTAINER_JOB_DIR), spec, limits, ctx);
+    } finally {
+      // After the result: the job's end is reported without waiting for the engine to remove anything.
+      const [made, folder] = [container, dir];
+      const remove = async () => {
+        try {
+          await Promise.all([made?.remove({ force: true, v: true }).catch(ignoreGone), sandbox?.discard()]);
+        } finally {
+          if (folder) await removeJobFolder(folder);
+        }
+      };
+      this.#afterResult(ctx, remove, () => {
+        // Only while no other job runs: a sandbox costs the engine a container of its own, which a busy agent cannot spare.
+        if (limits.networkMode === 'none' && this.#running === 0) this.#sandboxes?.keep(SANDBOX_KEY, () => this.#makeSandbox());
+        refill();
+      });
     }
   }
 
-  /** A container made ahead: its job folder goes into its slot, and its waiting shell is told the folder's name. */
-  async #runWarm(warm: WarmContainer, spec: JobSpec, kind: ScriptKind, limits: Limits, ctx: RunContext): Promise<ExecutionResult> {
+  /** Looks for bash in a created container of the image (the engine stats the path, nothing runs); remembered per image. */
+  async #hasBash(container: Dockerode.Container, image: string): Promise<boolean> {
+    const known = this.#imageHasBash.get(image);
+    if (known !== undefined) return known;
+    const found = await Promise.all(
+      BASH_PATHS.map((path) => container.infoArchive({ path }).then(() => true, (err: unknown) => (statusCode(err) === 404 ? false : undefined))),
+    );
+    if (found.includes(true)) this.#imageHasBash.set(image, true);
+    else if (found.every((f) => f === false)) this.#imageHasBash.set(image, false);
+    return found.includes(true);
+  }
+
+  /** A container that only holds a network namespace with loopback (mode `none`): it waits on a stdin nobody writes to. */
+  async #makeSandbox(): Promise<NetworkSandbox> {
+    const created = await this.#create(sandboxContainerOptions(this.#opts, this.#opts.images.bash), async () => {});
+    if (typeof created === 'string') throw new Error(created);
+    try {
+      await created.start();
+    } catch (err) {
+      await created.remove({ force: true }).catch(() => {});
+      throw err;
+    }
+    return { id: created.id, discard: () => created.remove({ force: true, v: true }).catch(ignoreGone) };
+  }
+
+  /** A container made ahead: its job folder goes into its slot, and its waiting supervisor is told the folder's name. */
+  async #runWarm(warm: WarmContainer, spec: JobSpec, kind: ScriptKind, limits: Limits, ctx: RunContext, refill: () => void): Promise<ExecutionResult> {
     const system = systemLog(ctx);
     try {
       const { dir, skippedKeys } = await createJobFolder(warm.slotDir, spec, kind);
-      if (skippedKeys.length > 0) await system(`skipped variables with invalid keys: ${skippedKeys.join(', ')}`);
-      const { lines: env, skipped } = exportLines({ ...spec.env, CRONIUM_JOB_DIR: `${WARM_SLOT_DIR}/${basename(dir)}` });
-      if (skipped.length > 0) await system(`skipped environment variables with invalid names: ${skipped.join(', ')}`);
-      await writeFile(join(dir, WARM_ENV_FILE), env.join('\n') + '\n', { mode: 0o644 });
-      return await this.#supervise(warm.container, warm.stream, dir, spec, limits, ctx, async () => {
-        warm.stream.write(`${basename(dir)}\n`);
-      });
+      await writeJobEnv(dir, spec, `${WARM_SLOT_DIR}/${basename(dir)}`, skippedKeys, system);
+      return await this.#supervise(warm.container, warm.stream, dir, basename(dir), spec, limits, ctx);
     } finally {
-      // After the result: the job's end is reported without waiting for the engine to remove the container.
-      this.#pool!.track(warm.discard());
+      this.#afterResult(ctx, () => warm.discard(), refill);
     }
   }
 
@@ -305,12 +355,10 @@ export class DockerExecutor implements Executor {
     const discardFolder = () => removeJobFolder(slotDir);
     try {
       const created = await this.#create(
-        this.#containerOptions(kind, limits, {
-          cmd: ['sh', '-c', WARM_WAITER, 'cronium-warm', COMMANDS[kind]('')[0]!, scriptFileName(kind)],
-          env: STATIC_ENV,
+        jobContainerOptions(this.#opts, kind, limits, {
+          root: WARM_SLOT_DIR,
           binds: [`${slotDir}:${WARM_SLOT_DIR}:rw`],
           labels: { [JOB_LABEL]: 'warm', [WARM_LABEL]: '1' },
-          stdin: true,
         }),
         async () => {},
       );
@@ -337,17 +385,19 @@ export class DockerExecutor implements Executor {
   }
 
   /**
-   * Starts the job (`begin`) and follows it to its end: logs, timeout,
-   * cancel (SIGTERM, then SIGKILL after the grace period), OOM, results.
+   * Hands the job folder `name` to the started container's supervisor (if it
+   * has one) and follows the job to its end: logs, timeout, cancel
+   * (SIGTERM, then SIGKILL after the grace period), OOM, results.
    */
   async #supervise(
     container: Dockerode.Container,
     stream: NodeJS.ReadWriteStream,
     dir: string,
+    /** The folder's name for the supervisor; undefined for a container without one. */
+    name: string | undefined,
     spec: JobSpec,
     limits: Limits,
     ctx: RunContext,
-    begin: () => Promise<unknown>,
   ): Promise<ExecutionResult> {
     const opts = this.#opts;
     const system = systemLog(ctx);
@@ -358,11 +408,12 @@ export class DockerExecutor implements Executor {
       cancelled = true;
       container.stop({ t: opts.stopGraceSeconds ?? 10 }).catch(() => {});
     };
-    const logs = this.#pipeLogs(stream, ctx);
-    logs.done.catch(() => {}); // awaited below; avoid an unhandled rejection if we throw first
+    const job = handOver(name ?? 'job');
+    const output = pipeOutput(stream, ctx, job.nonce);
+    output.done.catch(() => {}); // awaited below; avoid an unhandled rejection if we throw first
     try {
       if (ctx.signal.aborted) return result('cancelled', -1, 'cancelled before start');
-      await begin();
+      if (name !== undefined) stream.write(job.line);
       ctx.started();
       ctx.signal.addEventListener('abort', onAbort, { once: true });
       if (ctx.signal.aborted) onAbort();
@@ -374,19 +425,32 @@ export class DockerExecutor implements Executor {
         }, spec.timeoutSeconds * 1000);
       }
 
-      const waited = (await container.wait()) as { StatusCode: number };
-      clearTimeout(timer);
-      // The attach stream ends after the exit; wait for it or output is cut.
-      if (!(await logs.settled(LOG_IDLE_MS))) await system('log stream did not end after the exit; output may be cut');
-      let info = await container.inspect();
-      // dockerd records the cgroup's OOM event asynchronously (seconds later on a loaded host): a SIGKILL we did not
-      // send may be an OOM kill not yet noted. Only such exits wait, up to OOM_NOTE_WAIT_CHECKS × 100 ms.
-      for (let check = 0; check < OOM_NOTE_WAIT_CHECKS && info.State.ExitCode === 137 && !info.State.OOMKilled && !cancelled && !timedOut; check++) {
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        info = await container.inspect();
+      const waiting = container.wait() as Promise<{ StatusCode: number }>;
+      waiting.catch(() => {}); // not awaited when the supervisor reports first
+      const reported = await Promise.race([output.exited, waiting.then(() => undefined)]);
+      let exitCode: number;
+      let oomKilled: boolean;
+      if (reported && reported.exitCode !== 137 && reported.oomKills === 0) {
+        // The script exited on its own and nothing in the container was OOM-killed: the result is known now.
+        clearTimeout(timer);
+        exitCode = reported.exitCode;
+        oomKilled = false;
+      } else {
+        // Killed (by us, the OOM killer or anyone), or no report: the engine's view, as for any container.
+        const waited = await waiting;
+        clearTimeout(timer);
+        // The attach stream ends after the exit; wait for it or output is cut.
+        if (!(await output.settled(LOG_IDLE_MS))) await system('log stream did not end after the exit; output may be cut');
+        let info = await container.inspect();
+        // dockerd records the cgroup's OOM event asynchronously (seconds later on a loaded host): a SIGKILL we did not
+        // send may be an OOM kill not yet noted. Only such exits wait, up to OOM_NOTE_WAIT_CHECKS × 100 ms.
+        for (let check = 0; check < OOM_NOTE_WAIT_CHECKS && info.State.ExitCode === 137 && !info.State.OOMKilled && !(reported?.oomKills) && !cancelled && !timedOut; check++) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          info = await container.inspect();
+        }
+        exitCode = info.State.ExitCode ?? waited.StatusCode;
+        oomKilled = info.State.OOMKilled === true || (reported?.oomKills ?? 0) > 0;
       }
-      const exitCode = info.State.ExitCode ?? waited.StatusCode;
-      const oomKilled = info.State.OOMKilled === true;
 
       const files = await readJobFolder(dir);
       for (const w of files.warnings) await system(w);
@@ -415,73 +479,6 @@ export class DockerExecutor implements Executor {
       return (err as Error).message.split('\n')[0] ?? String(err);
     }
   }
-
-  /**
-   * Demuxes the attach stream into stdout/stderr and forwards it to ctx.log.
-   * The demuxer ignores write() results, so pause the source while a sink is
-   * over its high-water mark: a slow ctx.log slows the container's output.
-   * Resolves when the stream has ended and every chunk has been logged.
-   */
-  #pipeLogs(stream: NodeJS.ReadWriteStream, ctx: RunContext): LogPipe {
-    let lastActivity = Date.now();
-    const forward = (name: 'stdout' | 'stderr') => async (data: Buffer) => {
-      lastActivity = Date.now();
-      await ctx.log(name, data);
-      lastActivity = Date.now();
-    };
-    const sinks = [logSink(forward('stdout')), logSink(forward('stderr'))] as const;
-    const paced = (sink: Writable) =>
-      ({
-        write(chunk: Buffer) {
-          if (!sink.write(chunk)) {
-            stream.pause();
-            sink.once('drain', () => stream.resume());
-          }
-          return true;
-        },
-      });
-    demuxDockerStream(stream as unknown as Readable, paced(sinks[0]), paced(sinks[1]));
-
-    const finished = (sink: Writable) =>
-      new Promise<void>((resolve, reject) => {
-        sink.once('finish', resolve);
-        sink.once('error', reject);
-      });
-    const done = new Promise<void>((resolve, reject) => {
-      let ended = false;
-      const end = () => {
-        if (ended) return;
-        ended = true;
-        for (const sink of sinks) sink.end();
-        Promise.all(sinks.map(finished)).then(() => resolve(), reject);
-      };
-      stream.once('end', end);
-      stream.once('close', end);
-      stream.once('error', end);
-    });
-    const settled = async (idleMs: number): Promise<boolean> => {
-      lastActivity = Date.now();
-      let poll: NodeJS.Timeout | undefined;
-      const idle = new Promise<boolean>((resolve) => {
-        poll = setInterval(() => {
-          if (Date.now() - lastActivity > idleMs) resolve(false);
-        }, Math.min(1000, idleMs));
-      });
-      try {
-        return await Promise.race([done.then(() => true), idle]);
-      } finally {
-        clearInterval(poll);
-      }
-    };
-    return { done, settled };
-  }
-}
-
-interface LogPipe {
-  /** Resolves once the stream ended and every chunk went through ctx.log. */
-  readonly done: Promise<void>;
-  /** Waits for `done`; false if the stream made no progress for idleMs. */
-  settled(idleMs: number): Promise<boolean>;
 }
 
 function result(outcome: ExecutionResult['outcome'], exitCode: number, error: string): ExecutionResult {

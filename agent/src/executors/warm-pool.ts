@@ -37,17 +37,19 @@ export class WarmPool<W extends Warm> {
     this.#sweeper.unref();
   }
 
-  /** A ready container for the key, if one is; its place is filled again in the background. */
+  /**
+   * A ready container for the key, if one is. Its place is filled at the next
+   * keep(), which the caller makes after the job: making a container while the
+   * job starts would slow the job down.
+   */
   take(key: string): W | undefined {
     const entry = this.#entries.get(key);
     if (!entry) return undefined;
     entry.lastUsed = Date.now();
-    const warm = entry.ready.shift();
-    this.#fill(key, entry);
-    return warm;
+    return entry.ready.shift();
   }
 
-  /** From now on keep containers for this key warm (after a job of it ran cold). */
+  /** From now on keep containers for this key warm, and fill its places (after a job of it ran). */
   keep(key: string, make: () => Promise<W>): void {
     if (this.#closed || this.#options.size <= 0) return;
     let entry = this.#entries.get(key);
