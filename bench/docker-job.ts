@@ -7,7 +7,7 @@ import type { BenchContext, Benchmark } from './lib/context.ts';
 import type { ResultBuilder } from './lib/result.ts';
 import { freshDatabase, Stack, withClient } from './lib/stack.ts';
 import { root, TEST_IMAGE } from '../test/harness.ts';
-import { nowMs, round, summarize } from './lib/stats.ts';
+import { nowMs, round, signed, summarize } from './lib/stats.ts';
 import { bareRun, runAndWatch } from './lib/one-job.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -180,7 +180,7 @@ async function run(ctx: BenchContext, r: ResultBuilder): Promise<void> {
     r.target(
       'Docker job overhead over bare Engine API',
       '≤ +10% at p50',
-      `+${round(overhead)}% end to end (p50 ${round(r.stat('ours.e2e', 'p50'))} ms vs ${round(r.stat('bare', 'p50'))} ms); +${round(overheadDb)}% created_at → finished_at`,
+      `${signed(overhead)}% end to end (p50 ${round(r.stat('ours.e2e', 'p50'))} ms vs ${round(r.stat('bare', 'p50'))} ms); ${signed(overheadDb)}% created_at → finished_at`,
       overhead <= 10,
     );
     if (ctx.timeLeft() > 25_000) {

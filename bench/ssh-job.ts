@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Client } from 'ssh2';
 import type { Benchmark, BenchContext } from './lib/context.ts';
 import type { ResultBuilder } from './lib/result.ts';
-import { summarize } from './lib/stats.ts';
+import { signed, summarize } from './lib/stats.ts';
 import { SshExecutor } from '../agent/src/executors/ssh.ts';
 import { SshPool } from '../agent/src/executors/ssh-pool.ts';
 import type { JobSpec, SshTarget } from '../agent/src/job.ts';
@@ -111,7 +111,7 @@ async function run(ctx: BenchContext, r: ResultBuilder): Promise<void> {
   r.target(
     'SSH job on a pooled connection, over bare exec',
     '≤ +5 ms',
-    `+${Math.round(extra)} ms at p50 (pooled job ${Math.round(r.stat('pooled', 'p50'))} ms vs bare exec ${Math.round(r.stat('bare', 'p50'))} ms; fresh connection ${Math.round(r.stat('fresh', 'p50'))} ms; plain ssh ${Math.round(r.stat('ssh', 'p50'))} ms)`,
+    `${signed(Math.round(extra))} ms at p50 (pooled job ${Math.round(r.stat('pooled', 'p50'))} ms vs bare exec ${Math.round(r.stat('bare', 'p50'))} ms; fresh connection ${Math.round(r.stat('fresh', 'p50'))} ms; plain ssh ${Math.round(r.stat('ssh', 'p50'))} ms)`,
     extra <= 5,
   );
   r.note(

@@ -42,6 +42,12 @@ export function round(value: number): number {
   return Math.round(value * f) / f;
 }
 
+/** A rounded difference with its sign: +8, −13.4. */
+export function signed(value: number): string {
+  const r = round(value);
+  return r < 0 ? `−${-r}` : `+${r}`;
+}
+
 export function roundSummary(s: Summary): Summary {
   return { n: s.n, min: round(s.min), p50: round(s.p50), p90: round(s.p90), p99: round(s.p99), max: round(s.max), mean: round(s.mean) };
 }

@@ -27,8 +27,6 @@ export async function claimJobs(db: Db, agents: readonly AgentCandidate[], offer
   return offerPicked(db, await pickJobs(db, agents), offerTimeoutMs);
 }
 
-type Candidate = { readonly [K in 'id' | 'owner_id' | 'spec' | 'selector' | 'pinned_agent_id' | 'server_id']: JobRow[K] };
-
 /** A queued job chosen for an agent, not claimed yet. */
 export interface Pick {
   readonly id: string;
@@ -51,8 +49,18 @@ export async function pickJobs(db: Db, agents: readonly AgentCandidate[]): Promi
   let windowSize = Math.min(CLAIM_WINDOW, Math.max(32, 4 * slotsLeft()));
   let offset = 0;
   for (let window = 0; window < MAX_WINDOWS && slotsLeft() > 0; window++) {
-    // The queue head in priority order (see the ready_jobs migration for why it is a function).
-    const { rows: candidates } = await sql<Candidate>`select * from ready_jobs(${pinnable}::text[], ${windowSize}, ${offset})`.execute(db);
+    const query = db
+      .selectFrom('jobs')
+      .select(['id', 'owner_id', 'spec', 'selector', 'pinned_agent_id', 'server_id'])
+      .where('status', '=', 'queued')
+      .where('run_after', '<=', sql<Date>`now()`)
+      .where((eb) => eb.or([eb('pinned_agent_id', 'is', null), eb('pinned_agent_id', 'in', pinnable)]))
+      .orderBy('priority', 'desc')
+      .orderBy('created_at')
+      .orderBy('id')
+      .limit(windowSize)
+      .offset(offset);
+    const candidates = await query.execute();
     for (const job of candidates) {
       const pool = job.pinned_agent_id ? [free.get(job.pinned_agent_id)].filter((a) => a !== undefined) : free.values();
       const agent = pickAgent(job.selector, executorFor(job.spec.kind, job.server_id), pool);

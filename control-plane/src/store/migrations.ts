@@ -416,27 +416,6 @@ const migrations: Record<string, Migration> = {
       `);
     },
   },
-  '0012_ready_jobs': {
-    // The dispatcher's read of the queue head. A backlog that arrives faster than autovacuum analyzes the table
-    // leaves the planner thinking few jobs are queued; it then picks a bitmap scan that sorts the whole backlog
-    // on every pass (50 ms at 10,000 jobs) instead of walking jobs_ready in order and stopping at the limit (2 ms).
-    // The function's SET holds for its own statement only.
-    async up(db: Kysely<any>) {
-      await sql.raw(`
-        create function ready_jobs(pinnable text[], max_rows integer, skip_rows integer)
-        returns table (id text, owner_id text, spec jsonb, selector jsonb, pinned_agent_id text, server_id text)
-        language sql stable
-        set enable_bitmapscan = off
-        as $$
-          select jobs.id, jobs.owner_id, jobs.spec, jobs.selector, jobs.pinned_agent_id, jobs.server_id
-            from jobs
-           where jobs.status = 'queued' and jobs.run_after <= now()
-             and (jobs.pinned_agent_id is null or jobs.pinned_agent_id = any(pinnable))
-           order by jobs.priority desc, jobs.created_at, jobs.id
-           limit max_rows offset skip_rows
-        $$`).execute(db);
-    },
-  },
 };
 
 // PGlite's extended protocol takes one statement per query.
