@@ -2,6 +2,7 @@
 // and the supervisor's exit lines (job-supervisor.ts) taken out of it.
 
 import { Writable, type Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import type { RunContext } from '../job.ts';
 import { demuxDockerStream, type DemuxSink } from './docker-demux.ts';
 import { ExitLineScanner, type JobExit } from './job-supervisor.ts';
@@ -25,13 +26,6 @@ function logSink(log: (data: Buffer) => Promise<void>): Writable {
   });
 }
 
-function finished(sink: Writable): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    if (sink.writableFinished) return resolve();
-    sink.once('finish', resolve);
-    sink.once('error', reject);
-  });
-}
 
 /**
  * The demuxer ignores write() results, so the source is paused while a sink

@@ -5,10 +5,10 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { JobSpec } from '../job.ts';
-import { scriptFileName, type ScriptKind } from './job-files.ts';
+import { INTERPRETERS, scriptFileName, type ScriptKind } from './job-files.ts';
 import { ENV_FILE, envFile, supervisorCommand } from './job-supervisor.ts';
 
-const MiB = 1024 * 1024;
+export const MiB = 1024 * 1024;
 
 /** Paths inside the container. */
 export const CONTAINER_JOB_DIR = '/cronium/job';
@@ -42,7 +42,6 @@ const STATIC_ENV = {
   HOME: '/tmp',
 };
 
-const INTERPRETERS: Record<ScriptKind, string> = { bash: 'bash', python: 'python3', node: 'node' };
 
 function hardening(defaults: ContainerDefaults, limits: Pick<Limits, 'memory' | 'cpus' | 'networkMode'>, pids: number) {
   return {

@@ -24,15 +24,14 @@ import {
   ATTEMPT_LABEL,
   CONTAINER_JOB_DIR,
   JOB_LABEL,
+  MiB,
   jobContainerOptions,
   sandboxContainerOptions,
   writeJobEnv,
   type Limits,
 } from './docker-settings.ts';
 
-export { ATTEMPT_LABEL, CONTAINER_JOB_DIR, CONTAINER_LIB_DIR, JOB_LABEL, NETWORK_SANDBOX_LABEL } from './docker-settings.ts';
 
-const MiB = 1024 * 1024;
 /** After the exit, give up on the log stream once it makes no progress for this long. */
 const LOG_IDLE_MS = 15_000;
 const OOM_NOTE_WAIT_CHECKS = 30;

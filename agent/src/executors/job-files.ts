@@ -30,6 +30,9 @@ const SCRIPT_FILES: Record<ScriptKind, string> = {
   node: 'script.js',
 };
 
+/** The program that runs a script of each kind. */
+export const INTERPRETERS: Readonly<Record<ScriptKind, string>> = { bash: 'bash', python: 'python3', node: 'node' };
+
 export function scriptFileName(kind: ScriptKind): string {
   return SCRIPT_FILES[kind];
 }

@@ -1,4 +1,4 @@
-// A job's environment as POSIX shell text: for env.sh on an SSH server and for a warm container's shell.
+// A job's environment as POSIX shell text, for an SSH job's wrapper.
 
 /** A shell word for the value: single quotes, each `'` written as `'\''`. */
 export function shellQuote(value: string): string {

@@ -21,12 +21,11 @@
 // environment nor its files.
 
 import { Transform, type TransformCallback } from 'node:stream';
-import { isValidVariableKey, jobFileSet, scriptFileName } from './job-files.ts';
+import { INTERPRETERS, isValidVariableKey, jobFileSet, scriptFileName } from './job-files.ts';
 import type { ScriptKind } from './job-files.ts';
 import type { JobSpec } from '../job.ts';
 import { exportLines, shellQuote } from './shell-env.ts';
 
-const INTERPRETERS: Record<ScriptKind, string> = { bash: 'bash', python: 'python3', node: 'node' };
 
 /** The folders the wrapper makes (relative to the job folder): job-files.ts's and the runtime helpers'. */
 const JOB_FOLDERS = ['', 'job', 'job/variables', 'job/variables-set', 'lib', 'lib/bash', 'lib/python', 'lib/python/cronium', 'lib/node', 'lib/node/cronium'];
@@ -98,31 +97,10 @@ export interface PayloadFile {
   readonly content: Buffer | string;
 }
 
-const APOSTROPHE = 0x27;
-
-/** Shell text that writes `content` byte for byte to stdout with the printf builtin (NUL via `\000`). */
+/** Shell text that writes `content` byte for byte to stdout with the printf builtin (NUL via `\000`); latin1 maps each byte to one character and back. */
 function printfText(content: Buffer): Buffer {
-  const parts: Buffer[] = [];
-  let start = 0;
-  const word = (end: number) => {
-    if (end <= start) return;
-    const bytes = content.subarray(start, end);
-    const pieces: Buffer[] = [Buffer.from("printf %s '")];
-    let from = 0;
-    for (let i = bytes.indexOf(APOSTROPHE); i >= 0; i = bytes.indexOf(APOSTROPHE, i + 1)) {
-      pieces.push(bytes.subarray(from, i), Buffer.from(`'\\''`));
-      from = i + 1;
-    }
-    pieces.push(bytes.subarray(from), Buffer.from("'\n"));
-    parts.push(...pieces);
-  };
-  for (let nul = content.indexOf(0); nul >= 0; nul = content.indexOf(0, start)) {
-    word(nul);
-    parts.push(Buffer.from("printf '\\000'\n"));
-    start = nul + 1;
-  }
-  word(content.length);
-  return Buffer.concat(parts);
+  const words = content.toString('latin1').split('\0').map((part) => (part ? `printf %s ${shellQuote(part)}\n` : ''));
+  return Buffer.from(words.join("printf '\\000'\n"), 'latin1');
 }
 
 /** Parent folders of the files, shallowest first. */

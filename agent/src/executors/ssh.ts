@@ -55,7 +55,6 @@ export { fingerprintOf, keyTypeOf, normalizeFingerprint, SshConnectError } from 
 export type { SshEndpoint } from './ssh-fingerprint.ts';
 export { SshPool } from './ssh-pool.ts';
 export type { SshLease, SshPoolOptions, SshPoolStats } from './ssh-pool.ts';
-export { WRAPPER_COMMAND } from './ssh-job-script.ts';
 
 export interface SshExecutorOptions {
   /** Local path of agent/runtime (bash/cronium.sh, python/cronium, node/cronium), sent with each job. */

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { currentTraceParent } from '../tracing.ts';
 import { inTransaction, type Db } from '../store/database.ts';
-import type { EventRow, JobRow, JobSpec, NewJobRow, RunRow, Selector } from '../store/schema.ts';
+import { sql } from 'kysely';
+import type { EventRow, JobRow, JobSpec, RunRow, Selector } from '../store/schema.ts';
 import { EMPTY_SELECTOR, selectorMatches } from '../domain/selector.ts';
 import { finishLocked } from './transitions.ts';
 
@@ -91,8 +92,14 @@ export async function failUnusableServerJobs(tx: Db, inserted: readonly JobRow[]
   return jobs;
 }
 
+/** Set when a conditional action of another run started this one (see actions/run-actions.ts). */
+export interface RunCause {
+  readonly runId: string;
+  readonly actionDepth: number;
+}
+
 /**
- * Creates a run and its jobs ({@link newRun}) in one transaction; a server
+ * Creates a run of the event and its jobs ({@link enqueueRuns}); a server
  * that is gone or whose host key is not approved fails its job at once, with
  * the reason.
  */
@@ -101,51 +108,83 @@ export async function enqueueRun(
   event: EventRow,
   input: unknown,
   agents: readonly RegisteredAgent[],
-  cause: { readonly runId: string; readonly actionDepth: number } | null = null,
+  cause: RunCause | null = null,
 ): Promise<{ run: RunRow; jobIds: string[]; jobs: JobRow[] }> {
-  const { runId, jobs: newJobs, serverIds } = newRun(event, input, agents);
-  const jobs: NewJobRow[] = newJobs.map((job) => ({ ...job, spec: JSON.stringify(job.spec), selector: JSON.stringify(job.selector) }));
-  // The run and its jobs in one statement: atomic on its own, so without a transaction's extra round trips
-  // (the jobs become claimable one round trip after created_at, not three).
-  const insert = (tx: Db) =>
-    tx
-      .with('run', (w) =>
-        w.insertInto('runs').values({
-          id: runId,
-          event_id: event.id,
-          owner_id: event.owner_id,
-          status: 'running',
-          input: JSON.stringify(input ?? null),
-          // Set when a conditional action of another run started this one (see actions/run-actions.ts).
-          ...(cause ? { caused_by_run_id: cause.runId, action_depth: cause.actionDepth } : {}),
-        }),
-      )
-      .insertInto('jobs')
-      .values(jobs)
-      .returningAll()
-      .execute();
-  const runRow = (tx: Db) => tx.selectFrom('runs').selectAll().where('id', '=', runId).executeTakeFirstOrThrow();
-  if (!serverIds) {
-    const inserted = await insert(db);
-    // The run as inserted, without reading it back: its created_at is the statement's now(), like its jobs'.
-    const run: RunRow = {
-      id: runId,
-      event_id: event.id,
-      owner_id: event.owner_id,
-      status: 'running',
-      exit_code: null,
-      input: JSON.parse(JSON.stringify(input ?? null)),
-      created_at: inserted[0]!.created_at,
-      finished_at: null,
-      action_depth: cause?.actionDepth ?? 0,
-      caused_by_run_id: cause?.runId ?? null,
-    };
-    return { run, jobIds: jobs.map((job) => job.id), jobs: inserted };
+  const request = [{ event, input, cause }];
+  if ('serverIds' in event.target) {
+    return inTransaction(db, async (tx) => {
+      const { runIds, jobs } = await enqueueRuns(tx, request, agents);
+      // Its jobs may have failed already, and the run with them.
+      const run = await tx.selectFrom('runs').selectAll().where('id', '=', runIds[0]!).executeTakeFirstOrThrow();
+      return { run, jobIds: jobs.map((job) => job.id), jobs };
+    });
   }
-  return inTransaction(db, async (tx) => {
-    const inserted = await failUnusableServerJobs(tx, await insert(tx));
-    return { run: await runRow(tx), jobIds: jobs.map((job) => job.id), jobs: inserted };
-  });
+  // One statement, atomic on its own: without a transaction's extra round trips.
+  const { runIds, jobs } = await enqueueRuns(db, request, agents);
+  // The run as inserted, without reading it back: its created_at is the statement's, like its jobs'.
+  const run: RunRow = {
+    id: runIds[0]!,
+    event_id: event.id,
+    owner_id: event.owner_id,
+    status: 'running',
+    exit_code: null,
+    input: JSON.parse(JSON.stringify(input ?? null)),
+    created_at: jobs[0]!.created_at,
+    finished_at: null,
+    action_depth: cause?.actionDepth ?? 0,
+    caused_by_run_id: cause?.runId ?? null,
+  };
+  return { run, jobIds: jobs.map((job) => job.id), jobs };
+}
+
+export interface RunRequest {
+  readonly event: EventRow;
+  readonly input: unknown;
+  readonly cause?: RunCause | null;
+}
+
+/**
+ * Runs of many events ({@link newRun}): every run and job in one statement,
+ * the rows passed as one JSON parameter each (so the statement's size does
+ * not grow with its parameters' count); SSH jobs whose server cannot be used
+ * are failed at once, which needs the caller's transaction. Returns each
+ * request's run id, in order, and the jobs as they are now. With `notBefore`,
+ * the runs and jobs are dated no earlier than it (and the jobs may not run
+ * before it): for a transaction begun ahead of the moment it commits at.
+ */
+export async function enqueueRuns(
+  tx: Db,
+  requests: readonly RunRequest[],
+  agents: readonly RegisteredAgent[],
+  { notBefore }: { notBefore?: Date } = {},
+): Promise<{ runIds: string[]; jobs: JobRow[] }> {
+  if (requests.length === 0) return { runIds: [], jobs: [] };
+  const now = Math.max(Date.now(), notBefore?.getTime() ?? 0);
+  const built = requests.map(({ event, input, cause }) => ({ event, input, cause, ...newRun(event, input, agents, now) }));
+  const runs = built.map(({ runId, event, input, cause }) => ({
+    id: runId,
+    event_id: event.id,
+    owner_id: event.owner_id,
+    status: 'running',
+    input: input ?? null,
+    caused_by_run_id: cause?.runId ?? null,
+    action_depth: cause?.actionDepth ?? 0,
+  }));
+  const newJobs = built.flatMap((run) => run.jobs);
+  const createdAt = sql`greatest(now(), ${notBefore ?? null}::timestamptz)`;
+  const { rows } = await sql<JobRow>`
+    with new_runs as (
+      insert into runs (id, event_id, owner_id, status, input, caused_by_run_id, action_depth, created_at)
+      select id, event_id, owner_id, status, coalesce(input, 'null'), caused_by_run_id, action_depth, ${createdAt}
+        from json_populate_recordset(null::runs, ${JSON.stringify(runs)}::json)
+    )
+    insert into jobs (id, run_id, event_id, owner_id, max_attempts, status, priority, spec, selector, pinned_agent_id, server_id, error, scheduling_deadline, created_at, run_after)
+    select id, run_id, event_id, owner_id, max_attempts, status, priority, spec, selector, pinned_agent_id, server_id, error, scheduling_deadline, ${createdAt}, ${createdAt}
+      from json_populate_recordset(null::jobs, ${JSON.stringify(newJobs)}::json)
+    returning *`.execute(tx);
+  const byId = new Map(rows.map((row) => [row.id, row]));
+  const inserted = newJobs.map((job) => byId.get(job.id)!);
+  return { runIds: built.map((run) => run.runId), jobs: await failUnusableServerJobs(tx, inserted) };
 }
 
 /** Agents a fan-out may pick: online, or reconnecting (heartbeated within one lease); not draining or revoked. */

@@ -19,28 +19,54 @@ export type StartOutcome =
  */
 export async function startRun(db: Db, event: EventRow, input: unknown, agents: readonly RegisteredAgent[]): Promise<StartOutcome> {
   return inTransaction(db, async (tx) => {
-    const cancelled: Cancelled[] = [];
+    let cancelled: Cancelled[] = [];
     if (event.concurrency_policy !== 'allow') {
       await tx.selectFrom('events').select('id').where('id', '=', event.id).forUpdate().execute();
-      const running = await tx.selectFrom('runs').select('id').where('event_id', '=', event.id).where('status', '=', 'running').orderBy('created_at').execute();
-      if (running.length > 0 && event.concurrency_policy === 'forbid') {
-        const runningRunId = running[0]!.id;
-        return { started: false, reason: forbiddenReason(runningRunId), runningRunId };
-      }
-      cancelled.push(...(await cancelReplaced(tx, running.map((run) => run.id))));
+      const decided = await applyConcurrencyPolicies(tx, [event]);
+      const refused = decided.forbidden[0];
+      if (refused) return { started: false, reason: refused.reason, runningRunId: refused.runningRunId };
+      cancelled = decided.cancelled;
     }
     const { run, jobIds, jobs } = await enqueueRun(tx, event, input, agents);
     return { started: true, run, jobIds, jobs, cancelled };
   });
 }
 
-/** Why CONCURRENCY_FORBID starts no run while `runningRunId` runs. */
-export function forbiddenReason(runningRunId: string): string {
-  return `run ${runningRunId} of this event is still running and its concurrency policy is CONCURRENCY_FORBID`;
+/**
+ * The concurrency policies of events about to start a run each, the events
+ * locked by the caller. ALLOW decides nothing. FORBID: no run while one is
+ * still running (`forbidden`, with the reason). REPLACE: the running runs'
+ * open jobs are cancelled (`cancelled`: the caller tells the agents after the
+ * commit).
+ */
+export async function applyConcurrencyPolicies(tx: Db, events: readonly EventRow[]) {
+  const forbidden: { eventId: string; reason: string; runningRunId: string }[] = [];
+  const deciding = events.filter((event) => event.concurrency_policy !== 'allow');
+  if (deciding.length === 0) return { starting: events, forbidden, cancelled: [] };
+  const running = await tx
+    .selectFrom('runs')
+    .select(['id', 'event_id'])
+    .where('event_id', 'in', deciding.map((event) => event.id))
+    .where('status', '=', 'running')
+    .orderBy('created_at')
+    .execute();
+  const runningOf = new Map<string, string[]>();
+  for (const run of running) runningOf.set(run.event_id, [...(runningOf.get(run.event_id) ?? []), run.id]);
+  const replaced: string[] = [];
+  const starting = events.filter((event) => {
+    const runs = event.concurrency_policy === 'allow' ? undefined : runningOf.get(event.id);
+    if (!runs) return true;
+    if (event.concurrency_policy === 'forbid') {
+      forbidden.push({ eventId: event.id, reason: `run ${runs[0]} of this event is still running and its concurrency policy is CONCURRENCY_FORBID`, runningRunId: runs[0]! });
+      return false;
+    }
+    replaced.push(...runs);
+    return true;
+  });
+  return { starting, forbidden, cancelled: await cancelReplaced(tx, replaced) };
 }
 
-/** CONCURRENCY_REPLACE: cancels the open jobs of the running runs a new run replaces. */
-export async function cancelReplaced(tx: Db, runIds: readonly string[]): Promise<Cancelled[]> {
+async function cancelReplaced(tx: Db, runIds: readonly string[]): Promise<Cancelled[]> {
   if (runIds.length === 0) return [];
   const jobs = await tx.selectFrom('jobs').select('id').where('run_id', 'in', runIds).where('status', 'in', ['queued', 'offered', 'running']).execute();
   const cancelled: Cancelled[] = [];

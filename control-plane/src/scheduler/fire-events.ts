@@ -1,9 +1,8 @@
 import { sql } from 'kysely';
 import type { Db } from '../store/database.ts';
 import type { EventRow } from '../store/schema.ts';
-import { fansOut, type RegisteredAgent } from '../queue/enqueue.ts';
-import { enqueueRuns } from '../queue/enqueue-many.ts';
-import { cancelReplaced, forbiddenReason } from '../queue/start-run.ts';
+import { enqueueRuns, fansOut, type RegisteredAgent } from '../queue/enqueue.ts';
+import { applyConcurrencyPolicies } from '../queue/start-run.ts';
 import type { Cancelled } from '../queue/transitions.ts';
 
 export interface InstantFired {
@@ -55,10 +54,10 @@ export async function fireEvents(
       if (reason) skipped.push({ eventId: event.id, reason });
       return !reason;
     });
-    const { starting, forbidden, cancelled } = await underConcurrencyPolicies(tx, fireable);
-    skipped.push(...forbidden);
+    const { starting, forbidden, cancelled } = await applyConcurrencyPolicies(tx, fireable);
+    skipped.push(...forbidden.map(({ eventId, reason }) => ({ eventId, reason })));
     const input = { scheduledAt: at.toISOString() };
-    const runIds = await enqueueRuns(
+    const { runIds } = await enqueueRuns(
       tx,
       starting.map((event) => ({ event, input })),
       starting.some((event) => fansOut(event)) ? await agents(tx) : [],
@@ -75,38 +74,6 @@ function whyNotFireable(event: EventRow): string | undefined {
   if (event.status !== 'active' || event.deleted_at !== null) return 'the event is no longer active';
   if (event.max_executions > 0 && event.execution_count >= event.max_executions) return `maxExecutions (${event.max_executions}) reached`;
   return undefined;
-}
-
-/**
- * FORBID: no run while one is still running. REPLACE: the running runs' open
- * jobs are cancelled first. ALLOW decides nothing. (As startRun does for one
- * event; the events are locked already.)
- */
-async function underConcurrencyPolicies(tx: Db, events: readonly EventRow[]) {
-  const forbidden: { eventId: string; reason: string }[] = [];
-  const deciding = events.filter((event) => event.concurrency_policy !== 'allow');
-  if (deciding.length === 0) return { starting: events, forbidden, cancelled: [] };
-  const running = await tx
-    .selectFrom('runs')
-    .select(['id', 'event_id'])
-    .where('event_id', 'in', deciding.map((event) => event.id))
-    .where('status', '=', 'running')
-    .orderBy('created_at')
-    .execute();
-  const runningOf = new Map<string, string[]>();
-  for (const run of running) runningOf.set(run.event_id, [...(runningOf.get(run.event_id) ?? []), run.id]);
-  const replaced: string[] = [];
-  const starting = events.filter((event) => {
-    const runs = event.concurrency_policy === 'allow' ? undefined : runningOf.get(event.id);
-    if (!runs) return true;
-    if (event.concurrency_policy === 'forbid') {
-      forbidden.push({ eventId: event.id, reason: forbiddenReason(runs[0]!) });
-      return false;
-    }
-    replaced.push(...runs);
-    return true;
-  });
-  return { starting, forbidden, cancelled: await cancelReplaced(tx, replaced) };
 }
 
 /** Each claimed fire's run (or why it made none); the started events' execution counts, pausing those at their maxExecutions. */
