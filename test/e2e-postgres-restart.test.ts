@@ -1,16 +1,22 @@
 // Postgres stopped (as a crash would) while jobs are claimed and running, on a
 // cluster this test owns: meanwhile the API answers `unavailable`, never a
 // wrong state; afterwards every job ends once, no attempt ran twice, logs are
-// whole. CRONIUM_PG_RESTARTS sets how many outages (default 2).
+// whole. An accept the outage kept from the store is not taken for a lost
+// offer. CRONIUM_PG_RESTARTS sets how many outages (default 2).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { JobState } from '@cronium/proto/agent/v1';
 import { Stack } from './harness.ts';
 import { StartCounter, checkHistory, waitAllTerminal } from './history.ts';
 import { PostgresServer } from './services.ts';
+import { connectByHand, enrollByHand } from './link-client.ts';
 
 const RESTARTS = Number(process.env.CRONIUM_PG_RESTARTS ?? 2);
 const OUTAGE_MS = 5_000;
+/** The control plane's default offer timeout (the harness keeps it). */
+const OFFER_TIMEOUT_MS = 5_000;
 
 describe('Postgres restarted while jobs are claimed', () => {
   let postgres: PostgresServer;
@@ -84,5 +90,37 @@ describe('Postgres restarted while jobs are claimed', () => {
     console.log('postgres restarts', { answers: Object.fromEntries(answers), history });
     const ran = await stack.ok('cronium.api.v1.EventService/RunEvent', { id: once.id });
     assert.equal((await stack.waitForTerminal(ran.run.jobs[0].id)).status, 'JOB_STATUS_SUCCEEDED', 'work flows after the outages');
+  });
+
+  test('an accept the outage kept from the store: the agent that started the job keeps it when it reconnects after the offer timeout', { timeout: 120_000 }, async () => {
+    const address = `localhost:${stack.agentPort}`;
+    const labels = { pool: 'pg-accept' };
+    const credentials = await enrollByHand(address, join(stack.dataDir, 'pki'), await stack.joinToken());
+    const { client, stream } = await connectByHand(address, credentials, labels);
+    const target = { selector: { required: [{ key: 'pool', op: 'LABEL_OP_EQ', values: ['pg-accept'] }] } };
+    const event = await stack.createEvent({ name: 'accept lost in an outage', type: 'EVENT_TYPE_BASH', script: 'true', retries: 0, target });
+    const jobId = (await stack.runEvent(event.id)).jobs[0].id;
+    const offer = await stream.next((m) => m.kind.case === 'jobOffer' && m.kind.value.job?.jobId === jobId, 20_000);
+    const ref = offer.kind.case === 'jobOffer' ? offer.kind.value.job! : undefined;
+    // The agent starts the job and sends its accept just as the database goes away.
+    postgres.stop('immediate');
+    stream.send({ case: 'jobAccept', value: { job: ref } });
+    const ended = await stream.ended;
+    assert.match(ended.details, /could not store/, 'the control plane says it could not store the accept');
+    client.close();
+    await sleep(OFFER_TIMEOUT_MS + 1_000);
+    await postgres.start();
+    await stack.waitForApi(30_000);
+    await sleep(3_000); // reaper passes with the store back, the offer long expired
+    assert.equal((await stack.getJob(jobId)).status, 'JOB_STATUS_OFFERED', 'not requeued while its agent may be running it');
+    const { client: again, stream: resumed, welcome } = await connectByHand(address, credentials, labels, [ref!]);
+    assert.equal(welcome.kind.case === 'welcome' && welcome.kind.value.resume[0]?.keep, true, 'the agent keeps the job it started');
+    resumed.send({ case: 'jobStatus', value: { job: ref, state: JobState.STARTED } });
+    resumed.send({ case: 'jobStatus', value: { job: ref, state: JobState.SUCCEEDED, exitCode: 0 } });
+    const job = await stack.waitForTerminal(jobId, 30_000);
+    assert.equal(job.status, 'JOB_STATUS_SUCCEEDED');
+    assert.equal(job.attempt, 1);
+    resumed.close();
+    again.close();
   });
 });

@@ -6,10 +6,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { AgentMode, JobState } from '@cronium/proto/agent/v1';
+import { JobState } from '@cronium/proto/agent/v1';
 import { Stack, freshDatabase } from './harness.ts';
 import { StartCounter } from './history.ts';
-import { LinkClient, enrollByHand, type AgentCredentials, type LinkStream } from './link-client.ts';
+import { connectByHand, enrollByHand, type AgentCredentials, type LinkClient, type LinkStream } from './link-client.ts';
 
 const LEASE_MS = 10_000;
 
@@ -35,11 +35,7 @@ describe('jobs stuck before they reach an agent', () => {
   async function deadAgent(): Promise<{ stream: LinkStream; client: LinkClient; credentials: AgentCredentials }> {
     const pkiDir = join(stack.dataDir, 'pki');
     const credentials = await enrollByHand(`localhost:${stack.agentPort}`, pkiDir, await stack.joinToken());
-    const client = new LinkClient(`localhost:${stack.agentPort}`, credentials.ca, credentials);
-    const stream = client.stream();
-    stream.send({ case: 'hello', value: { agentId: credentials.agentId, protocolVersion: 1, mode: AgentMode.REMOTE_EXECUTOR, slots: 1, executors: [1, 3], labels: { pool: 'stuck' } } });
-    await stream.next((m) => m.kind.case === 'welcome');
-    return { stream, client, credentials };
+    return { ...(await connectByHand(`localhost:${stack.agentPort}`, credentials, { pool: 'stuck' })), credentials };
   }
 
   test('an offer to a dead stream goes back to the queue within the offer timeout, then runs once elsewhere', { timeout: 120_000 }, async () => {
@@ -102,10 +98,7 @@ describe('jobs stuck before they reach an agent', () => {
     await stack.startControlPlane();
     await new Promise((done) => setTimeout(done, 5_000)); // longer than the 3 s offer timeout
     assert.equal((await stack.getJob(jobId)).status, 'JOB_STATUS_OFFERED', 'not requeued while its agent may be running it');
-    const again = new LinkClient(`localhost:${stack.agentPort}`, credentials.ca, credentials);
-    const resumed = again.stream();
-    resumed.send({ case: 'hello', value: { agentId: credentials.agentId, protocolVersion: 1, mode: AgentMode.REMOTE_EXECUTOR, slots: 1, executors: [1, 3], labels: { pool: 'stuck' }, jobs: [ref!] } });
-    const welcome = await resumed.next((m) => m.kind.case === 'welcome');
+    const { client: again, stream: resumed, welcome } = await connectByHand(`localhost:${stack.agentPort}`, credentials, { pool: 'stuck' }, [ref!]);
     assert.equal(welcome.kind.case === 'welcome' && welcome.kind.value.resume[0]?.keep, true, 'the agent keeps the job it started');
     resumed.send({ case: 'jobStatus', value: { job: ref, state: JobState.STARTED } });
     resumed.send({ case: 'jobStatus', value: { job: ref, state: JobState.SUCCEEDED, exitCode: 0 } });

@@ -1,7 +1,7 @@
 // The agent link driven by hand, for tests that play a misbehaving agent:
-import 'reflect-metadata';
 // enrollment with a chosen CSR, and a Connect stream that sends whatever the
 // test wants (typed messages or raw bytes).
+import 'reflect-metadata';
 import { webcrypto } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,7 +17,9 @@ import {
   EnrollResponseSchema,
   RenewRequestSchema,
   RenewResponseSchema,
+  AgentMode,
   type ConnectResponse,
+  type JobRef,
 } from '@cronium/proto/agent/v1';
 import { grpcServiceDefinition } from '@cronium/proto/grpc';
 
@@ -148,4 +150,21 @@ export async function enrollByHand(address: string, pkiDir: string, joinToken: s
   } finally {
     client.close();
   }
+}
+
+/**
+ * Connects a hand-driven remote executor (docker and http, one slot) that says
+ * it holds `jobs`, and waits for its Welcome.
+ */
+export async function connectByHand(
+  address: string,
+  credentials: AgentCredentials,
+  labels: Record<string, string>,
+  jobs: readonly JobRef[] = [],
+): Promise<{ client: LinkClient; stream: LinkStream; welcome: ConnectResponse }> {
+  const client = new LinkClient(address, credentials.ca, credentials);
+  const stream = client.stream();
+  stream.send({ case: 'hello', value: { agentId: credentials.agentId, protocolVersion: 1, mode: AgentMode.REMOTE_EXECUTOR, slots: 1, executors: [1, 3], labels, jobs: [...jobs] } });
+  const welcome = await stream.next((m) => m.kind.case === 'welcome');
+  return { client, stream, welcome };
 }

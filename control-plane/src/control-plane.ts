@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ControlPlaneConfig } from './config.ts';
-import { migrate, openDatabase, type Db } from './store/database.ts';
+import { migrate, openDatabase, storeNow, type Db } from './store/database.ts';
 import type { Bus } from './bus/bus.ts';
 import { subjects } from './bus/bus.ts';
 import { createMemoryBus } from './bus/memory-bus.ts';
@@ -21,6 +21,7 @@ import { NotificationSender } from './notifications/sender.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
 import { advisoryLeadership, soleLeader } from './scheduler/leader.ts';
 import { LinkServer } from './link/server.ts';
+import { ReconnectGrace } from './link/reconnect-grace.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { expireLeases, failUnscheduled, requeueExpiredOffers, settleOpenRuns } from './queue/transitions.ts';
 import { executorFor } from './queue/claim.ts';
@@ -169,10 +170,13 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     bus: () => ({ kind: bus.kind, connected: bus.connected() }),
     pools: () => ({ ...(poolStats ? { api: poolStats() } : {}), ...(linkStore?.poolStats ? { link: linkStore.poolStats() } : {}) }),
   });
+  // Offers and leases are judged only once agents had time to reconnect, after this start and after any loss of the store.
+  const grace = new ReconnectGrace(Math.max(config.leaseTtlMs, config.restartGraceMs));
   link = new LinkServer({
     db: linkDb,
     bus,
     log,
+    onStoreFailed: () => grace.storeFailed(),
     port: config.agentPort,
     host: config.host,
     tls: await loadServerCredentials(config, ca, pkiDir),
@@ -238,10 +242,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     },
     { host: config.host, httpPort: config.httpPort, grpcPort: config.grpcPort });
 
-  // Leases are not judged until agents had time to reconnect after this start.
-  // In the database's clock, which stamps offers.
-  const startedAt = (await sql<{ now: Date }>`select now() as now`.execute(db)).rows[0]!.now;
-  const leasesJudgedFrom = Date.now() + Math.max(config.leaseTtlMs, config.restartGraceMs);
+  grace.begin(await storeNow(db));
   const notifications = new NotificationSender({ db, sealer, log: (message, fields) => logger.warn(fields ?? {}, message) });
   notifications.start();
   let reaping = false;
@@ -254,10 +255,11 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     try {
       for (const session of link.sessions.values()) session.expireOffers();
       const activity = await queueActivity(db);
+      if (grace.storeLost) grace.begin(await storeNow(db));
       if (activity.queued) dispatcher.kick();
       if (activity.deliveries) notifications.wake();
-      // Until agents had time to reconnect, an earlier process's offers may be running on them: only ours are requeued.
-      if (activity.held && (await requeueExpiredOffers(db, Date.now() >= leasesJudgedFrom ? undefined : startedAt)) > 0) dispatcher.kick();
+      const requeuable = grace.requeuableOffers;
+      if (activity.held && requeuable && (await requeueExpiredOffers(db, requeuable.madeSince)) > 0) dispatcher.kick();
       if (activity.openRuns) for (const run of await settleOpenRuns(db)) logger.warn({ runId: run.id, status: run.status }, 'run settled by the reaper');
       if (activity.queued) {
         for (const finished of await failUnscheduled(db, waitingReason)) {
@@ -265,7 +267,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
           logger.warn({ jobId: finished.job.id, error: finished.job.error }, 'job not scheduled in time');
         }
       }
-      if (activity.held && Date.now() >= leasesJudgedFrom) {
+      if (activity.held && grace.leasesJudged) {
         const expired = await expireLeases(db);
         for (const finished of expired) {
           publishJob(bus, finished.job);
@@ -274,6 +276,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
         if (expired.length > 0) dispatcher.kick();
       }
     } catch (error) {
+      grace.storeFailed();
       logger.error({ error: String(error) }, 'reaper pass failed');
     } finally {
       reaping = false;

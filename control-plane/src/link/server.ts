@@ -38,6 +38,8 @@ export interface LinkServerOptions extends Omit<SessionDeps, 'heartbeats'> {
   readonly joinTokens: JoinTokenSigner;
   readonly agentCertDays: number;
   readonly onSessionsChanged: () => void;
+  /** An agent's update could not be stored: what it sent (an accept, a start, a heartbeat) may be missing until it reconnects. */
+  readonly onStoreFailed?: () => void;
   /** Interactive terminals riding on the agents' streams. */
   readonly terminals?: TerminalChannel;
 }
@@ -174,6 +176,7 @@ export class LinkServer {
           await retryConflicts(() => current.handle(batch));
         }
       } catch (error) {
+        this.#options.onStoreFailed?.();
         log('agent stream failed', { agentId: session?.id, error: String(error) });
         call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'control plane could not store the update; reconnect' });
       } finally {
@@ -206,6 +209,7 @@ export class LinkServer {
       for (const accept of accepts) {
         if (accept.kind.case === 'jobAccept' && startedSoon.has(accept.kind.value.job?.leaseId)) continue;
         current.acceptNow(accept).catch((error: unknown) => {
+          this.#options.onStoreFailed?.();
           log('agent accept failed', { agentId: current.id, error: String(error) });
           call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'control plane could not store the accept; reconnect' });
         });

@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Kysely, Migrator, PostgresDialect } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { Database } from './schema.ts';
 import { migrationProvider } from './migrations.ts';
@@ -10,6 +10,11 @@ export type Db = Kysely<Database>;
 /** Runs fn in a transaction, or in the caller's when db already is one (so several changes can share one commit). */
 export function inTransaction<T>(db: Db, fn: (tx: Db) => Promise<T>): Promise<T> {
   return db.isTransaction ? fn(db) : db.transaction().execute(fn);
+}
+
+/** The database's clock (which stamps offers and leases), not this process's. */
+export async function storeNow(db: Db): Promise<Date> {
+  return (await sql<{ now: Date }>`select now() as now`.execute(db)).rows[0]!.now;
 }
 
 export interface DatabaseOptions {
