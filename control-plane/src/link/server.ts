@@ -45,6 +45,8 @@ export interface LinkServerOptions extends Omit<SessionDeps, 'heartbeats'> {
 }
 
 const HELLO_TIMEOUT_MS = 10_000;
+/** An accept not stored with a batch by then is stored on its own (at most a quarter of the offer timeout). */
+const ACCEPT_PATIENCE_MS = 1_000;
 /** How often the heartbeats heard are written, all agents in one statement (the lease TTL is tens of seconds). */
 const HEARTBEAT_WRITE_MS = 1_000;
 /**
@@ -145,8 +147,6 @@ export class LinkServer {
     let session: AgentSession | undefined;
     let working = false;
     let closed = false;
-    /** Accepts that arrived in this turn: sent on their own unless a start right behind them implies them. */
-    let accepts: ConnectRequest[] = [];
     let drainScheduled = false;
     const helloTimer = setTimeout(() => fail(grpc.status.DEADLINE_EXCEEDED, 'no Hello within 10 s'), HELLO_TIMEOUT_MS);
 
@@ -190,41 +190,33 @@ export class LinkServer {
       drainScheduled = true;
       setImmediate(() => {
         drainScheduled = false;
-        if (session) takeAccepts(session);
         void drainQueue();
       });
     };
     /**
-     * A start stores the accept with it (markStarted sets accepted_at), so an
-     * accept whose start goes into the batch about to begin needs no statement
-     * of its own. Any other accept is stored at once, ahead of the queue: one
-     * that waited behind a batch under way, or a backlog, could miss the offer
-     * deadline, and the job would be offered (and started) a second time.
+     * An accept goes with the next batch, like any message: stored by its
+     * start's statement when the start comes with it, else by one statement
+     * for the batch's accepts, so the job's row has one writer at a time. One
+     * still not stored after a short wait (a backlog, a slow batch) is stored
+     * on its own, ahead of the queue, so that it never misses the offer
+     * deadline: the job would be offered (and started) a second time.
      */
-    const takeAccepts = (current: AgentSession) => {
-      const startsNow = working ? [] : queue.slice(0, MAX_BATCH);
-      const startedSoon = new Set(
-        startsNow.flatMap((message) => (message.kind.case === 'jobStatus' && message.kind.value.state === JobState.STARTED ? [message.kind.value.job?.leaseId] : [])),
-      );
-      for (const accept of accepts) {
-        if (accept.kind.case === 'jobAccept' && startedSoon.has(accept.kind.value.job?.leaseId)) continue;
+    const backUpAccept = (current: AgentSession, accept: ConnectRequest) => {
+      const timer = setTimeout(() => {
+        if (closed || current.acceptStored(accept)) return;
         current.acceptNow(accept).catch((error: unknown) => {
           this.#options.onStoreFailed?.();
           log('agent accept failed', { agentId: current.id, error: String(error) });
           call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'control plane could not store the accept; reconnect' });
         });
-      }
-      accepts = [];
+      }, Math.min(ACCEPT_PATIENCE_MS, this.#options.timings.offerTimeoutMs / 4));
+      timer.unref();
     };
 
     call.on('data', (message: ConnectRequest) => {
       if (isUndecodable(message)) return fail(grpc.status.INVALID_ARGUMENT, message.undecodable);
       if (session && this.#options.terminals?.receive(session.id, message)) return;
-      if (session && message.kind.case === 'jobAccept') {
-        accepts.push(message);
-        scheduleDrain();
-        return;
-      }
+      if (session && message.kind.case === 'jobAccept') backUpAccept(session, message);
       if (session?.releaseSlot(message)) this.#options.onSessionsChanged();
       session?.publishOnArrival(message);
       queue.push(message);

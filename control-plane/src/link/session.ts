@@ -234,7 +234,6 @@ export class AgentSession implements DispatchTarget {
           heartbeat = message.kind.value.running;
           break;
         case 'jobAccept':
-          // Normally taken on arrival (acceptNow); one queued before the session existed is taken here.
           if (message.kind.value.job) accepts.push(message.kind.value.job);
           break;
         case 'jobReject':
@@ -259,15 +258,20 @@ export class AgentSession implements DispatchTarget {
     const ending = new Set(ends.map((status) => leaseOf(status)));
     const alone = starts.filter((status) => !ending.has(leaseOf(status)));
     const folded = new Map(starts.filter((status) => ending.has(leaseOf(status))).map((status) => [leaseOf(status), status]));
-    if (accepts.length > 0) {
-      // In this batch's transaction, not through the accept group: that one's connection would wait on this batch's locks.
-      const outcomes = await acceptOffers(this.#db, accepts.map((ref) => this.#fence(ref)), this.#deps.timings.leaseTtlMs);
-      accepts.forEach((ref, i) => this.#accepted(ref, outcomes[i]!));
-    }
+    // An accept whose start or result is in the batch is stored by that statement (it sets accepted_at).
+    const implied = new Set([...starts, ...ends].map(leaseOf));
+    const alsoAccepts = accepts.filter((ref) => !implied.has(ref.leaseId));
     // When more than one statement will lock jobs, all of them are locked first, in one statement (see lockJobs).
     const mayRetry = ends.some((status) => status.state !== JobState.SUCCEEDED && status.state !== JobState.CANCELLED);
-    if (rejects.length > 0 || (alone.length > 0 && ends.length > 0) || mayRetry) {
-      await lockJobs(this.#db, [...starts, ...ends, ...rejects].flatMap(({ job }) => (job ? [this.#fence(job).jobId] : [])));
+    const lockingStatements = [alsoAccepts, alone, ends].filter((kind) => kind.length > 0).length;
+    if (rejects.length > 0 || lockingStatements > 1 || mayRetry) {
+      const refs = [...alsoAccepts, ...[...starts, ...ends, ...rejects].flatMap(({ job }) => (job ? [job] : []))];
+      await lockJobs(this.#db, refs.map((ref) => this.#fence(ref).jobId));
+    }
+    if (alsoAccepts.length > 0) {
+      // In this batch's transaction, not through the accept group: that one's connection would wait on this batch's locks.
+      const outcomes = await acceptOffers(this.#db, alsoAccepts.map((ref) => this.#fence(ref)), this.#deps.timings.leaseTtlMs);
+      alsoAccepts.forEach((ref, i) => this.#accepted(ref, outcomes[i]!));
     }
     for (const reject of rejects) await this.#reject(reject.job, reject.reason);
     await this.#started(alone);
@@ -292,10 +296,17 @@ export class AgentSession implements DispatchTarget {
     this.#deps.heartbeats.record(this.id);
   }
 
+  /** Whether an accept needs no more storing: it was taken, or its lease is gone (ended, or fenced out). */
+  acceptStored(message: ConnectRequest): boolean {
+    if (message.kind.case !== 'jobAccept') return true;
+    const lease = this.#leases.get(message.kind.value.job?.leaseId ?? '');
+    return !lease || lease.accepted;
+  }
+
   /**
-   * Takes an accept the moment it arrives, on its own, ahead of the batch
-   * queue: an accept that waited behind a backlog could miss the offer
-   * deadline, and the job would be offered (and started) a second time.
+   * Stores an accept on its own, ahead of the batch queue: one that waited
+   * behind a backlog could miss the offer deadline, and the job would be
+   * offered (and started) a second time.
    */
   async acceptNow(message: ConnectRequest): Promise<boolean> {
     if (message.kind.case !== 'jobAccept') return false;
@@ -441,12 +452,20 @@ export class AgentSession implements DispatchTarget {
 
 /**
  * The common batches whose statements stand alone, so BEGIN and COMMIT would
- * only add round trips: only starts (one statement), or a lone heartbeat (at
- * most two, and none when the agent holds no job).
+ * only add round trips: only accepts, only starts (with the accepts they
+ * imply), each one statement; or a lone heartbeat (at most two, and none when
+ * the agent holds no job).
  */
 function needsNoTransaction(batch: readonly ConnectRequest[]): boolean {
   if (batch.length === 1 && batch[0]!.kind.case === 'heartbeat') return true;
-  return batch.every((message) => message.kind.case === 'jobStatus' && message.kind.value.state === JobState.STARTED);
+  const started = new Set<string>();
+  const accepted: string[] = [];
+  for (const message of batch) {
+    if (message.kind.case === 'jobStatus' && message.kind.value.state === JobState.STARTED) started.add(leaseOf(message.kind.value));
+    else if (message.kind.case === 'jobAccept') accepted.push(message.kind.value.job?.leaseId ?? '');
+    else return false;
+  }
+  return started.size === 0 || accepted.every((leaseId) => started.has(leaseId));
 }
 
 function logRow(ref: JobRef, chunk: LogChunk): LogChunkRow {

@@ -448,10 +448,15 @@ async function settleRuns(tx: Tx, ended: readonly (JobRow | string)[]): Promise<
 /** Ends running runs with the given outcomes (id, status, exit code) where `also` holds; returns those ended. */
 async function updateRuns(tx: Tx, outcomes: readonly (readonly [string, string, number])[], also: RawBuilder<unknown>): Promise<RunRow[]> {
   if (outcomes.length === 0) return [];
+  // Rows are found by `id = any(…)`, each one's values by its position, with no join to a VALUES list: on statistics
+  // older than the table's growth, the planner drove such a join from the runs and checked `also` on every running
+  // run (1.7 s for 128 runs among 20,000 queued ones; EXPLAIN ANALYZE in bench/analysis.md).
+  const ids = outcomes.map(([id]) => id);
+  const position = sql`array_position(${ids}::text[], runs.id)`;
   const { rows } = await sql<RunRow>`
-    update runs set status = v.status, exit_code = v.exit_code, finished_at = now()
-      from ${valuesTable('v', [['id', 'text'], ['status', 'text'], ['exit_code', 'int']], outcomes)}
-     where runs.id = v.id and runs.status = 'running' and ${also}
+    update runs set status = (${outcomes.map(([, status]) => status)}::text[])[${position}],
+                    exit_code = (${outcomes.map(([, , exitCode]) => exitCode)}::int[])[${position}], finished_at = now()
+     where runs.id = any(${ids}::text[]) and runs.status = 'running' and ${also}
     returning runs.*`.execute(tx);
   return rows;
 }

@@ -24,6 +24,8 @@ export interface DatabaseOptions {
   readonly dataDir: string;
   /** Pool size for Postgres. Default 10. */
   readonly poolSize?: number;
+  /** Settings for the pool's sessions, as `-c name=value` command-line options (Postgres only). */
+  readonly sessionSettings?: string;
 }
 
 // Return bigint columns (log offsets, bigserial ids) as JS numbers; offsets stay far below 2^53.
@@ -38,7 +40,7 @@ export interface PoolStats {
 
 export async function openDatabase(options: DatabaseOptions): Promise<{ db: Db; kind: 'postgres' | 'pglite'; poolStats?: () => PoolStats }> {
   if (options.url) {
-    const pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10 });
+    const pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10, options: options.sessionSettings });
     // An idle client losing its connection (Postgres restart) must not crash the process.
     pool.on('error', () => {});
     // Nor may a checked-out one (pg-pool listens only while a client is idle): in a transaction between two
