@@ -43,14 +43,15 @@ export async function pickJobs(db: Db, agents: readonly AgentCandidate[]): Promi
   if (slotsLeft() === 0) return [];
   const pinnable = [...free.keys()];
   const picks: Pick[] = [];
-  // Most jobs match most agents: read a few candidates per free slot, not the whole window, on the hot path.
+  // Most jobs match most agents: read a little more than the free slots, not the whole window, on the hot path.
   // Windows double up to CLAIM_WINDOW when they find too little (jobs nothing matches at the head).
-  let windowSize = Math.min(CLAIM_WINDOW, Math.max(32, 4 * slotsLeft()));
+  let windowSize = Math.min(CLAIM_WINDOW, Math.max(32, Math.ceil(slotsLeft() * 1.25)));
   let offset = 0;
   for (let window = 0; window < MAX_WINDOWS && slotsLeft() > 0; window++) {
     const query = db
       .selectFrom('jobs')
-      .select(['id', 'owner_id', 'spec', 'selector', 'pinned_agent_id', 'server_id'])
+      // Of the spec only its kind: the rest (the script, its environment) is neither sent nor parsed here.
+      .select(['id', 'owner_id', sql<EventType>`spec->>'kind'`.as('kind'), 'selector', 'pinned_agent_id', 'server_id'])
       .where('status', '=', 'queued')
       .where('run_after', '<=', sql<Date>`now()`)
       .where((eb) => eb.or([eb('pinned_agent_id', 'is', null), eb('pinned_agent_id', 'in', pinnable)]))
@@ -62,7 +63,7 @@ export async function pickJobs(db: Db, agents: readonly AgentCandidate[]): Promi
     const candidates = await query.execute();
     for (const job of candidates) {
       const pool = job.pinned_agent_id ? [free.get(job.pinned_agent_id)].filter((a) => a !== undefined) : free.values();
-      const agent = pickAgent(job.selector, executorFor(job.spec.kind, job.server_id), pool);
+      const agent = pickAgent(job.selector, executorFor(job.kind, job.server_id), pool);
       if (!agent) continue;
       agent.freeSlots -= 1;
       picks.push({ id: job.id, agentId: agent.id, ownerId: job.owner_id });
