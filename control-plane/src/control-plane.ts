@@ -298,6 +298,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
     ...(kind === 'postgres' ? { prepareAhead: { flushWal: () => flushWalSoFar(db) } } : {}),
   });
   scheduler.start();
+  const stopScheduleWakes = bus.subscribe(subjects.schedules, () => scheduler.wake());
   const purge = setInterval(() => {
     purgeDeletedServers(db).then(
       (count) => count > 0 && logger.info({ servers: count }, 'purged servers deleted more than 30 days ago'),
@@ -327,6 +328,7 @@ export async function startControlPlane(config: ControlPlaneConfig, logger: Logg
       clearInterval(reaper);
       clearInterval(purge);
       clearInterval(purgeKeys);
+      stopScheduleWakes();
       await scheduler.stop();
       await notifications.stop();
       stopDispatchKicks();

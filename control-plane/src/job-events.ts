@@ -51,3 +51,8 @@ export function publishLog(bus: Bus, chunk: LogChunkRow): void {
 export function kickDispatch(bus: Bus): void {
   bus.publish(subjects.dispatch, new Uint8Array());
 }
+
+/** Tells the scheduler (on whichever replica leads) that schedules were created, changed or removed. */
+export function announceSchedules(bus: Bus): void {
+  bus.publish(subjects.schedules, new Uint8Array());
+}

@@ -14,6 +14,8 @@ export const subjects = {
   job: (jobId: string) => `cronium.job.${jobId}`,
   /** Something became ready to dispatch (empty payload). */
   dispatch: 'cronium.dispatch',
+  /** Schedules were created, changed or removed (empty payload): the leading scheduler lists them again. */
+  schedules: 'cronium.schedules',
   /** Stop an attempt on an agent (agent.v1.CancelJob, binary). */
   agentCancel: (agentId: string) => `cronium.agent.${agentId}.cancel`,
   /** 'drain' or 'revoke' for one agent, wherever its stream is. */

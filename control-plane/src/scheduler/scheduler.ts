@@ -18,7 +18,7 @@ export interface SchedulerOptions {
   /** Jobs a CONCURRENCY_REPLACE fire cancelled, after the commit: their agents must be told. */
   readonly onCancelled: (cancelled: readonly Cancelled[]) => void;
   readonly log: (message: string, fields?: Record<string, unknown>) => void;
-  /** How often the schedules are listed again when no instant is due sooner. Default 250 ms. */
+  /** How often the schedules are listed again when no instant is due sooner and nothing woke the scheduler. Default 1 s. */
   readonly tickMs?: number;
   /** The time now; tests move it. */
   readonly clock?: () => Date;
@@ -66,6 +66,12 @@ const MISSED_AFTER_MS = 1_000;
  */
 const MIN_LEAD_MS = 100;
 const MAX_LEAD_MS = 500;
+/**
+ * The longest the scheduler goes without listing the schedules and checking its leadership. Changes made through
+ * the API wake it at once (the bus); this bounds how late a change whose message was lost is seen, and how soon a
+ * replica takes over a lost leadership.
+ */
+const TICK_MS = 1_000;
 /** A pass plans this far past its lead, so a timer that fires a little early still finds its instant. */
 const PLAN_SLACK_MS = 20;
 
@@ -86,6 +92,8 @@ export class Scheduler {
   #timer: NodeJS.Timeout | undefined;
   #pass: Promise<number | undefined> | undefined;
   #stopped = false;
+  /** Schedules changed during the pass under way: another pass follows at once. */
+  #woken = false;
   #leading = false;
   #leadMs = MIN_LEAD_MS;
 
@@ -93,16 +101,33 @@ export class Scheduler {
     this.#options = options;
   }
 
-  /** Passes one after another: each wakes a lead before the next instant due, or after tickMs when none is due sooner. */
+  /**
+   * Passes one after another: each wakes a lead before the next instant due,
+   * when woken (schedules changed), or after tickMs when nothing comes sooner.
+   */
   start(): void {
-    const loop = async () => {
-      const nextAt = await this.#run(this.#leadMs + PLAN_SLACK_MS);
-      if (this.#stopped) return;
-      const now = Date.now();
-      const wake = Math.min(now + (this.#options.tickMs ?? 250), nextAt === undefined ? Infinity : nextAt - this.#leadMs);
-      this.#timer = setTimeout(() => void loop(), Math.max(0, wake - now));
-    };
-    void loop();
+    void this.#loop();
+  }
+
+  /** Schedules were created, changed or removed: a pass now (which lists them again), not at the next tick. */
+  wake(): void {
+    if (this.#stopped) return;
+    if (this.#pass) {
+      this.#woken = true;
+      return;
+    }
+    clearTimeout(this.#timer);
+    void this.#loop();
+  }
+
+  async #loop(): Promise<void> {
+    this.#woken = false;
+    const nextAt = await this.#run(this.#leadMs + PLAN_SLACK_MS);
+    if (this.#stopped) return;
+    const now = Date.now();
+    const wake = this.#woken ? now : Math.min(now + (this.#options.tickMs ?? TICK_MS), nextAt === undefined ? Infinity : nextAt - this.#leadMs);
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => void this.#loop(), Math.max(0, wake - now));
   }
 
   async stop(): Promise<void> {
