@@ -7,11 +7,10 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { JobState } from '@cronium/proto/agent/v1';
 import { Stack } from './harness.ts';
 import { StartCounter, checkHistory, waitAllTerminal } from './history.ts';
 import { PostgresServer } from './services.ts';
-import { connectByHand, enrollByHand } from './link-client.ts';
+import { assertKeptOnResume, connectByHand, enrollByHand } from './link-client.ts';
 
 const RESTARTS = Number(process.env.CRONIUM_PG_RESTARTS ?? 2);
 const OUTAGE_MS = 5_000;
@@ -112,15 +111,6 @@ describe('Postgres restarted while jobs are claimed', () => {
     await postgres.start();
     await stack.waitForApi(30_000);
     await sleep(3_000); // reaper passes with the store back, the offer long expired
-    assert.equal((await stack.getJob(jobId)).status, 'JOB_STATUS_OFFERED', 'not requeued while its agent may be running it');
-    const { client: again, stream: resumed, welcome } = await connectByHand(address, credentials, labels, [ref!]);
-    assert.equal(welcome.kind.case === 'welcome' && welcome.kind.value.resume[0]?.keep, true, 'the agent keeps the job it started');
-    resumed.send({ case: 'jobStatus', value: { job: ref, state: JobState.STARTED } });
-    resumed.send({ case: 'jobStatus', value: { job: ref, state: JobState.SUCCEEDED, exitCode: 0 } });
-    const job = await stack.waitForTerminal(jobId, 30_000);
-    assert.equal(job.status, 'JOB_STATUS_SUCCEEDED');
-    assert.equal(job.attempt, 1);
-    resumed.close();
-    again.close();
+    await assertKeptOnResume(stack, address, credentials, labels, jobId, ref!);
   });
 });

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { JobState } from '@cronium/proto/agent/v1';
 import { Stack, freshDatabase } from './harness.ts';
 import { StartCounter } from './history.ts';
-import { connectByHand, enrollByHand, type AgentCredentials, type LinkClient, type LinkStream } from './link-client.ts';
+import { assertKeptOnResume, connectByHand, enrollByHand, type AgentCredentials, type LinkClient, type LinkStream } from './link-client.ts';
 
 const LEASE_MS = 10_000;
 
@@ -97,15 +97,6 @@ describe('jobs stuck before they reach an agent', () => {
     client.close();
     await stack.startControlPlane();
     await new Promise((done) => setTimeout(done, 5_000)); // longer than the 3 s offer timeout
-    assert.equal((await stack.getJob(jobId)).status, 'JOB_STATUS_OFFERED', 'not requeued while its agent may be running it');
-    const { client: again, stream: resumed, welcome } = await connectByHand(`localhost:${stack.agentPort}`, credentials, { pool: 'stuck' }, [ref!]);
-    assert.equal(welcome.kind.case === 'welcome' && welcome.kind.value.resume[0]?.keep, true, 'the agent keeps the job it started');
-    resumed.send({ case: 'jobStatus', value: { job: ref, state: JobState.STARTED } });
-    resumed.send({ case: 'jobStatus', value: { job: ref, state: JobState.SUCCEEDED, exitCode: 0 } });
-    const job = await stack.waitForTerminal(jobId, 30_000);
-    assert.equal(job.status, 'JOB_STATUS_SUCCEEDED');
-    assert.equal(job.attempt, 1);
-    resumed.close();
-    again.close();
+    await assertKeptOnResume(stack, `localhost:${stack.agentPort}`, credentials, { pool: 'stuck' }, jobId, ref!);
   });
 });

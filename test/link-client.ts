@@ -2,6 +2,7 @@
 // enrollment with a chosen CSR, and a Connect stream that sends whatever the
 // test wants (typed messages or raw bytes).
 import 'reflect-metadata';
+import assert from 'node:assert/strict';
 import { webcrypto } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,6 +19,7 @@ import {
   RenewRequestSchema,
   RenewResponseSchema,
   AgentMode,
+  JobState,
   type ConnectResponse,
   type JobRef,
 } from '@cronium/proto/agent/v1';
@@ -119,6 +121,12 @@ export class LinkStream {
     this.call.write(Buffer.from(toBinary(ConnectRequestSchema, create(ConnectRequestSchema, { kind: message } as MessageInitShape<typeof ConnectRequestSchema>))));
   }
 
+  /** Reports the attempt started, then succeeded with exit code 0, as an agent that ran it would. */
+  succeed(job: JobRef): void {
+    this.send({ case: 'jobStatus', value: { job, state: JobState.STARTED } });
+    this.send({ case: 'jobStatus', value: { job, state: JobState.SUCCEEDED, exitCode: 0 } });
+  }
+
   sendRaw(bytes: Uint8Array): void {
     this.call.write(Buffer.from(bytes));
   }
@@ -167,4 +175,38 @@ export async function connectByHand(
   stream.send({ case: 'hello', value: { agentId: credentials.agentId, protocolVersion: 1, mode: AgentMode.REMOTE_EXECUTOR, slots: 1, executors: [1, 3], labels, jobs: [...jobs] } });
   const welcome = await stream.next((m) => m.kind.case === 'welcome');
   return { client, stream, welcome };
+}
+
+/** What {@link assertKeptOnResume} reads through the API. */
+interface JobReader {
+  getJob(id: string): Promise<{ status: string }>;
+  waitForTerminal(id: string, timeoutMs: number): Promise<{ status: string; attempt: number }>;
+}
+
+/**
+ * After the control plane lost an agent's accept: the job is still offered
+ * (not requeued, though its offer expired); the agent that started it
+ * reconnects saying it holds it, is told to keep it, and finishes it; the job
+ * succeeds in its first attempt.
+ */
+export async function assertKeptOnResume(
+  api: JobReader,
+  address: string,
+  credentials: AgentCredentials,
+  labels: Record<string, string>,
+  jobId: string,
+  ref: JobRef,
+): Promise<void> {
+  assert.equal((await api.getJob(jobId)).status, 'JOB_STATUS_OFFERED', 'not requeued while its agent may be running it');
+  const { client, stream, welcome } = await connectByHand(address, credentials, labels, [ref]);
+  try {
+    assert.equal(welcome.kind.case === 'welcome' && welcome.kind.value.resume[0]?.keep, true, 'the agent keeps the job it started');
+    stream.succeed(ref);
+    const job = await api.waitForTerminal(jobId, 30_000);
+    assert.equal(job.status, 'JOB_STATUS_SUCCEEDED');
+    assert.equal(job.attempt, 1);
+  } finally {
+    stream.close();
+    client.close();
+  }
 }
