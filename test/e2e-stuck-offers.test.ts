@@ -62,6 +62,24 @@ describe('jobs stuck before they reach an agent', () => {
     stack.remoteAgents.splice(stack.remoteAgents.indexOf(live), 1);
   });
 
+  test('an accept sent on its own holds the offer past its deadline: the job is neither requeued nor offered again', { timeout: 60_000 }, async () => {
+    const { stream, client } = await deadAgent();
+    const event = await stack.createEvent({ name: 'accepted, not started yet', type: 'EVENT_TYPE_BASH', script: 'true', retries: 0, target });
+    const jobId = (await stack.runEvent(event.id)).jobs[0].id;
+    const offer = await stream.next((m) => m.kind.case === 'jobOffer' && m.kind.value.job?.jobId === jobId, 20_000);
+    const ref = offer.kind.case === 'jobOffer' ? offer.kind.value.job! : undefined;
+    stream.send({ case: 'jobAccept', value: { job: ref } });
+    await new Promise((done) => setTimeout(done, 5_000)); // longer than the 3 s offer timeout
+    assert.equal((await stack.getJob(jobId)).status, 'JOB_STATUS_OFFERED', 'the accepted offer stays with its agent');
+    assert.equal(stream.received.filter((m) => m.kind.case === 'jobOffer' && m.kind.value.job?.jobId === jobId).length, 1, 'offered once');
+    stream.succeed(ref!);
+    const job = await stack.waitForTerminal(jobId, 30_000);
+    assert.equal(job.status, 'JOB_STATUS_SUCCEEDED');
+    assert.equal(job.attempt, 1);
+    stream.close();
+    client.close();
+  });
+
   test('a job reported started by an agent that then goes silent is requeued when its lease runs out', { timeout: 120_000 }, async () => {
     const { stream, client } = await deadAgent();
     const event = await stack.createEvent({ name: 'started, then silence', type: 'EVENT_TYPE_PYTHON', script: counter.script(1, 2), network: true, retries: 1, target });

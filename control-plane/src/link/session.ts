@@ -258,8 +258,9 @@ export class AgentSession implements DispatchTarget {
     const ending = new Set(ends.map((status) => leaseOf(status)));
     const alone = starts.filter((status) => !ending.has(leaseOf(status)));
     const folded = new Map(starts.filter((status) => ending.has(leaseOf(status))).map((status) => [leaseOf(status), status]));
-    // An accept whose start or result is in the batch is stored by that statement (it sets accepted_at).
-    const implied = new Set([...starts, ...ends].map(leaseOf));
+    // An accept whose start is in the batch is stored by the start's statement (alone, or folded into its result's),
+    // which sets accepted_at. A result without a start (a job that failed before it started) does not store it.
+    const implied = new Set(starts.map(leaseOf));
     const alsoAccepts = accepts.filter((ref) => !implied.has(ref.leaseId));
     // When more than one statement will lock jobs, all of them are locked first, in one statement (see lockJobs).
     const mayRetry = ends.some((status) => status.state !== JobState.SUCCEEDED && status.state !== JobState.CANCELLED);
