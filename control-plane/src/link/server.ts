@@ -7,7 +7,6 @@ import {
   ConnectResponseSchema,
   EnrollResponseSchema,
   EnrollmentService,
-  JobState,
   RenewResponseSchema,
   type ConnectRequest,
   type ConnectResponse,
