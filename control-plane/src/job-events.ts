@@ -52,7 +52,12 @@ export function kickDispatch(bus: Bus): void {
   bus.publish(subjects.dispatch, new Uint8Array());
 }
 
-/** Tells the scheduler (on whichever replica leads) that schedules were created, changed or removed. */
-export function announceSchedules(bus: Bus): void {
+/**
+ * A change to events or workflows: once it is done, tells the scheduler (on
+ * whichever replica leads) to list the schedules again.
+ */
+export async function changingSchedules<T>(bus: Bus, change: Promise<T>): Promise<T> {
+  const result = await change;
   bus.publish(subjects.schedules, new Uint8Array());
+  return result;
 }

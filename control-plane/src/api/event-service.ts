@@ -9,7 +9,7 @@ import { startRun } from '../queue/start-run.ts';
 import type { Cancelled } from '../queue/transitions.ts';
 import { announceCancel } from './cancel.ts';
 import { previewSchedule } from './schedule-preview.ts';
-import { announceSchedules, kickDispatch } from '../job-events.ts';
+import { changingSchedules, kickDispatch } from '../job-events.ts';
 import type { EventRow } from '../store/schema.ts';
 import { mustChange, principalOf, type Principal } from './auth.ts';
 import { eventFields } from './event-input.ts';
@@ -49,12 +49,10 @@ export function eventService(deps: ApiDeps): ServiceImpl<typeof EventService> {
       const fields = eventFields(req.event);
       await checkServers(deps, principal, fields);
       await checkActionTargets(deps, principal, fields.actions);
-      const answer = await audited(db, ctx, async (tx) => {
+      return changingSchedules(bus, audited(db, ctx, async (tx) => {
         const row = await tx.insertInto('events').values({ ...fields, id: randomUUID(), owner_id: principal.ownerId }).returningAll().executeTakeFirstOrThrow();
         return { event: eventToProto(row) };
-      });
-      announceSchedules(bus);
-      return answer;
+      }));
     },
     async getEvent(req, ctx) {
       return { event: eventToProto(await findEvent(deps, principalOf(ctx.values), req.id)) };
@@ -72,23 +70,19 @@ export function eventService(deps: ApiDeps): ServiceImpl<typeof EventService> {
       const fields = eventFields(req.event, existing);
       await checkServers(deps, principal, fields);
       await checkActionTargets(deps, principal, fields.actions);
-      const answer = await audited(db, ctx, async (tx) => {
+      return changingSchedules(bus, audited(db, ctx, async (tx) => {
         const row = await tx.updateTable('events').set({ ...fields, updated_at: sql<Date>`now()` }).where('id', '=', existing.id).returningAll().executeTakeFirstOrThrow();
         return { event: eventToProto(row) };
-      });
-      announceSchedules(bus);
-      return answer;
+      }));
     },
     async deleteEvent(req, ctx) {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const existing = await findEvent(deps, principal, req.id);
-      const answer = await audited(db, ctx, async (tx) => {
+      return changingSchedules(bus, audited(db, ctx, async (tx) => {
         await tx.updateTable('events').set({ deleted_at: sql<Date>`now()`, status: 'archived' }).where('id', '=', existing.id).execute();
         return {};
-      });
-      announceSchedules(bus);
-      return answer;
+      }));
     },
     async runEvent(req, ctx) {
       const principal = principalOf(ctx.values);

@@ -7,7 +7,7 @@ import { executionToProto, workflowToProto } from '../wire/workflow-messages.ts'
 import { plainJson } from '../wire/api-messages.ts';
 import { requestCancel, startExecution, type ExecutionTrigger } from '../workflows/engine.ts';
 import { NO_WEBHOOK, newWebhook } from '../workflows/webhook-secret.ts';
-import { announceSchedules, kickDispatch } from '../job-events.ts';
+import { changingSchedules, kickDispatch } from '../job-events.ts';
 import { principalOf, type Principal } from './auth.ts';
 import { invalid, notFound } from './errors.ts';
 import { afterCursor, encodeCursor, pageSize } from './pagination.ts';
@@ -55,7 +55,7 @@ export function workflowService(deps: ApiDeps): ServiceImpl<typeof WorkflowServi
       const { webhook, ...fields } = await workflowFields(db, principal.ownerId, req.workflow);
       const id = randomUUID();
       const hook = webhook ? newWebhook(deps.sealer, 'workflows', id) : undefined;
-      const answer = await audited(db, ctx, async (tx) => {
+      return changingSchedules(deps.bus, audited(db, ctx, async (tx) => {
         const row = await tx
           .insertInto('workflows')
           .values({
@@ -69,9 +69,7 @@ export function workflowService(deps: ApiDeps): ServiceImpl<typeof WorkflowServi
           .returningAll()
           .executeTakeFirstOrThrow();
         return { workflow: workflowToProto(row, hook?.secret) };
-      });
-      announceSchedules(deps.bus);
-      return answer;
+      }));
     },
     async getWorkflow(req, ctx) {
       return { workflow: workflowToProto(await findWorkflow(deps, principalOf(ctx.values), req.id)) };
@@ -89,7 +87,7 @@ export function workflowService(deps: ApiDeps): ServiceImpl<typeof WorkflowServi
       const { webhook, ...fields } = await workflowFields(db, existing.owner_id, req.workflow, existing);
       // A webhook kept on keeps its key and secret; one turned on now gets new ones.
       const hook = webhook && !existing.webhook_key ? newWebhook(deps.sealer, 'workflows', existing.id) : undefined;
-      const answer = await audited(db, ctx, async (tx) => {
+      return changingSchedules(deps.bus, audited(db, ctx, async (tx) => {
         const row = await tx
           .updateTable('workflows')
           .set({
@@ -103,20 +101,16 @@ export function workflowService(deps: ApiDeps): ServiceImpl<typeof WorkflowServi
           .returningAll()
           .executeTakeFirstOrThrow();
         return { workflow: workflowToProto(row, hook?.secret) };
-      });
-      announceSchedules(deps.bus);
-      return answer;
+      }));
     },
     async deleteWorkflow(req, ctx) {
       const principal = principalOf(ctx.values);
       mustChange(principal);
       const existing = await findWorkflow(deps, principal, req.id);
-      const answer = await audited(db, ctx, async (tx) => {
+      return changingSchedules(deps.bus, audited(db, ctx, async (tx) => {
         await tx.updateTable('workflows').set({ deleted_at: sql<Date>`now()`, ...NO_WEBHOOK }).where('id', '=', existing.id).execute();
         return {};
-      });
-      announceSchedules(deps.bus);
-      return answer;
+      }));
     },
     async rotateWorkflowWebhook(req, ctx) {
       const principal = principalOf(ctx.values);
